@@ -1,0 +1,5 @@
+import sys
+
+from loadaction.cli import main
+
+sys.exit(main())

@@ -1,0 +1,63 @@
+"""Data feeders: which row an iteration gets from each data source.
+
+`unique` hands each row out once across all VUs of the run (like k6's
+SharedArray indexed per VU and iteration); running out is an outcome the
+engine reports ("data exhausted"), never a crash.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+from typing import Any
+
+from loadaction.plan.model import DataSource
+
+
+class DataExhausted(Exception):
+    def __init__(self, source: str, rows: int):
+        super().__init__(f"data '{source}' exhausted after {rows} rows")
+        self.source = source
+
+
+class Feeder:
+    __slots__ = ("spec", "_next", "_rng")
+
+    def __init__(self, spec: DataSource, rng: random.Random) -> None:
+        self.spec = spec
+        self._next = 0
+        self._rng = rng
+
+    def draw(self) -> Mapping[str, Any]:
+        rows = self.spec.rows
+        mode = self.spec.mode
+        if mode == "random":
+            return self._rng.choice(rows)
+        i = self._next
+        if mode == "unique" and i >= len(rows):
+            raise DataExhausted(self.spec.name, len(rows))
+        self._next = i + 1
+        return rows[i % len(rows)]
+
+
+class IterationData:
+    """`data` in templates: draws a source's row the first time an iteration
+    reads it, so iterations only consume the sources they use."""
+
+    __slots__ = ("_feeders", "_rows")
+
+    def __init__(self, feeders: Mapping[str, Feeder]) -> None:
+        self._feeders = feeders
+        self._rows: dict[str, Mapping[str, Any]] = {}
+
+    def __getitem__(self, name: str) -> Mapping[str, Any]:
+        row = self._rows.get(name)
+        if row is None:
+            row = self._rows[name] = self._feeders[name].draw()
+        return row
+
+    def __getattr__(self, name: str) -> Mapping[str, Any]:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None

@@ -1,0 +1,84 @@
+"""Open-model executors: iterations start on a schedule whatever the target's
+latency. An iteration that finds no free VU (and `maxVUs` already reached) is
+dropped and counted in `dropped_iterations`; every started iteration records
+how late it started, so coordinated omission shows instead of hiding."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from time import monotonic
+
+from loadaction.engine.executors.base import Executor, VUStopped
+from loadaction.engine.executors.stages import arrival_offsets, total_duration
+from loadaction.engine.vu import VirtualUser
+from loadaction.plan.model import ConstantArrivalRate, RampingArrivalRate, Stage
+
+
+class ArrivalRateExecutor(Executor):
+    spec: ConstantArrivalRate | RampingArrivalRate
+
+    def offsets(self) -> Iterator[float]:
+        raise NotImplementedError
+
+    async def execute(self) -> None:
+        run, spec = self.run, self.spec
+        free: list[VirtualUser] = [run.new_vu() for _ in range(spec.pre_allocated_vus)]
+        in_flight: set[asyncio.Task[None]] = set()
+        counts: dict[int, int] = {}  # per-VU iteration numbers
+        start = monotonic()
+        end = start + self.planned_duration()
+
+        async def one(vu: VirtualUser) -> None:
+            run.active_vus += 1
+            n = counts.get(vu.id, 0)
+            counts[vu.id] = n + 1
+            try:
+                await run.iterate(vu, n)
+            except VUStopped:
+                return  # this VU is spent; it does not go back to the pool
+            finally:
+                run.active_vus -= 1
+            free.append(vu)
+
+        async with asyncio.TaskGroup() as tg:
+            for offset in self.offsets():
+                due = start + offset
+                if due >= end or await run.sleep_until(due):
+                    break
+                if free:
+                    vu = free.pop()
+                elif run.vus_max < spec.max_vus:
+                    vu = run.new_vu()
+                else:
+                    run.drop()
+                    continue
+                run.lateness(monotonic() - due)
+                task = tg.create_task(one(vu))
+                in_flight.add(task)
+                task.add_done_callback(in_flight.discard)
+            await run.sleep_until(end)
+            await run.finish(list(in_flight))
+
+
+class ConstantArrivalRateExecutor(ArrivalRateExecutor):
+    spec: ConstantArrivalRate
+
+    def planned_duration(self) -> float:
+        return self.spec.duration
+
+    def offsets(self) -> Iterator[float]:
+        spec = self.spec
+        stage = Stage(spec.duration, spec.rate)
+        return arrival_offsets(spec.rate, (stage,), spec.time_unit)
+
+
+class RampingArrivalRateExecutor(ArrivalRateExecutor):
+    spec: RampingArrivalRate
+
+    def planned_duration(self) -> float:
+        return total_duration(self.spec.stages)
+
+    def offsets(self) -> Iterator[float]:
+        spec = self.spec
+        return arrival_offsets(spec.start_rate, spec.stages, spec.time_unit)

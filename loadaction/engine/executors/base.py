@@ -1,0 +1,169 @@
+"""What every executor shares: VUs, iterations and the graceful stop.
+
+Executors decide *when* iterations start; this module decides what an
+iteration is (errors, interruption, metrics) and how a scenario winds down:
+no new iterations after its end, `gracefulStop` for those in flight, then
+cancellation (those count as interrupted, not as iterations).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable
+from time import monotonic, perf_counter_ns
+
+from loadaction.engine.data import DataExhausted
+from loadaction.engine.safety import CapReached
+from loadaction.engine.state import RunState
+from loadaction.engine.vu import StepError, VirtualUser
+from loadaction.plan.model import Scenario
+
+
+class VUStopped(Exception):
+    """This VU can run no more iterations (its unique data ran out)."""
+
+
+class ScenarioRun:
+    """The live state of one scenario; executors drive it."""
+
+    def __init__(self, state: RunState, scenario: Scenario) -> None:
+        self.state = state
+        self.scenario = scenario
+        self.flow = state.plan.flows[scenario.exec]
+        self.bucket = state.series.live[scenario.name]
+        self.tags = tuple(sorted({**dict(scenario.tags), "scenario": scenario.name}.items()))
+        self.iterations = 0
+        self.interrupted = 0
+        self.dropped = 0
+        self.started = 0  # iterations started (scenario.iteration in templates)
+        self.active_vus = 0
+        self.vus_max = 0
+        self.ended = False  # the executor's own end: no new iterations
+        self.start_mono: float | None = None
+        self._iter_count = state.registry.sink("iterations", self.tags)
+        self._iter_duration = state.registry.sink("iteration_duration", self.tags)
+        self._dropped = state.registry.sink("dropped_iterations", self.tags)
+        self._lateness = state.registry.sink("iteration_start_lateness", self.tags)
+
+    # ------------------------------------------------------------ clock
+
+    def elapsed(self) -> float:
+        return monotonic() - self.start_mono if self.start_mono is not None else 0.0
+
+    @property
+    def stopping(self) -> asyncio.Event:
+        return self.state.control.stop
+
+    @property
+    def open(self) -> bool:
+        """May a new iteration start?"""
+        return not self.ended and not self.state.control.stop.is_set()
+
+    async def sleep_until(self, deadline: float) -> bool:
+        """Sleep until `deadline` (monotonic); True if the run was told to stop first."""
+        delay = deadline - monotonic()
+        if self.stopping.is_set():
+            return True
+        if delay <= 0:
+            return False
+        try:
+            await asyncio.wait_for(self.stopping.wait(), delay)
+            return True
+        except TimeoutError:
+            return False
+
+    # ------------------------------------------------------------ VUs & iterations
+
+    def new_vu(self) -> VirtualUser:
+        self.vus_max += 1
+        vu_id = self.state.next_vu_id()
+        return VirtualUser(self.state, self.scenario.name, vu_id, self.bucket, self.tags)
+
+    def drop(self) -> None:
+        self.dropped += 1
+        self._dropped.add(1)
+
+    def lateness(self, seconds: float) -> None:
+        self._lateness.add_us(int(seconds * 1_000_000))
+
+    async def iterate(self, vu: VirtualUser, n: int) -> None:
+        """One iteration; raises VUStopped when the VU must not run another."""
+        self.started += 1
+        start = perf_counter_ns()
+        try:
+            await vu.iteration(self.flow, n, self.started - 1)
+        except asyncio.CancelledError:
+            self.interrupted += 1
+            raise
+        except StepError as exc:
+            self.state.errors.add(self.scenario.name, str(exc))
+        except DataExhausted as exc:
+            self.state.notice(f"{exc}: scenario '{self.scenario.name}' stopped drawing rows")
+            raise VUStopped() from None
+        except CapReached as exc:
+            self.state.control.request_stop("capped", str(exc))
+            raise VUStopped() from None
+        self.iterations += 1
+        self._iter_count.count += 1
+        self._iter_duration.add_us((perf_counter_ns() - start) // 1000)
+        self.bucket.iterations += 1
+
+    async def wait_until(self, tasks: Iterable[asyncio.Task[None]], deadline: float) -> None:
+        """Wait until every task is done, `deadline` (monotonic) passes or the run stops."""
+        pending: set[asyncio.Future[object]] = {t for t in tasks if not t.done()}
+        stop_waiter = asyncio.ensure_future(self.stopping.wait())
+        try:
+            while pending and not self.stopping.is_set():
+                timeout = deadline - monotonic()
+                if timeout <= 0:
+                    break
+                _, pending = await asyncio.wait(
+                    pending | {stop_waiter}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+                pending.discard(stop_waiter)
+        finally:
+            stop_waiter.cancel()
+
+    async def finish(self, tasks: Iterable[asyncio.Task[None]]) -> None:
+        """The executor's time is up: no new iterations, then the graceful stop."""
+        self.ended = True
+        await self.settle(tasks, self.scenario.graceful_stop)
+
+    async def settle(self, tasks: Iterable[asyncio.Task[None]], grace: float) -> None:
+        """Give in-flight work `grace` seconds, then cancel what is left."""
+        pending = [t for t in tasks if not t.done()]
+        if not pending:
+            return
+        if grace > 0:
+            _, still = await asyncio.wait(pending, timeout=grace)
+            pending = list(still)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
+
+class Executor:
+    """Base class: `run()` returns when the scenario is over, graceful stop included."""
+
+    def __init__(self, run: ScenarioRun) -> None:
+        self.run = run
+        self.spec = run.scenario.executor
+
+    def planned_duration(self) -> float:
+        raise NotImplementedError
+
+    async def execute(self) -> None:
+        raise NotImplementedError
+
+    async def vu_loop(self, vu: VirtualUser, may_continue: Callable[[int], bool]) -> None:
+        """Iterate while the scenario is open and `may_continue(n)` says so."""
+        run = self.run
+        run.active_vus += 1
+        n = 0
+        try:
+            while run.open and may_continue(n):
+                await run.iterate(vu, n)
+                n += 1
+        except VUStopped:
+            pass
+        finally:
+            run.active_vus -= 1

@@ -1,0 +1,25 @@
+"""`per-vu-iterations`: each VU runs exactly `iterations` iterations."""
+
+from __future__ import annotations
+
+import asyncio
+from time import monotonic
+
+from loadaction.engine.executors.base import Executor
+from loadaction.plan.model import PerVUIterations
+
+
+class PerVUIterationsExecutor(Executor):
+    spec: PerVUIterations
+
+    def planned_duration(self) -> float:
+        return self.spec.max_duration
+
+    async def execute(self) -> None:
+        run, spec = self.run, self.spec
+        deadline = monotonic() + spec.max_duration
+        async with asyncio.TaskGroup() as tg:
+            tasks = [tg.create_task(self.vu_loop(run.new_vu(), lambda n: n < spec.iterations))
+                     for _ in range(spec.vus)]
+            await run.wait_until(tasks, deadline)
+            await run.finish(tasks)

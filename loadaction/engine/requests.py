@@ -1,0 +1,174 @@
+"""Turns a RequestSpec into bytes on the wire and samples in the registry.
+
+Everything that does not change between iterations (merged header templates,
+tag sets, the sinks a sample lands in) is computed once per request spec and
+scenario, so the per-request cost is rendering, one dict lookup and a few adds.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlencode
+
+from yarl import URL
+
+from loadaction.engine.http import HttpResult, PreparedRequest
+from loadaction.engine.response import ResponseView
+from loadaction.engine.state import RunState
+from loadaction.metrics.registry import Tags
+from loadaction.metrics.sinks import CounterSink, RateSink, TrendSink
+from loadaction.metrics.series import LiveBucket
+from loadaction.plan.model import Renderable, RequestSpec
+
+REDIRECTS = frozenset({301, 302, 303, 307, 308})
+MAX_REDIRECTS = 10  # k6's default maxRedirects
+
+
+class RequestSinks:
+    """The sinks one (request, scenario, group, status) combination feeds."""
+
+    __slots__ = ("reqs", "duration", "blocked", "connecting", "failed", "sent", "received", "expected")
+
+    def __init__(self, state: RunState, tags: Tags, expected: bool) -> None:
+        reg = state.registry
+        self.expected = expected
+        self.reqs: CounterSink = reg.sink("http_reqs", tags)  # type: ignore[assignment]
+        self.duration: TrendSink = reg.sink("http_req_duration", tags)  # type: ignore[assignment]
+        self.blocked: TrendSink = reg.sink("http_req_blocked", tags)  # type: ignore[assignment]
+        self.connecting: TrendSink = reg.sink("http_req_connecting", tags)  # type: ignore[assignment]
+        self.failed: RateSink = reg.sink("http_req_failed", tags)  # type: ignore[assignment]
+        self.sent: CounterSink = reg.sink("data_sent", tags)  # type: ignore[assignment]
+        self.received: CounterSink = reg.sink("data_received", tags)  # type: ignore[assignment]
+
+
+class PreparedSpec:
+    """Per (spec, scenario, group): the header templates merged over the plan's
+    defaults and the tags every sample of this request carries."""
+
+    __slots__ = ("spec", "headers", "base_tags", "sinks", "state")
+
+    def __init__(self, state: RunState, spec: RequestSpec, scenario_tags: Tags, group: str) -> None:
+        self.state = state
+        self.spec = spec
+        merged: dict[str, tuple[str, Renderable]] = {
+            k.lower(): (k, v) for k, v in state.plan.headers
+        }
+        merged.update({k.lower(): (k, v) for k, v in spec.headers})
+        self.headers = tuple(merged.values())
+        tags = dict(scenario_tags)
+        tags.update(spec.tags)
+        tags.update(name=spec.name, method=spec.method, group=group)
+        self.base_tags = tuple(sorted(tags.items()))
+        self.sinks: dict[int, RequestSinks] = {}
+
+    def sinks_for(self, status: int) -> RequestSinks:
+        sinks = self.sinks.get(status)
+        if sinks is None:
+            expect = self.spec.expect
+            expected = status in expect if expect is not None else 200 <= status < 400
+            tags = tuple(sorted((*self.base_tags, ("status", str(status)),
+                                 ("expected_response", "true" if expected else "false"))))
+            sinks = self.sinks[status] = RequestSinks(self.state, tags, expected)
+        return sinks
+
+
+def _render_mapping(tpl: Renderable | None, ctx: Mapping[str, Any]) -> Mapping[str, Any]:
+    if tpl is None:
+        return {}
+    value = tpl.render(ctx)
+    if not isinstance(value, Mapping):
+        raise TypeError(f"expected a mapping, got {type(value).__name__}")
+    return value
+
+
+def _as_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "" if value is None else str(value)
+
+
+class Requester:
+    """Sends one VU's requests; owned by the VU, so it can cache freely."""
+
+    def __init__(self, state: RunState, scenario: str, bucket: LiveBucket) -> None:
+        self.state = state
+        self.scenario = scenario
+        self.bucket = bucket
+        self.target = URL(state.plan.target)
+        self._urls: dict[str, URL] = {}
+
+    def build(self, prepared: PreparedSpec, ctx: Mapping[str, Any]) -> PreparedRequest:
+        spec = prepared.spec
+        url = self._url(spec.url.render(ctx))
+        query = _render_mapping(spec.query, ctx)
+        if query:
+            url = url.update_query({k: _as_text(v) for k, v in query.items()})
+        headers = {name: _as_text(tpl.render(ctx)) for name, tpl in prepared.headers}
+        body: bytes | None = None
+        if spec.json is not None:
+            body = json.dumps(spec.json.render(ctx), separators=(",", ":")).encode()
+            headers.setdefault("Content-Type", "application/json")
+        elif spec.form is not None:
+            form = _render_mapping(spec.form, ctx)
+            body = urlencode({k: _as_text(v) for k, v in form.items()}).encode()
+            headers.setdefault("Content-Type", "application/x-www-form-urlencoded")
+        elif spec.body is not None:
+            raw = spec.body.render(ctx)
+            body = raw if isinstance(raw, bytes) else _as_text(raw).encode()
+        timeout = spec.timeout if spec.timeout is not None else self.state.plan.timeout
+        return PreparedRequest(spec.method, str(url), headers, body, timeout)
+
+    def _url(self, text: str) -> URL:
+        url = self._urls.get(text)
+        if url is None:
+            url = URL(text)
+            if not url.is_absolute():
+                base = str(self.target).rstrip("/")
+                url = URL(base + ("" if text.startswith("/") else "/") + text)
+            self.state.guard.check_host(url)
+            if len(self._urls) < 256:
+                self._urls[text] = url
+        return url
+
+    async def send(self, prepared: PreparedSpec, req: PreparedRequest) -> ResponseView:
+        """Send, following redirects only to allowed hosts, and record every hop."""
+        guard = self.state.guard
+        for _ in range(MAX_REDIRECTS + 1):
+            await guard.admit()
+            result = await self.state.transport.send(req)
+            self.record(prepared, result)
+            location = result.headers.get("Location") if result.status in REDIRECTS else None
+            if location is None:
+                break
+            url = URL(req.url).join(URL(location))
+            if not guard.allows(url):
+                self.state.notice(
+                    f"redirect from {URL(req.url).host} to {url.host} not followed: host not allowed"
+                )
+                break
+            if result.status == 303 or (result.status in (301, 302) and req.method == "POST"):
+                req = PreparedRequest("GET", str(url), {k: v for k, v in req.headers.items()
+                                                          if k.lower() != "content-type"}, None, req.timeout)
+            else:
+                req = PreparedRequest(req.method, str(url), req.headers, req.body, req.timeout)
+        if result.error:
+            self.state.errors.add(self.scenario, result.error)
+        return ResponseView(prepared.spec.name, result)
+
+    def record(self, prepared: PreparedSpec, result: HttpResult) -> None:
+        sinks = prepared.sinks_for(result.status)
+        sinks.reqs.count += 1
+        sinks.duration.add_us(result.duration_us)
+        sinks.blocked.add_us(result.blocked_us)
+        sinks.connecting.add_us(result.connecting_us)
+        failed = not sinks.expected
+        sinks.failed.add(failed)
+        sinks.sent.count += result.sent_bytes
+        sinks.received.count += result.received_bytes
+        bucket = self.bucket
+        bucket.reqs += 1
+        bucket.durations.add_us(result.duration_us)
+        if failed:
+            bucket.failed += 1

@@ -1,0 +1,268 @@
+"""Runs a plan: preflight, vars, setup, the scenarios on their timeline, teardown.
+
+The run always ends in a `RunOutcome`, whether it completed, was cancelled,
+aborted on a threshold, hit a safety cap, or could not start: the caller
+writes results and picks the exit code from it, so nothing measured is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from time import monotonic
+from typing import Any
+
+from yarl import URL
+
+from loadaction.engine.data import Feeder
+from loadaction.engine.executors import Executor, ScenarioRun, executor_for
+from loadaction.engine.http import AiohttpTransport, Transport
+from loadaction.engine.safety import Guard
+from loadaction.engine.state import ErrorLog, RunClock, RunControl, RunState
+from loadaction.engine.vu import StepError, VirtualUser
+from loadaction.masking import Masker
+from loadaction.metrics.registry import MetricInfo, Registry
+from loadaction.metrics.series import LiveBucket, SeriesRecorder
+from loadaction.metrics.sinks import RateSink, TrendSink
+from loadaction.plan.model import Flow, Plan
+from loadaction.verdict import ThresholdResult, judge, judge_all
+
+PREFLIGHT_TIMEOUT_S = 10.0
+TEARDOWN_TIMEOUT_S = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class ScenarioProgress:
+    name: str
+    elapsed_s: float
+    planned_s: float
+    vus: int
+    rps: float
+    p95_ms: float | None
+    error_rate: float | None
+    running: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    elapsed_s: float
+    scenarios: tuple[ScenarioProgress, ...]
+    checks_rate: float | None
+
+
+@dataclass
+class RunOutcome:
+    plan: Plan
+    state: RunState
+    started_at: datetime
+    ended_at: datetime
+    duration_s: float
+    status: str  # complete | aborted | cancelled | capped | failed
+    reason: str | None
+    scenarios: list[tuple[ScenarioRun, Executor]]
+    thresholds: list[ThresholdResult] = field(default_factory=list)
+
+    @property
+    def violations(self) -> list[ThresholdResult]:
+        return [t for t in self.thresholds if t.failed]
+
+
+def custom_metric_infos(plan: Plan) -> dict[str, MetricInfo]:
+    return {name: MetricInfo(d.kind, "time" if d.is_time else "default")
+            for name, d in plan.metrics.items()}
+
+
+class Run:
+    """One run of a plan. `control` lets signal handlers stop it gracefully;
+    `hard_stop()` ends in-flight iterations at once (a second Ctrl-C)."""
+
+    def __init__(self, plan: Plan, *, transport: Transport | None = None,
+                 progress: Callable[[Progress], None] | None = None,
+                 progress_interval_s: float = 5.0, seed: int | None = None) -> None:
+        self.plan = plan
+        self.control = RunControl()
+        clock = RunClock()
+        rng = random.Random(seed)
+        self.state = RunState(
+            plan=plan,
+            transport=transport or AiohttpTransport(max_body_bytes=plan.max_body_bytes),
+            registry=Registry(custom_metric_infos(plan)),
+            series=SeriesRecorder(s.name for s in plan.scenarios),
+            guard=Guard(plan.allowed_hosts, plan.limits.max_rps, plan.limits.max_requests),
+            masker=Masker(plan.secrets.values()),
+            feeders={name: Feeder(src, rng) for name, src in plan.data.items()},
+            clock=clock,
+            errors=ErrorLog(clock),
+            control=self.control,
+        )
+        self.progress = progress
+        self.progress_interval_s = progress_interval_s
+        self.scenarios = [(r, executor_for(r)) for r in
+                          (ScenarioRun(self.state, s) for s in plan.scenarios)]
+        self._scenarios_task: asyncio.Task[None] | None = None
+
+    def hard_stop(self) -> None:
+        self.control.request_stop("cancelled", "cancelled")
+        if self._scenarios_task is not None:
+            self._scenarios_task.cancel()
+
+    # ------------------------------------------------------------ the run
+
+    async def execute(self) -> RunOutcome:
+        started_at = datetime.now(UTC)
+        state = self.state
+        setup_done = False
+        try:
+            await self._preflight()
+            state.global_vars.update(self._render_vars())
+            if self.plan.setup is not None:
+                state.global_vars.update(await self._once(self.plan.setup, "setup"))
+            setup_done = True
+            self._scenarios_task = asyncio.create_task(self._run_scenarios())
+            try:
+                await self._scenarios_task
+            except asyncio.CancelledError:
+                if asyncio.current_task().cancelling():  # we were cancelled, not hard-stopped
+                    raise
+        except StepError as exc:
+            self.control.request_stop("failed", str(exc))
+        finally:
+            if setup_done and self.plan.teardown is not None:
+                await self._teardown()
+            await state.transport.close()
+        return self._outcome(started_at)
+
+    async def _preflight(self) -> None:
+        """Fail fast, with a clear message, when the target cannot be reached at all."""
+        url = URL(self.plan.target)
+        port = url.port or (443 if url.scheme == "https" else 80)
+        try:
+            _, writer = await asyncio.wait_for(
+                asyncio.open_connection(url.host, port), PREFLIGHT_TIMEOUT_S)
+        except (OSError, TimeoutError) as exc:
+            reason = "timed out" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc))
+            raise StepError(f"target {self.plan.target} is unreachable: {reason}") from None
+        writer.close()
+
+    def _render_vars(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        ctx = {"env": self.plan.env, "secrets": self.plan.secrets, "vars": out}
+        for name, tpl in self.plan.vars:
+            try:
+                out[name] = tpl.render(ctx)
+            except Exception as exc:
+                raise StepError(f"var '{name}' could not be rendered: {exc}") from None
+        return out
+
+    async def _once(self, flow: Flow, name: str) -> dict[str, Any]:
+        """Run setup or teardown as one iteration of VU 0; any error or failed check fails it."""
+        state = self.state
+        before = len(state.errors.entries)
+        vu = VirtualUser(state, name, 0, LiveBucket(), (("scenario", name),))
+        try:
+            await vu.iteration(flow, 0, 0)
+        except StepError as exc:
+            raise StepError(f"{name} failed: {exc}") from None
+        failed_checks = state.registry.select("checks", (("scenario", name),))
+        if isinstance(failed_checks, RateSink) and failed_checks.passes < failed_checks.total:
+            raise StepError(f"{name} failed: {failed_checks.total - failed_checks.passes} check(s) failed")
+        if len(state.errors.entries) > before:
+            (scenario, message) = list(state.errors.entries)[-1]
+            raise StepError(f"{name} failed: {message}")
+        return vu.vars
+
+    async def _teardown(self) -> None:
+        self.state.guard.max_requests = None  # cleaning up is never capped
+        try:
+            await asyncio.wait_for(self._once(self.plan.teardown, "teardown"), TEARDOWN_TIMEOUT_S)
+        except StepError as exc:
+            self.state.notice(str(exc))
+        except TimeoutError:
+            self.state.notice(f"teardown did not finish within {TEARDOWN_TIMEOUT_S:g}s")
+
+    async def _run_scenarios(self) -> None:
+        t0 = monotonic()
+        async with asyncio.TaskGroup() as tg:
+            tasks = [tg.create_task(self._scenario(run, ex, t0)) for run, ex in self.scenarios]
+            ticker = tg.create_task(self._tick(t0))
+            await asyncio.wait(tasks)
+            ticker.cancel()
+        self._roll(monotonic() - t0)
+
+    async def _scenario(self, run: ScenarioRun, executor: Executor, t0: float) -> None:
+        if await run.sleep_until(t0 + run.scenario.start_time):
+            return
+        run.start_mono = monotonic()
+        try:
+            await executor.execute()
+        finally:
+            run.ended = True
+
+    # ------------------------------------------------------------ once a second
+
+    async def _tick(self, t0: float) -> None:
+        plan, control = self.plan, self.control
+        aborters = [t for t in plan.thresholds if t.abort_on_fail]
+        next_progress = self.progress_interval_s
+        second = 1
+        while True:
+            await asyncio.sleep(max(0.0, t0 + second - monotonic()))
+            elapsed = monotonic() - t0
+            self._roll(elapsed)
+            for threshold in aborters:
+                if elapsed >= threshold.delay_abort_eval:
+                    result = judge(threshold, self.state.registry, elapsed)
+                    if result.verdict == "fail":
+                        control.request_stop(
+                            "aborted", f"threshold {threshold.selector} {threshold.expr.text} "
+                                       f"crossed (abortOnFail)")
+            limit = plan.limits.max_duration
+            if limit is not None and elapsed >= limit:
+                control.request_stop("capped", f"max-duration of {limit:g}s reached")
+            if self.progress is not None and elapsed >= next_progress:
+                next_progress += self.progress_interval_s
+                self.progress(self._progress(elapsed))
+            second += 1
+
+    def _roll(self, t: float) -> None:
+        state = self.state
+        vus = {run.scenario.name: run.active_vus for run, _ in self.scenarios}
+        state.series.roll(t, vus)
+        state.registry.add("vus", sum(vus.values()), ())
+        state.registry.add("vus_max", sum(run.vus_max for run, _ in self.scenarios), ())
+
+    def _progress(self, elapsed: float) -> Progress:
+        window = max(1, round(self.progress_interval_s))
+        rows = []
+        for run, executor in self.scenarios:
+            points = self.state.series.last(run.scenario.name, window)
+            reqs = sum(p["reqs"] for p in points)
+            failed = sum(p["failed"] for p in points)
+            merged = TrendSink()
+            for p in points:
+                if p["hdr"]:
+                    merged.hist.decode_and_add(p["hdr"])
+            rows.append(ScenarioProgress(
+                name=run.scenario.name, elapsed_s=run.elapsed(),
+                planned_s=executor.planned_duration(), vus=run.active_vus,
+                rps=reqs / max(len(points), 1), p95_ms=merged.percentile(95) if merged.count else None,
+                error_rate=failed / reqs if reqs else None,
+                running=run.start_mono is not None and not run.ended,
+            ))
+        checks = self.state.registry.select("checks")
+        return Progress(elapsed, tuple(rows), checks.rate if isinstance(checks, RateSink) else None)
+
+    # ------------------------------------------------------------ the end
+
+    def _outcome(self, started_at: datetime) -> RunOutcome:
+        ended_at = datetime.now(UTC)
+        duration = (ended_at - started_at).total_seconds()
+        thresholds = judge_all(self.plan.thresholds, self.state.registry, duration)
+        return RunOutcome(
+            plan=self.plan, state=self.state, started_at=started_at, ended_at=ended_at,
+            duration_s=duration, status=self.control.status, reason=self.control.reason,
+            scenarios=self.scenarios, thresholds=thresholds,
+        )

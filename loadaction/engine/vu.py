@@ -1,0 +1,211 @@
+"""A virtual user: runs a flow's steps, one iteration at a time.
+
+A failing step (a template that cannot render, an extract that finds nothing,
+a refused host) ends the iteration with an error counted in the run's error
+log, as an exception ends a k6 iteration; the VU goes on with the next one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Mapping
+from time import perf_counter_ns
+from typing import Any
+
+from loadaction.engine.data import DataExhausted, IterationData
+from loadaction.engine.requests import PreparedSpec, Requester
+from loadaction.engine.response import ResponseView
+from loadaction.engine.safety import RequestRefused
+from loadaction.engine.state import RunState
+from loadaction.metrics.registry import Tags
+from loadaction.metrics.series import LiveBucket
+from loadaction.plan.model import (
+    BatchStep, CheckStep, Condition, ExtractStep, Flow, GroupStep, MapRecordStep, Matcher,
+    RecordStep, RequestSpec, RequestStep, SetStep, Step, ThinkStep,
+)
+
+
+class StepError(Exception):
+    """An iteration cannot go on; the message is what the error log shows."""
+
+
+def matches(matcher: Matcher, present: bool, value: Any) -> bool:
+    kind, operand = matcher.kind, matcher.operand
+    if kind == "exists":
+        return present == bool(operand)
+    if not present:
+        return False
+    if kind == "equals":
+        return _equal(value, operand)
+    if kind == "in":
+        return any(_equal(value, o) for o in operand)
+    if kind == "contains":
+        if isinstance(value, list | dict):
+            return operand in value
+        return str(operand) in str(value)
+    return operand.search(str(value)) is not None  # matches
+
+
+def _equal(value: Any, operand: Any) -> bool:
+    if value == operand and type(value) is not bool or value is operand:
+        return True
+    # a header "200" or a status 200 equals the plan's 200 or "200"
+    return isinstance(value, str) != isinstance(operand, str) and str(value) == str(operand)
+
+
+def field_text(value: Any) -> str:
+    """How a response field names a metric in a `map` (JSON true is 'true')."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "null" if value is None else str(value)
+
+
+class VirtualUser:
+    def __init__(self, state: RunState, scenario: str, vu_id: int, bucket: LiveBucket,
+                 scenario_tags: Tags) -> None:
+        self.state = state
+        self.scenario = scenario
+        self.id = vu_id
+        self.bucket = bucket
+        self.scenario_tags = scenario_tags
+        self.requester = Requester(state, scenario, bucket)
+        self.vars: dict[str, Any] = dict(state.global_vars)
+        self.rng = random.Random()
+        self._prepared: dict[tuple[int, str], PreparedSpec] = {}
+        self._sinks: dict[tuple[str, Tags], Any] = {}
+
+    # ------------------------------------------------------------ iteration
+
+    async def iteration(self, flow: Flow, n: int, scenario_iteration: int) -> None:
+        """Run the flow once; raises StepError (or DataExhausted, CapReached)."""
+        plan = self.state.plan
+        ctx: dict[str, Any] = {
+            "env": plan.env, "secrets": plan.secrets, "vars": self.vars, "vu": self.id,
+            "iter": n, "scenario": {"name": self.scenario, "iteration": scenario_iteration},
+            "data": IterationData(self.state.feeders), "response": None,
+        }
+        responses: dict[str, ResponseView] = {}
+        await self._steps(flow.steps, ctx, responses, "")
+
+    async def _steps(self, steps: tuple[Step, ...], ctx: dict[str, Any],
+                     responses: dict[str, ResponseView], group: str) -> None:
+        for step in steps:
+            match step:
+                case RequestStep(request=spec):
+                    view = await self._request(spec, ctx, group)
+                    responses[spec.name] = view
+                    ctx["response"] = view
+                case BatchStep(requests=specs):
+                    async with asyncio.TaskGroup() as tg:
+                        tasks = [tg.create_task(self._request(s, ctx, group)) for s in specs]
+                    for spec, task in zip(specs, tasks):
+                        responses[spec.name] = ctx["response"] = task.result()
+                case CheckStep():
+                    self._check(step, self._response(step.response, ctx, responses), group)
+                case ExtractStep():
+                    view = self._response(step.response, ctx, responses)
+                    for item in step.items:
+                        present, value = view.subject(item.subject, item.key)
+                        if not present:
+                            raise StepError(f"extract '{item.var}': {_describe(item.subject, item.key)} "
+                                            f"not found in the response of '{view.name}' (status {view.status})")
+                        self.vars[item.var] = value
+                case RecordStep():
+                    self._record(step, ctx, group)
+                case MapRecordStep():
+                    view = self._response(step.response, ctx, responses)
+                    present, value = view.subject(step.subject, step.key)
+                    if present:
+                        text = field_text(value)
+                        for expected, metric in step.mapping:
+                            if expected == text:
+                                self._sink(metric, group).add(1)
+                case ThinkStep(min_s=lo, max_s=hi):
+                    await asyncio.sleep(lo if hi == lo else self.rng.uniform(lo, hi))
+                case SetStep(assignments=assignments):
+                    for name, tpl in assignments:
+                        self.vars[name] = self._render(tpl, ctx, name)
+                case GroupStep(name=name, steps=inner):
+                    path = f"{group}::{name}"
+                    start = perf_counter_ns()
+                    await self._steps(inner, ctx, responses, path)
+                    self._sink("group_duration", path).add_us((perf_counter_ns() - start) // 1000)
+
+    # ------------------------------------------------------------ steps
+
+    async def _request(self, spec: RequestSpec, ctx: Mapping[str, Any], group: str) -> ResponseView:
+        key = (id(spec), group)
+        prepared = self._prepared.get(key)
+        if prepared is None:
+            prepared = self._prepared[key] = PreparedSpec(self.state, spec, self.scenario_tags, group)
+        try:
+            req = self.requester.build(prepared, ctx)
+        except RequestRefused as exc:
+            raise StepError(str(exc)) from None
+        except DataExhausted:
+            raise
+        except Exception as exc:  # a template error in the user's plan
+            raise StepError(f"{spec.source}: request '{spec.name}' could not be rendered: {exc}") from None
+        return await self.requester.send(prepared, req)
+
+    def _response(self, name: str | None, ctx: Mapping[str, Any],
+                  responses: Mapping[str, ResponseView]) -> ResponseView:
+        view = responses.get(name) if name is not None else ctx["response"]
+        if view is None:
+            raise StepError(f"no response{f' named {name!r}' if name else ''} yet in this iteration")
+        return view
+
+    def _check(self, step: CheckStep, view: ResponseView, group: str) -> None:
+        for cond in step.conditions:
+            present, value = view.subject(cond.subject, cond.key)
+            self._check_sink(cond, group).add(matches(cond.matcher, present, value))
+
+    def _check_sink(self, cond: Condition, group: str) -> Any:
+        key = (cond.name, (("group", group),))
+        sink = self._sinks.get(key)
+        if sink is None:
+            tags = tuple(sorted((*self.scenario_tags, ("check", cond.name), ("group", group))))
+            sink = self._sinks[key] = self.state.registry.sink("checks", tags)
+        return sink
+
+    def _record(self, step: RecordStep, ctx: Mapping[str, Any], group: str) -> None:
+        if step.when is not None and not self._render(step.when, ctx, "when"):
+            return
+        sink = self._sink(step.metric, group)
+        if step.value is None:
+            sink.add(True if sink.kind == "rate" else 1)
+            return
+        value = self._render(step.value, ctx, "value")
+        if sink.kind == "rate":
+            sink.add(bool(value))
+            return
+        try:
+            sink.add(float(value))
+        except (TypeError, ValueError):
+            raise StepError(f"{step.source}: record '{step.metric}': value {value!r} is not a number") from None
+
+    def _sink(self, metric: str, group: str) -> Any:
+        key = (metric, (("group", group),))
+        sink = self._sinks.get(key)
+        if sink is None:
+            tags = tuple(sorted((*self.scenario_tags, ("group", group))))
+            sink = self._sinks[key] = self.state.registry.sink(metric, tags)
+        return sink
+
+    @staticmethod
+    def _render(tpl: Any, ctx: Mapping[str, Any], what: str) -> Any:
+        try:
+            return tpl.render(ctx)
+        except DataExhausted:
+            raise
+        except Exception as exc:
+            raise StepError(f"'{what}' could not be rendered: {exc}") from None
+
+
+def _describe(subject: str, key: Any) -> str:
+    if subject == "json":
+        return f"JSON path {key.text}"
+    if subject == "header":
+        return f"header {key}"
+    return subject

@@ -1,0 +1,117 @@
+"""Executor options, with k6's names and defaults.
+
+Options are read into a plain dict first (typed, keyed by the YAML name) so
+a profile can scale them before defaults and cross-option rules apply;
+that way `maxVUs >= preAllocatedVUs` is checked on the numbers that run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from loadaction.errors import PlanError
+from loadaction.plan.fields import (
+    expect_duration, expect_int, expect_map, expect_number, expect_seq, check_keys, required,
+)
+from loadaction.plan.model import (
+    ConstantArrivalRate, ConstantVUs, ExecutorSpec, PerVUIterations, RampingArrivalRate,
+    RampingVUs, SharedIterations, Stage,
+)
+from loadaction.plan.source import Map, Node
+
+EXECUTOR_OPTIONS: Mapping[str, tuple[str, ...]] = {
+    "constant-vus": ("vus", "duration"),
+    "ramping-vus": ("startVUs", "stages", "gracefulRampDown"),
+    "per-vu-iterations": ("vus", "iterations", "maxDuration"),
+    "shared-iterations": ("vus", "iterations", "maxDuration"),
+    "constant-arrival-rate": ("rate", "timeUnit", "duration", "preAllocatedVUs", "maxVUs"),
+    "ramping-arrival-rate": ("startRate", "timeUnit", "stages", "preAllocatedVUs", "maxVUs"),
+}
+REQUIRED_OPTIONS: Mapping[str, tuple[str, ...]] = {
+    "constant-vus": ("duration",),
+    "ramping-vus": ("stages",),
+    "per-vu-iterations": (),
+    "shared-iterations": (),
+    "constant-arrival-rate": ("rate", "duration", "preAllocatedVUs"),
+    "ramping-arrival-rate": ("stages", "preAllocatedVUs"),
+}
+TIMING_OPTIONS = ("startTime", "gracefulStop")
+"""Scenario keys read with the executor options, so profiles can scale them."""
+
+
+def read_options(node: Map, executor: str, where: str) -> dict[str, Any]:
+    """Typed values of the options written in `node` (absent ones stay absent)."""
+    options: dict[str, Any] = {}
+    for key in (*EXECUTOR_OPTIONS[executor], *TIMING_OPTIONS):
+        value = node.get(key)
+        if value is not None:
+            options[key] = _read(key, value, executor)
+    for key in REQUIRED_OPTIONS[executor]:
+        required(node, key, where)
+    return options
+
+
+def build_executor(executor: str, options: Mapping[str, Any], node: Map) -> ExecutorSpec:
+    """The model executor from (possibly scaled) options, defaults filled in."""
+    if executor == "constant-vus":
+        return ConstantVUs(duration=options["duration"], vus=options.get("vus", 1))
+    if executor == "ramping-vus":
+        return RampingVUs(stages=options["stages"], start_vus=options.get("startVUs", 1),
+                          graceful_ramp_down=options.get("gracefulRampDown", 30.0))
+    if executor in ("per-vu-iterations", "shared-iterations"):
+        kind = PerVUIterations if executor == "per-vu-iterations" else SharedIterations
+        return kind(vus=options.get("vus", 1), iterations=options.get("iterations", 1),
+                    max_duration=options.get("maxDuration", 600.0))
+    pre_allocated = options["preAllocatedVUs"]
+    max_vus = options.get("maxVUs", pre_allocated)
+    if max_vus < pre_allocated:
+        raise PlanError(f"maxVUs ({max_vus}) must not be less than preAllocatedVUs "
+                        f"({pre_allocated})", node.key_source("maxVUs"))
+    time_unit = options.get("timeUnit", 1.0)
+    if executor == "constant-arrival-rate":
+        return ConstantArrivalRate(rate=options["rate"], duration=options["duration"],
+                                   pre_allocated_vus=pre_allocated, max_vus=max_vus,
+                                   time_unit=time_unit)
+    return RampingArrivalRate(stages=options["stages"], pre_allocated_vus=pre_allocated,
+                              max_vus=max_vus, start_rate=options.get("startRate", 0.0),
+                              time_unit=time_unit)
+
+
+def executor_length(spec: ExecutorSpec) -> float:
+    """Seconds the executor may run, before the scenario's gracefulStop."""
+    if isinstance(spec, (ConstantVUs, ConstantArrivalRate)):
+        return spec.duration
+    if isinstance(spec, (RampingVUs, RampingArrivalRate)):
+        return sum(stage.duration for stage in spec.stages)
+    return spec.max_duration
+
+
+def _read(key: str, node: Node, executor: str) -> Any:
+    if key in ("vus", "iterations", "preAllocatedVUs", "maxVUs"):
+        return expect_int(node, key, minimum=1)
+    if key == "startVUs":
+        return expect_int(node, key)
+    if key in ("duration", "maxDuration", "timeUnit"):
+        return expect_duration(node, key, positive=True)
+    if key in ("gracefulRampDown", *TIMING_OPTIONS):
+        return expect_duration(node, key)
+    if key in ("rate", "startRate"):
+        return expect_number(node, key, positive=key == "rate")
+    return _stages(node, counts_vus=executor == "ramping-vus")
+
+
+def _stages(node: Node, *, counts_vus: bool) -> tuple[Stage, ...]:
+    """`[{duration: 30s, target: 100}, ...]`; VU targets are whole numbers."""
+    stages = []
+    for item in expect_seq(node, "stages").items:
+        stage = expect_map(item, "stage")
+        check_keys(stage, ("duration", "target"), "in stage")
+        duration = expect_duration(required(stage, "duration", "in stage"), "duration")
+        target_node = required(stage, "target", "in stage")
+        target = (expect_int(target_node, "target") if counts_vus
+                  else expect_number(target_node, "target"))
+        stages.append(Stage(duration, float(target)))
+    if not stages:
+        raise PlanError("stages: expected at least one stage", node.source)
+    return tuple(stages)

@@ -1,0 +1,96 @@
+"""The plan file and its `include`s, merged into one document.
+
+Included files are partial plans whose paths are relative to the file that
+names them. Names must stay unique across files: silently letting one file
+win would make a shared flow behave differently depending on include order.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from loadaction.errors import PlanError
+from loadaction.plan.fields import check_keys, expect_map, expect_seq, expect_str
+from loadaction.plan.source import Entry, Map, Node, Seq, read_yaml
+
+ROOT_KEYS = (
+    "name", "target", "allowedHosts", "include", "secrets", "vars", "defaults", "data",
+    "metrics", "thresholds", "profiles", "setup", "teardown", "flows", "scenarios",
+)
+PARTIAL_KEYS = ("include", "flows", "scenarios", "thresholds", "metrics", "data", "vars", "secrets")
+
+NAMED_SECTIONS = {
+    "flows": "flow", "scenarios": "scenario", "metrics": "metric",
+    "data": "data source", "vars": "var",
+}
+
+
+@dataclass
+class PlanDocument:
+    """Sections from every file; each entry keeps the file and line it came from."""
+
+    root: Map
+    named: dict[str, dict[str, Entry]] = field(
+        default_factory=lambda: {section: {} for section in NAMED_SECTIONS})
+    thresholds: list[tuple[str, Entry]] = field(default_factory=list)
+    secrets: list[Node] = field(default_factory=list)
+
+
+def read_plan(path: Path) -> PlanDocument:
+    display = str(path)
+    root = expect_map(read_yaml(path, display), "plan")
+    check_keys(root, ROOT_KEYS, "at the top level")
+    document = PlanDocument(root)
+    _Merger(document).merge(root, ((path.resolve(), display),))
+    return document
+
+
+class _Merger:
+    """Depth-first over includes; `chain` is the (real path, shown name) of
+    each file from the root down to the one being merged."""
+
+    def __init__(self, document: PlanDocument):
+        self.document = document
+        self.loaded: set[Path] = set()
+
+    def merge(self, node: Map, chain: tuple[tuple[Path, str], ...]) -> None:
+        self.loaded.add(chain[-1][0])
+        for section, kind in NAMED_SECTIONS.items():
+            if section in node:
+                self._merge_named(expect_map(node.get(section), section), section, kind)
+        if "thresholds" in node:
+            self.document.thresholds.extend(
+                expect_map(node.get("thresholds"), "thresholds").items())
+        if "secrets" in node:
+            self.document.secrets.extend(expect_seq(node.get("secrets"), "secrets").items)
+        if "include" in node:
+            self._include(expect_seq(node.get("include"), "include"), chain)
+
+    def _merge_named(self, section: Map, name: str, kind: str) -> None:
+        merged = self.document.named[name]
+        for key, entry in section.items():
+            earlier = merged.get(key)
+            if earlier is not None:
+                raise PlanError(f"{kind} '{key}' is already defined at {earlier.key_source}",
+                                entry.key_source)
+            merged[key] = entry
+
+    def _include(self, items: Seq, chain: tuple[tuple[Path, str], ...]) -> None:
+        real, display = chain[-1]
+        for item in items.items:
+            relative = expect_str(item, "include")
+            child_real = (real.parent / relative).resolve()
+            child_display = os.path.normpath(os.path.join(os.path.dirname(display), relative))
+            reals = [link[0] for link in chain]
+            if child_real in reals:
+                names = [link[1] for link in chain[reals.index(child_real):]]
+                cycle = " -> ".join((*names, child_display))
+                raise PlanError(f"include cycle: {cycle}", item.source)
+            if child_real in self.loaded:
+                continue  # a diamond: the shared file is already merged
+            child = expect_map(read_yaml(child_real, child_display, item.source),
+                               f"included file {child_display}")
+            check_keys(child, PARTIAL_KEYS, f"in included file {child_display}")
+            self.merge(child, (*chain, (child_real, child_display)))

@@ -1,0 +1,202 @@
+"""`load_plan`: plan files and command-line inputs in, a validated Plan out.
+
+Everything that can be checked without sending a request is checked here,
+in one pass that stops at the first mistake; the engine never re-validates.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from types import MappingProxyType
+
+from loadaction.errors import PlanError, Source, did_you_mean
+from loadaction.plan.data import parse_data
+from loadaction.plan.durations import parse_size
+from loadaction.plan.fields import check_keys, expect_duration, expect_map, expect_str
+from loadaction.plan.hosts import allowed_hosts, resolve_target
+from loadaction.plan.includes import PlanDocument, read_plan
+from loadaction.plan.metrics import parse_metrics, parse_thresholds
+from loadaction.plan.model import Flow, Limits, Plan, Renderable, Scenario, Threshold
+from loadaction.plan.profiles import parse_profiles, select_profile
+from loadaction.plan.references import check_references
+from loadaction.plan.requests import parse_headers
+from loadaction.plan.safety import check_live_keys, check_max_duration
+from loadaction.plan.scenarios import parse_scenario
+from loadaction.plan.source import Entry, Map, Node, Scalar, Seq
+from loadaction.plan.steps import FlowParser
+from loadaction.plan.templates import Static, Templates, is_template
+
+DEFAULT_TIMEOUT = 60.0
+DEFAULT_MAX_BODY = 1 << 20
+
+
+def load_plan(path: str | Path, *, target: str | None = None, profile: str | None = None,
+              scenarios: Sequence[str] = (), vars: Mapping[str, str] = MappingProxyType({}),
+              env: Mapping[str, str] | None = None, limits: Limits = Limits(),
+              extra_allowed_hosts: Sequence[str] = ()) -> Plan:
+    """Read, validate and compile a plan; raise one PlanError at the first problem.
+
+    `target` (--target) replaces the plan's target, `vars` (--var) replace or
+    add plan vars, `scenarios` keeps only the named ones, `profile` scales
+    the plan, and `env` (default: os.environ) feeds `env.*` and secrets.
+    """
+    env = dict(os.environ if env is None else env)
+    plan_path = Path(path)
+    document = read_plan(plan_path)
+    root = document.root
+    name_node = root.get("name")
+    name = expect_str(name_node, "name") if name_node is not None else plan_path.stem
+    _check_selection(scenarios, document.named["scenarios"])
+    templates = Templates()
+    plan_target = resolve_target(root, target, templates, env)
+    hosts = allowed_hosts(plan_target, root, extra_allowed_hosts)
+    secrets = _secrets(document.secrets, env)
+    metrics = parse_metrics(document.named["metrics"])
+    data = parse_data(document.named["data"])
+    plan_vars = _vars(document.named["vars"], vars, templates)
+    headers, timeout, max_body = _defaults(root.get("defaults"), templates)
+
+    flow_parser = FlowParser(templates, metrics, hosts)
+    flows = {flow: flow_parser.parse_flow(flow, entry.value, entry.key_source)
+             for flow, entry in document.named["flows"].items()}
+    setup = _hook(root, "setup", flow_parser)
+    teardown = _hook(root, "teardown", flow_parser)
+
+    profiles = parse_profiles(root.get("profiles"), document.named["scenarios"])
+    chosen = select_profile(profiles, profile)
+    thresholds = parse_thresholds(document.thresholds, metrics, document.named["scenarios"])
+    selected: list[Scenario] = []
+    for scenario_name, entry in document.named["scenarios"].items():
+        scenario, own_thresholds = parse_scenario(scenario_name, entry, flows=flows,
+                                                  metrics=metrics, profile=chosen)
+        thresholds.extend(own_thresholds)
+        if not scenarios or scenario_name in scenarios:
+            selected.append(scenario)
+    if not selected:
+        raise PlanError("the plan has no scenarios", Source(root.source.file, 1))
+    running = {scenario.name for scenario in selected}
+    thresholds = [threshold for threshold in thresholds if _applies(threshold, running)]
+
+    check_references(templates.references,
+                     vars={var for var, _ in plan_vars} | flow_parser.defined_vars,
+                     secrets=secrets, data=data)
+    if not limits.allow_live_keys:
+        check_live_keys(_live_key_candidates(document, vars, secrets, templates, env))
+    check_max_duration(selected, limits.max_duration)
+
+    return Plan(
+        name=name,
+        file=str(plan_path),
+        target=plan_target,
+        allowed_hosts=hosts,
+        headers=headers,
+        timeout=timeout,
+        vars=plan_vars,
+        secrets=MappingProxyType({name: value for name, (value, _) in secrets.items()}),
+        env=MappingProxyType(env),
+        metrics=MappingProxyType(metrics),
+        data=MappingProxyType(data),
+        flows=MappingProxyType(flows),
+        scenarios=tuple(selected),
+        thresholds=tuple(thresholds),
+        limits=limits,
+        setup=setup,
+        teardown=teardown,
+        profile=chosen.name if chosen else None,
+        max_body_bytes=max_body,
+    )
+
+
+def _check_selection(names: Iterable[str], scenarios: Mapping[str, Entry]) -> None:
+    for name in names:
+        if name not in scenarios:
+            raise PlanError(f"unknown scenario '{name}' (choices: {', '.join(scenarios)})",
+                            hint=did_you_mean(name, scenarios))
+
+
+def _applies(threshold: Threshold, running: Collection[str]) -> bool:
+    """A budget on a scenario that does not run could only end as `no data`."""
+    scenario = dict(threshold.tags).get("scenario")
+    return scenario is None or scenario in running
+
+
+def _secrets(nodes: Iterable[Node], env: Mapping[str, str]) -> dict[str, tuple[str, Source]]:
+    """Secret name -> (value, where it was declared); each must be set."""
+    secrets = {}
+    for node in nodes:
+        name = expect_str(node, "secrets")
+        if name not in env:
+            raise PlanError(f"secret '{name}' is not set in the environment", node.source,
+                            f"export {name}")
+        secrets[name] = (env[name], node.source)
+    return secrets
+
+
+def _vars(entries: Mapping[str, Entry], cli: Mapping[str, str],
+          templates: Templates) -> tuple[tuple[str, Renderable], ...]:
+    """Plan vars in order, --var values replacing them (or added at the end)."""
+    compiled: dict[str, Renderable] = {}
+    for name, entry in entries.items():
+        compiled[name] = Static(cli[name]) if name in cli else templates.compile_node(entry.value)
+    for name, value in cli.items():
+        compiled.setdefault(name, Static(value))
+    return tuple(compiled.items())
+
+
+def _defaults(node: Node | None, templates: Templates
+              ) -> tuple[tuple[tuple[str, Renderable], ...], float, int]:
+    """Plan-wide request headers, timeout and maximum body size."""
+    if node is None:
+        return (), DEFAULT_TIMEOUT, DEFAULT_MAX_BODY
+    defaults = expect_map(node, "defaults")
+    check_keys(defaults, ("headers", "timeout", "maxBodySize"), "in defaults")
+    timeout_node, size = defaults.get("timeout"), defaults.get("maxBodySize")
+    timeout = DEFAULT_TIMEOUT
+    if timeout_node is not None:
+        timeout = expect_duration(timeout_node, "timeout", positive=True)
+    max_body = DEFAULT_MAX_BODY
+    if size is not None:
+        try:
+            max_body = parse_size(size.value if isinstance(size, Scalar) else None)
+        except ValueError as exc:
+            raise PlanError(f"maxBodySize: {exc}", size.source) from None
+        if max_body <= 0:
+            raise PlanError("maxBodySize: must be greater than 0", size.source)
+    return parse_headers(defaults.get("headers"), templates), timeout, max_body
+
+
+def _hook(root: Map, name: str, parser: FlowParser) -> Flow | None:
+    node = root.get(name)
+    return parser.parse_flow(name, node, root.key_source(name)) if node is not None else None
+
+
+def _live_key_candidates(document: PlanDocument, cli_vars: Mapping[str, str],
+                         secrets: Mapping[str, tuple[str, Source]], templates: Templates,
+                         env: Mapping[str, str]) -> Iterator[tuple[str, str, Source | None]]:
+    """Every value a live key could hide in: secrets, literal var values,
+    --var values, and environment variables templates name literally."""
+    for name, (value, source) in secrets.items():
+        yield f"secret '{name}'", value, source
+    for name, value in cli_vars.items():
+        yield f"--var {name}", value, None
+    for name, entry in document.named["vars"].items():
+        if name not in cli_vars:
+            for text, source in _literal_strings(entry.value):
+                yield f"var '{name}'", text, source
+    for ref in templates.references:
+        if ref.root == "env" and ref.name in env:
+            yield f"environment variable '{ref.name}'", env[ref.name], ref.source
+
+
+def _literal_strings(node: Node) -> Iterator[tuple[str, Source]]:
+    if isinstance(node, Map):
+        for entry in node.entries.values():
+            yield from _literal_strings(entry.value)
+    elif isinstance(node, Seq):
+        for item in node.items:
+            yield from _literal_strings(item)
+    elif isinstance(node.value, str) and not is_template(node.value):
+        yield node.value, node.source
+

@@ -1,0 +1,139 @@
+"""Custom metric declarations and the thresholds (budgets) over all metrics.
+
+A threshold on a misspelt metric would otherwise evaluate to `no data`
+after a full run; checking names and aggregations here makes it fail in
+the first second instead.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection, Iterable, Mapping
+from types import MappingProxyType
+from typing import cast, get_args
+
+from loadaction.errors import PlanError, did_you_mean
+from loadaction.metrics.thresholds import VALID_AGGREGATIONS, parse_selector, parse_threshold
+from loadaction.plan.fields import (
+    check_keys, expect_bool, expect_choice, expect_duration, expect_str, required,
+)
+from loadaction.plan.model import MetricDecl, MetricKind, Threshold
+from loadaction.plan.source import Entry, Map, Node, Seq
+
+BUILTIN_METRICS: Mapping[str, MetricKind] = MappingProxyType({
+    "http_reqs": "counter",
+    "http_req_duration": "trend",
+    "http_req_blocked": "trend",
+    "http_req_connecting": "trend",
+    "http_req_failed": "rate",
+    "iterations": "counter",
+    "iteration_duration": "trend",
+    "dropped_iterations": "counter",
+    "vus": "gauge",
+    "vus_max": "gauge",
+    "checks": "rate",
+    "data_sent": "counter",
+    "data_received": "counter",
+    "group_duration": "trend",
+    "iteration_start_lateness": "trend",
+})
+
+METRIC_KINDS: tuple[str, ...] = get_args(MetricKind)
+_METRIC_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+_THRESHOLD_KEYS = ("threshold", "abortOnFail", "delayAbortEval", "optional")
+
+
+def parse_metrics(entries: Mapping[str, Entry]) -> dict[str, MetricDecl]:
+    """`name: counter` or `name: {type: trend, time: true}`."""
+    metrics = {}
+    for name, entry in entries.items():
+        if name in BUILTIN_METRICS:
+            raise PlanError(f"metric '{name}' is built in; choose another name",
+                            entry.key_source)
+        if not _METRIC_NAME.fullmatch(name):
+            raise PlanError(f"metric name '{name}' must start with a letter or '_' and "
+                            "contain only letters, digits and '_'", entry.key_source)
+        metrics[name] = _declaration(name, entry)
+    return metrics
+
+
+def _declaration(name: str, entry: Entry) -> MetricDecl:
+    node = entry.value
+    if not isinstance(node, Map):
+        kind = cast(MetricKind, expect_choice(node, f"metric '{name}'", METRIC_KINDS))
+        return MetricDecl(name, kind, entry.key_source)
+    check_keys(node, ("type", "time"), f"in metric '{name}'")
+    type_node = required(node, "type", f"in metric '{name}'")
+    kind = cast(MetricKind, expect_choice(type_node, "type", METRIC_KINDS))
+    is_time = _option_bool(node, "time")
+    if is_time and kind != "trend":
+        raise PlanError(f"time: only trends hold durations, and '{name}' is a {kind}",
+                        node.key_source("time"))
+    return MetricDecl(name, kind, entry.key_source, is_time)
+
+
+def parse_thresholds(entries: Iterable[tuple[str, Entry]], metrics: Mapping[str, MetricDecl],
+                     scenarios: Collection[str], scenario: str | None = None) -> list[Threshold]:
+    """`selector: [expr, {threshold: expr, abortOnFail: true}, ...]`; under a
+    scenario, every selector gets `scenario:<name>` added. A `scenario` tag
+    must name one of `scenarios`: a typo there would only show as `no data`."""
+    kinds = {**BUILTIN_METRICS, **{name: decl.kind for name, decl in metrics.items()}}
+    thresholds = []
+    for selector, entry in entries:
+        try:
+            metric, tags = parse_selector(selector)
+        except ValueError as exc:
+            raise PlanError(str(exc), entry.key_source) from None
+        if metric not in kinds:
+            raise PlanError(f"unknown metric '{metric}' in thresholds", entry.key_source,
+                            did_you_mean(metric, kinds))
+        if scenario is not None:
+            if any(key == "scenario" for key, _ in tags):
+                raise PlanError(f"'{selector}': thresholds under a scenario already get "
+                                f"scenario:{scenario}; remove the scenario tag",
+                                entry.key_source)
+            tags = tuple(sorted((*tags, ("scenario", scenario))))
+        for key, value in tags:
+            if key == "scenario" and value not in scenarios:
+                raise PlanError(f"unknown scenario '{value}' in thresholds", entry.key_source,
+                                did_you_mean(value, scenarios))
+        items = entry.value.items if isinstance(entry.value, Seq) else (entry.value,)
+        for item in items:
+            thresholds.append(_threshold(item, metric, tags, kinds[metric]))
+    return thresholds
+
+
+def _threshold(node: Node, metric: str, tags: tuple[tuple[str, str], ...],
+               kind: MetricKind) -> Threshold:
+    if isinstance(node, Map):
+        options = node
+        check_keys(options, _THRESHOLD_KEYS, "in threshold")
+        text_node = required(options, "threshold", "in threshold")
+    else:
+        options, text_node = Map({}, node.source), node
+    text = expect_str(text_node, "threshold")
+    try:
+        expr = parse_threshold(text)
+    except ValueError as exc:
+        raise PlanError(str(exc), text_node.source) from None
+    if expr.aggregation not in VALID_AGGREGATIONS[kind]:
+        allowed = ", ".join(sorted(_aggregation_text(a) for a in VALID_AGGREGATIONS[kind]))
+        raise PlanError(f"threshold '{expr.text}': {kind} metric '{metric}' has no "
+                        f"'{_aggregation_text(expr.aggregation)}' (use {allowed})",
+                        text_node.source)
+    delay = options.get("delayAbortEval")
+    return Threshold(
+        metric, tags, expr, text_node.source,
+        abort_on_fail=_option_bool(options, "abortOnFail"),
+        delay_abort_eval=expect_duration(delay, "delayAbortEval") if delay is not None else 0.0,
+        optional=_option_bool(options, "optional"),
+    )
+
+
+def _option_bool(options: Map, key: str) -> bool:
+    value = options.get(key)
+    return expect_bool(value, key) if value is not None else False
+
+
+def _aggregation_text(aggregation: str) -> str:
+    return "p(N)" if aggregation == "p" else aggregation

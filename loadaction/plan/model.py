@@ -1,0 +1,311 @@
+"""The validated, immutable plan the engine runs.
+
+Everything here is produced by `loadaction.plan.load_plan` after validation,
+so the engine never re-checks user input. Durations are seconds (floats);
+every user-written element keeps its `Source` so errors and GitHub
+annotations can point at the plan line it came from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from loadaction.errors import Source
+from loadaction.metrics.thresholds import ThresholdExpr
+
+
+class Renderable(Protocol):
+    """A value compiled at load time; rendering never parses again."""
+
+    def render(self, ctx: Mapping[str, Any]) -> Any: ...
+
+
+class JsonPath(Protocol):
+    """A compiled JSON path (`$.data[0].id`)."""
+
+    text: str
+
+    def first(self, doc: Any) -> tuple[bool, Any]:
+        """(found, value) of the first match."""
+        ...
+
+
+# ---------------------------------------------------------------- requests
+
+@dataclass(frozen=True, slots=True)
+class RequestSpec:
+    method: str
+    url: Renderable  # absolute, or relative to the plan target
+    name: str  # the `name` tag; defaults to the URL template's source text
+    source: Source
+    query: Renderable | None = None  # renders to a mapping
+    headers: tuple[tuple[str, Renderable], ...] = ()  # merged over plan defaults
+    json: Renderable | None = None
+    form: Renderable | None = None  # renders to a mapping
+    body: Renderable | None = None  # renders to str or bytes
+    timeout: float | None = None  # seconds; None: the plan default
+    expect: tuple[int, ...] | None = None  # expected statuses; None: 200-399
+    tags: tuple[tuple[str, str], ...] = ()
+
+
+# ---------------------------------------------------------------- flow steps
+
+Subject = Literal["status", "header", "json", "body"]
+MatcherKind = Literal["equals", "in", "exists", "contains", "matches"]
+
+
+@dataclass(frozen=True, slots=True)
+class Matcher:
+    kind: MatcherKind
+    operand: Any  # for `matches`, a compiled re.Pattern
+
+
+@dataclass(frozen=True, slots=True)
+class Condition:
+    """One check: `name` is what the summary shows and the `check` tag."""
+
+    name: str
+    subject: Subject
+    key: str | JsonPath | None  # header name, compiled JSON path, or None
+    matcher: Matcher
+    source: Source
+
+
+@dataclass(frozen=True, slots=True)
+class RequestStep:
+    request: RequestSpec
+
+
+@dataclass(frozen=True, slots=True)
+class BatchStep:
+    requests: tuple[RequestSpec, ...]
+    source: Source
+
+
+@dataclass(frozen=True, slots=True)
+class CheckStep:
+    conditions: tuple[Condition, ...]
+    response: str | None  # a request name; None: the last response
+    source: Source
+
+
+@dataclass(frozen=True, slots=True)
+class Extraction:
+    var: str
+    subject: Subject
+    key: str | JsonPath | None
+
+
+@dataclass(frozen=True, slots=True)
+class ExtractStep:
+    items: tuple[Extraction, ...]
+    response: str | None
+    source: Source
+
+
+@dataclass(frozen=True, slots=True)
+class RecordStep:
+    """Add `value` to a custom metric when `when` holds (both templates over
+    the context, which includes `response`)."""
+
+    metric: str
+    value: Renderable | None  # None: 1 for counters, True for rates
+    when: Renderable | None
+    source: Source
+
+
+@dataclass(frozen=True, slots=True)
+class MapRecordStep:
+    """Count a response field into metrics: `result: valid -> successful_scans`."""
+
+    subject: Subject
+    key: str | JsonPath | None
+    mapping: tuple[tuple[str, str], ...]  # (field value as text, counter metric)
+    response: str | None
+    source: Source
+
+
+@dataclass(frozen=True, slots=True)
+class ThinkStep:
+    min_s: float
+    max_s: float  # == min_s for a fixed pause
+    source: Source
+
+
+@dataclass(frozen=True, slots=True)
+class SetStep:
+    assignments: tuple[tuple[str, Renderable], ...]
+    source: Source
+
+
+@dataclass(frozen=True, slots=True)
+class GroupStep:
+    name: str
+    steps: tuple[Step, ...]
+    source: Source
+
+
+Step = (
+    RequestStep | BatchStep | CheckStep | ExtractStep | RecordStep | MapRecordStep
+    | ThinkStep | SetStep | GroupStep
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Flow:
+    name: str
+    steps: tuple[Step, ...]
+    source: Source
+
+
+# ---------------------------------------------------------------- executors
+
+@dataclass(frozen=True, slots=True)
+class Stage:
+    duration: float
+    target: float
+
+
+@dataclass(frozen=True, slots=True)
+class ConstantVUs:
+    duration: float
+    vus: int = 1
+    kind: Literal["constant-vus"] = "constant-vus"
+
+
+@dataclass(frozen=True, slots=True)
+class RampingVUs:
+    stages: tuple[Stage, ...]
+    start_vus: int = 1
+    graceful_ramp_down: float = 30.0
+    kind: Literal["ramping-vus"] = "ramping-vus"
+
+
+@dataclass(frozen=True, slots=True)
+class PerVUIterations:
+    vus: int = 1
+    iterations: int = 1
+    max_duration: float = 600.0
+    kind: Literal["per-vu-iterations"] = "per-vu-iterations"
+
+
+@dataclass(frozen=True, slots=True)
+class SharedIterations:
+    vus: int = 1
+    iterations: int = 1
+    max_duration: float = 600.0
+    kind: Literal["shared-iterations"] = "shared-iterations"
+
+
+@dataclass(frozen=True, slots=True)
+class ConstantArrivalRate:
+    rate: float
+    duration: float
+    pre_allocated_vus: int
+    max_vus: int  # defaults to pre_allocated_vus
+    time_unit: float = 1.0
+    kind: Literal["constant-arrival-rate"] = "constant-arrival-rate"
+
+
+@dataclass(frozen=True, slots=True)
+class RampingArrivalRate:
+    stages: tuple[Stage, ...]
+    pre_allocated_vus: int
+    max_vus: int
+    start_rate: float = 0.0
+    time_unit: float = 1.0
+    kind: Literal["ramping-arrival-rate"] = "ramping-arrival-rate"
+
+
+ExecutorSpec = (
+    ConstantVUs | RampingVUs | PerVUIterations | SharedIterations
+    | ConstantArrivalRate | RampingArrivalRate
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    name: str
+    executor: ExecutorSpec
+    exec: str  # flow name
+    source: Source
+    start_time: float = 0.0
+    graceful_stop: float = 30.0
+    tags: tuple[tuple[str, str], ...] = ()
+
+
+# ---------------------------------------------------------------- metrics & data
+
+MetricKind = Literal["counter", "rate", "trend", "gauge"]
+
+
+@dataclass(frozen=True, slots=True)
+class MetricDecl:
+    name: str
+    kind: MetricKind
+    source: Source
+    is_time: bool = False  # trends of milliseconds, shown as durations
+
+
+@dataclass(frozen=True, slots=True)
+class Threshold:
+    metric: str  # bare metric name
+    tags: tuple[tuple[str, str], ...]  # sub-metric selector, sorted
+    expr: ThresholdExpr
+    source: Source
+    abort_on_fail: bool = False
+    delay_abort_eval: float = 0.0
+    optional: bool = False
+
+    @property
+    def selector(self) -> str:
+        """The metric as written in k6 syntax: `http_req_duration{scenario:a}`."""
+        if not self.tags:
+            return self.metric
+        return self.metric + "{" + ",".join(f"{k}:{v}" for k, v in self.tags) + "}"
+
+
+DataMode = Literal["unique", "sequential", "random"]
+
+
+@dataclass(frozen=True, slots=True)
+class DataSource:
+    name: str
+    rows: tuple[Mapping[str, Any], ...]
+    mode: DataMode
+    source: Source
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Safety caps; None means uncapped."""
+
+    max_rps: float | None = None
+    max_requests: int | None = None
+    max_duration: float | None = None
+    allow_live_keys: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    name: str
+    file: str
+    target: str  # base URL, scheme://host[:port][/path]
+    allowed_hosts: tuple[str, ...]  # host or host:port; always includes the target's
+    headers: tuple[tuple[str, Renderable], ...]
+    timeout: float
+    vars: tuple[tuple[str, Renderable], ...]  # rendered once before setup
+    secrets: Mapping[str, str]  # name -> value, masked everywhere
+    env: Mapping[str, str]
+    metrics: Mapping[str, MetricDecl]  # custom metrics only
+    data: Mapping[str, DataSource]
+    flows: Mapping[str, Flow]
+    scenarios: tuple[Scenario, ...]
+    thresholds: tuple[Threshold, ...]
+    limits: Limits = field(default_factory=Limits)
+    setup: Flow | None = None
+    teardown: Flow | None = None
+    profile: str | None = None
+    max_body_bytes: int = 1 << 20  # response bodies are read up to this size

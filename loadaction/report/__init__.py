@@ -1,0 +1,35 @@
+"""Reports: pure functions of a results document (docs/results-schema.md),
+so a report can be re-rendered from an old run's results.json at any time."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from loadaction.errors import PlanError, did_you_mean
+from loadaction.report.markdown import render_markdown
+from loadaction.report.results_io import load_results, write_results
+from loadaction.report.text import render_text
+
+FORMATS = ("text", "json", "md")
+
+__all__ = ["FORMATS", "load_results", "render", "render_markdown", "render_text", "write_results"]
+
+
+def render(
+    doc: dict[str, Any], fmt: str, *, color: bool = False, template: Path | None = None
+) -> str:
+    """Render `doc` as `fmt`. `color` applies to text, `template` to md; the
+    json format is the document itself, in its own key order, so it diffs
+    cleanly against the results.json it came from."""
+    if fmt == "text":
+        return render_text(doc, color=color)
+    if fmt == "md":
+        return render_markdown(doc, template)
+    if fmt == "json":
+        return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+    raise PlanError(
+        f"unknown report format {fmt!r} (expected {', '.join(FORMATS)})",
+        hint=did_you_mean(fmt, FORMATS),
+    )

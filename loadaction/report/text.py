@@ -1,0 +1,353 @@
+"""The end-of-test summary for terminals, laid out like k6's so people who
+know k6 find things where they expect them; also the value formatting the
+other report formats share, so a number reads the same everywhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from loadaction.metrics.thresholds import format_value, parse_selector, parse_threshold
+from loadaction.report.results_io import is_violation, select_sink, tally_budgets
+
+PASS, FAIL = "✓", "✗"
+_GREEN, _RED, _YELLOW, _BOLD, _RESET = "\x1b[32m", "\x1b[31m", "\x1b[33m", "\x1b[1m", "\x1b[0m"
+# k6's default summaryTrendStats: (summary field, label).
+_TREND_STATS = (
+    ("avg", "avg"), ("min", "min"), ("med", "med"),
+    ("max", "max"), ("p90", "p(90)"), ("p95", "p(95)"),
+)
+_SUB_METRICS = ("http_req_duration", "http_req_failed")
+_BYTE_UNITS = ("kB", "MB", "GB", "TB")
+
+Formatter = Callable[[float], str]
+
+
+# --------------------------------------------------------------- formatting
+
+
+def _trim(x: float) -> str:
+    text = f"{x:.2f}".rstrip("0").rstrip(".")
+    return "0" if text == "-0" else text
+
+
+def format_duration(ms: float) -> str:
+    """k6's units: µs below 1 ms, ms below 1 s, else s; the unit is chosen
+    after rounding so 999.999 ms reads 1s, not 1000ms."""
+    if ms == 0:
+        return "0s"
+    if abs(round(ms * 1000, 2)) < 1000:
+        return f"{_trim(ms * 1000)}µs"
+    if abs(round(ms, 2)) < 1000:
+        return f"{_trim(ms)}ms"
+    return f"{_trim(ms / 1000)}s"
+
+
+def format_bytes(n: float) -> str:
+    """Decimal units (kB = 1000 B) as k6 prints data_sent / data_received."""
+    unit = "B"
+    for bigger in _BYTE_UNITS:
+        if abs(round(n, 2)) < 1000:
+            break
+        n, unit = n / 1000, bigger
+    return f"{_trim(n)} {unit}"
+
+
+def format_percent(fraction: float) -> str:
+    """Two decimals like k6, except that a tiny non-zero error rate keeps two
+    significant digits instead of reading as a reassuring 0.00%."""
+    pct = fraction * 100
+    if pct != 0 and abs(pct) < 0.005:
+        return f"{format_value(pct)}%"
+    return f"{pct:.2f}%"
+
+
+def value_formatter(metric: Mapping[str, Any] | None) -> Formatter:
+    """How a metric's raw values read: durations, bytes or plain numbers."""
+    contains = metric.get("contains") if metric else None
+    if contains == "time":
+        return format_duration
+    if contains == "data":
+        return format_bytes
+    return format_value
+
+
+def _per_second(fmt: Formatter) -> Formatter:
+    return lambda x: f"{fmt(x)}/s"
+
+
+def threshold_metric(selector: str) -> tuple[str, dict[str, str]]:
+    """Split a threshold's `metric{tag:value}`; a selector this version cannot
+    parse is shown whole rather than failing the report."""
+    try:
+        name, tags = parse_selector(selector)
+    except ValueError:
+        return selector, {}
+    return name, dict(tags)
+
+
+def aggregation_label(expression: str) -> str:
+    """`p(95)` for `p(95)<500`: the name of what `observed` measured."""
+    try:
+        expr = parse_threshold(expression)
+    except ValueError:
+        return "value"
+    return expr.text.partition(expr.op)[0].strip()
+
+
+def observed_value(doc: Mapping[str, Any], threshold: Mapping[str, Any]) -> str | None:
+    """A threshold's observed value in the unit of what it compared (ms for a
+    time trend's p(95), % for a rate, B for a data counter), None for no data."""
+    observed = threshold.get("observed")
+    if observed is None:
+        return None
+    name, _ = threshold_metric(threshold["metric"])
+    metric = doc["metrics"].get(name)
+    fmt = value_formatter(metric)
+    try:
+        aggregation = parse_threshold(threshold["expression"]).aggregation
+    except ValueError:
+        return format_value(observed)
+    kind = metric["type"] if metric else None
+    if kind == "rate":
+        return format_percent(observed)
+    if kind == "counter" and aggregation == "rate":
+        return _per_second(fmt)(observed)
+    return fmt(observed)
+
+
+def clean(text: object) -> str:
+    """Escape control characters in document strings (server error messages,
+    check names), so nothing they contain can move the cursor, recolour the
+    terminal or fake a line of the summary."""
+    return "".join(
+        c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in str(text)
+    )
+
+
+def tags_label(tags: Mapping[str, str]) -> str:
+    return "{ " + ", ".join(f"{clean(k)}:{clean(v)}" for k, v in tags.items()) + " }"
+
+
+# ----------------------------------------------------------------- summary
+
+
+@dataclass(frozen=True, slots=True)
+class _Paint:
+    """ANSI colours only when asked: summaries also land in CI logs and files."""
+
+    enabled: bool
+
+    def __call__(self, text: str, code: str) -> str:
+        return f"{code}{text}{_RESET}" if self.enabled else text
+
+
+def render_text(doc: Mapping[str, Any], color: bool = False) -> str:
+    """The whole summary; `color` adds ANSI colours for a TTY."""
+    paint = _Paint(color)
+    sections = [
+        _header(doc, paint),
+        _scenarios(doc),
+        _thresholds(doc, paint),
+        _checks(doc, paint),
+        _metrics(doc),
+        _errors(doc),
+        _notices(doc),
+        [_verdict(doc, paint)],
+    ]
+    return "\n\n".join("\n".join(lines) for lines in sections if lines) + "\n"
+
+
+def _header(doc: Mapping[str, Any], paint: _Paint) -> list[str]:
+    plan = doc["plan"]
+    status = clean(doc["status"])
+    if doc.get("status_reason") and doc["status"] != "complete":
+        status = f"{status}: {clean(doc['status_reason'])}"
+    status = paint(status, _GREEN if doc["status"] == "complete" else _YELLOW)
+    tool = doc.get("tool") or {}
+    name = clean(plan["name"])
+    if plan.get("file"):
+        name = f"{name} ({clean(plan['file'])})"
+    fields = [
+        ("plan", name),
+        ("profile", clean(plan.get("profile") or "-")),
+        ("target", clean(plan.get("target") or "-")),
+        ("status", status),
+        ("duration", format_duration(doc["duration_s"] * 1000)),
+    ]
+    title = paint(f"loadaction {clean(tool.get('version', ''))}".rstrip(), _BOLD)
+    return [f"  {title}", ""] + [f"  {_dotted(label, 10)}: {value}" for label, value in fields]
+
+
+def _scenarios(doc: Mapping[str, Any]) -> list[str]:
+    rows = [
+        [
+            clean(s["name"]),
+            clean(s.get("executor", "")),
+            f"{format_value(s.get('iterations', 0))} iterations",
+            f"{format_value(s.get('interrupted_iterations', 0))} interrupted",
+            f"{format_value(s.get('dropped_iterations', 0))} dropped",
+            f"{format_value(s.get('vus_max', 0))} max VUs",
+        ]
+        for s in doc["scenarios"]
+    ]
+    return ["  SCENARIOS", ""] + [f"    {line}" for line in _columns(rows)] if rows else []
+
+
+def _thresholds(doc: Mapping[str, Any], paint: _Paint) -> list[str]:
+    lines = []
+    for t in doc["thresholds"]:
+        value = observed_value(doc, t)
+        if t["verdict"] == "pass":
+            mark = paint(PASS, _GREEN)
+        elif is_violation(t):
+            mark = paint(FAIL, _RED)
+        else:
+            mark = paint("-", _YELLOW)
+        label = aggregation_label(t["expression"])
+        outcome = "no data" if value is None else f"observed {label}={value}"
+        if t["verdict"] == "no data" and t.get("optional"):
+            outcome += " (optional)"
+        lines.append(f"    {mark} {clean(t['metric'])}  {clean(t['expression'])}  {outcome}")
+    return ["  THRESHOLDS", ""] + lines if lines else []
+
+
+def _checks(doc: Mapping[str, Any], paint: _Paint) -> list[str]:
+    many_scenarios = len({c.get("scenario") for c in doc["checks"]}) > 1
+    lines = []
+    for check in doc["checks"]:
+        passes, fails = check["passes"], check["fails"]
+        total = passes + fails
+        mark = paint(PASS, _GREEN) if fails == 0 else paint(FAIL, _RED)
+        share = f"{format_value(passes / total * 100)}%" if total else "no data"
+        counts = f"{PASS} {format_value(passes)} {FAIL} {format_value(fails)}"
+        line = f"    {mark} {clean(check['name'])}  {share} — {counts}"
+        where = {}
+        if many_scenarios and check.get("scenario"):
+            where["scenario"] = check["scenario"]
+        if check.get("group"):
+            where["group"] = check["group"]
+        lines.append(f"{line}  {tags_label(where)}" if where else line)
+    return ["  CHECKS", ""] + lines if lines else []
+
+
+def _metrics(doc: Mapping[str, Any]) -> list[str]:
+    """k6's dotted metric list, with per-scenario sub-metrics under the two
+    metrics budgets are most often set on. Trend lines align among
+    themselves, the others among themselves, as in k6."""
+    rows: list[tuple[str, str, list[str]]] = []
+    for name in sorted(doc["metrics"]):
+        metric = doc["metrics"][name]
+        columns = metric_columns(metric, metric["total"], doc["duration_s"])
+        if columns is None:
+            continue
+        rows.append((clean(name), metric["type"], columns))
+        if name in _SUB_METRICS:
+            rows.extend(_sub_metric_rows(doc, name))
+    if not rows:
+        return []
+    width = max(len(label) for label, _, _ in rows) + 3
+    aligned = [""] * len(rows)
+    for trends in (True, False):
+        indexes = [i for i, (_, kind, _) in enumerate(rows) if (kind == "trend") == trends]
+        for i, line in zip(indexes, _columns([rows[i][2] for i in indexes])):
+            aligned[i] = line
+    return ["  METRICS", ""] + [
+        f"    {_dotted(label, width)}: {line}" for (label, _, _), line in zip(rows, aligned)
+    ]
+
+
+def _sub_metric_rows(doc: Mapping[str, Any], name: str) -> list[tuple[str, str, list[str]]]:
+    metric = doc["metrics"][name]
+    rows = []
+    for scenario in doc["scenarios"]:
+        sink = select_sink(doc, name, {"scenario": scenario["name"]})
+        if sink is None:
+            continue
+        columns = metric_columns(metric, sink.summary(doc["duration_s"]), doc["duration_s"])
+        if columns is not None:
+            label = f"  {tags_label({'scenario': scenario['name']})}"
+            rows.append((label, metric["type"], columns))
+    return rows
+
+
+def metric_columns(
+    metric: Mapping[str, Any], summary: Mapping[str, Any], duration_s: float
+) -> list[str] | None:
+    """The values of one metric line, None when the metric saw no data."""
+    kind, fmt = metric["type"], value_formatter(metric)
+    if kind == "trend":
+        if not summary["count"]:
+            return None
+        return [f"{label}={fmt(summary[key])}" for key, label in _TREND_STATS]
+    if kind == "rate":
+        passes, fails = summary["passes"], summary["fails"]
+        if not passes + fails:
+            return None
+        share = format_percent(passes / (passes + fails))
+        return [share, f"{PASS} {format_value(passes)}", f"{FAIL} {format_value(fails)}"]
+    if kind == "counter":
+        if not summary["count"] and not metric.get("by_tags"):
+            return None
+        rate = summary["count"] / duration_s if duration_s > 0 else 0.0
+        return [fmt(summary["count"]), _per_second(fmt)(rate)]
+    if not summary["count"]:
+        return None
+    return [fmt(summary["value"]), f"min={fmt(summary['min'])}", f"max={fmt(summary['max'])}"]
+
+
+def _errors(doc: Mapping[str, Any]) -> list[str]:
+    errors = sorted(doc["errors"], key=lambda e: -e["count"])
+    rows = []
+    for error in errors:
+        where = [clean(error["scenario"])] if error.get("scenario") else []
+        if error.get("first_seen_s") is not None:
+            where.append(f"first at {format_duration(error['first_seen_s'] * 1000)}")
+        suffix = f"  ({', '.join(where)})" if where else ""
+        rows.append([format_value(error["count"]), f"{clean(error['message'])}{suffix}"])
+    return ["  ERRORS", ""] + [f"    {line}" for line in _columns(rows, right=True)] if rows else []
+
+
+def _notices(doc: Mapping[str, Any]) -> list[str]:
+    notices = doc.get("notices") or []
+    return ["  NOTICES", ""] + [f"    {clean(n)}" for n in notices] if notices else []
+
+
+def _verdict(doc: Mapping[str, Any], paint: _Paint) -> str:
+    budgets = tally_budgets(doc)
+    if not budgets.total:
+        return "  no budgets defined"
+    if not budgets.violated:
+        return f"  {paint(f'{PASS} all budgets held', _GREEN)}"
+    text = f"{FAIL} {budgets.violated} budget(s) violated"
+    if budgets.no_data == budgets.violated:
+        text += " (no data)"
+    elif budgets.no_data:
+        text += f" ({budgets.no_data} with no data)"
+    return f"  {paint(text, _RED)}"
+
+
+# ------------------------------------------------------------------ layout
+
+
+def _dotted(label: str, width: int) -> str:
+    return label + "." * max(width - len(label), 0)
+
+
+def _columns(rows: Sequence[Sequence[str]], right: bool = False) -> list[str]:
+    """Pad each column to its widest cell (the first right-aligned if asked);
+    rows may differ in length, as trend and counter lines do."""
+    widths: dict[int, int] = {}
+    for row in rows:
+        for i, cell in enumerate(row[:-1]):
+            widths[i] = max(widths.get(i, 0), len(cell))
+    lines = []
+    for row in rows:
+        cells = [
+            cell.rjust(widths[i]) if right and i == 0 else cell.ljust(widths[i])
+            for i, cell in enumerate(row[:-1])
+        ]
+        lines.append("  ".join([*cells, row[-1]]))
+    return lines

@@ -1,0 +1,114 @@
+"""How runs end: unreachable targets, cancellation, bad plans, reports."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from loadaction.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_unreachable_target_exits_3_with_a_clear_message(write_plan, run_plan, capsys):
+    plan = write_plan("""
+        target: http://127.0.0.1:1
+        scenarios:
+          s: {executor: per-vu-iterations, exec: f}
+        flows:
+          f: [{request: {url: /ok}}]
+    """)
+    code, doc = run_plan(plan)
+    assert code == 3
+    assert "target http://127.0.0.1:1 is unreachable" in capsys.readouterr().err
+    assert doc["status"] == "failed"
+
+
+def _start(plan: Path, out: Path, *extra: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "loadaction", "run", str(plan), "--out", str(out), "--progress-interval", "1", *extra],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+
+
+def _wait_for_progress(proc: subprocess.Popen[str]) -> None:
+    line = proc.stderr.readline()  # the first progress line: the run is under way
+    assert "req/s" in line, line
+
+
+def test_sigint_stops_gracefully_and_writes_partial_results(target, write_plan, tmp_path):
+    plan = write_plan(f"""
+        target: {target.url}
+        scenarios:
+          s: {{executor: constant-vus, vus: 3, duration: 60s, exec: f}}
+        flows:
+          f: [{{request: {{url: "/slow?ms=20"}}}}]
+    """)
+    proc = _start(plan, tmp_path / "out")
+    _wait_for_progress(proc)
+    start = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=20)
+    assert time.monotonic() - start < 5
+    assert proc.returncode == 3
+    doc = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert doc["status"] == "cancelled" and doc["status_reason"] == "SIGINT"
+    assert doc["metrics"]["http_reqs"]["total"]["count"] > 0
+
+
+def test_second_sigterm_interrupts_in_flight_iterations(target, write_plan, tmp_path):
+    plan = write_plan(f"""
+        target: {target.url}
+        scenarios:
+          s: {{executor: constant-vus, vus: 2, duration: 60s, gracefulStop: 60s, exec: f}}
+        flows:
+          f: [{{request: {{url: "/slow?ms=700"}}}}, {{request: {{url: "/slow?ms=30000", timeout: 60s}}}}]
+    """)
+    proc = _start(plan, tmp_path / "out")
+    _wait_for_progress(proc)
+    proc.send_signal(signal.SIGTERM)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=20)
+    assert proc.returncode == 3
+    doc = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert doc["status"] == "cancelled"
+    assert doc["scenarios"][0]["interrupted_iterations"] == 2
+
+
+def test_report_renders_saved_results_in_each_format(target, write_plan, run_plan, tmp_path, capsys):
+    plan = write_plan(f"""
+        target: {target.url}
+        thresholds: {{http_req_duration: ["p(95)<5000"]}}
+        scenarios:
+          s: {{executor: per-vu-iterations, exec: f}}
+        flows:
+          f: [{{request: {{url: /ok}}}}]
+    """)
+    assert run_plan(plan)[0] == 0
+    capsys.readouterr()
+    results = tmp_path / "out" / "results.json"
+    for fmt in ("text", "json", "md"):
+        assert main(["report", str(results), "--format", fmt]) == 0
+        out = capsys.readouterr().out
+        assert "p(95)" in out and "5000" in out
+
+
+def test_validate_prints_the_timeline_and_sends_nothing(target, write_plan, capsys):
+    plan = write_plan(f"""
+        target: {target.url}
+        scenarios:
+          s: {{executor: constant-vus, vus: 2, duration: 30s, startTime: 5s, exec: f}}
+        flows:
+          f: [{{request: {{url: /ok}}}}]
+    """)
+    assert main(["validate", str(plan)]) == 0
+    out = capsys.readouterr().out
+    assert "5.0s -    35.0s  s  constant-vus: 2 VUs for 30s" in out
+    assert target.hits["/ok"] == 0
