@@ -146,9 +146,9 @@ def serve() -> Iterator[Target]:
         target.stop()
 
 
-if __name__ == "__main__":  # for subprocess tests: print the URL, serve until killed
-    import sys
+if __name__ == "__main__":  # by hand: print the URL, serve until killed
     t = Target().start()
     print(t.url, flush=True)
-    sys.stdin.read()
-    t.stop()
+    import time
+    while True:
+        time.sleep(3600)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -143,7 +144,14 @@ class Run:
             _, writer = await asyncio.wait_for(
                 asyncio.open_connection(url.host, port), PREFLIGHT_TIMEOUT_S)
         except (OSError, TimeoutError) as exc:
-            reason = "timed out" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc))
+            if isinstance(exc, TimeoutError):
+                reason = f"no connection within {PREFLIGHT_TIMEOUT_S:g}s"
+            elif isinstance(exc, ConnectionRefusedError):
+                reason = "connection refused"
+            elif isinstance(exc, socket.gaierror):
+                reason = f"cannot resolve {url.host}"
+            else:
+                reason = exc.strerror or str(exc)
             raise StepError(f"target {self.plan.target} is unreachable: {reason}") from None
         writer.close()
 
