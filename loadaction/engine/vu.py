@@ -21,7 +21,7 @@ from loadaction.engine.state import RunState
 from loadaction.metrics.registry import Tags
 from loadaction.metrics.series import LiveBucket
 from loadaction.plan.model import (
-    BatchStep, CheckStep, Condition, ExtractStep, Flow, GroupStep, MapRecordStep, Matcher,
+    BatchStep, CheckStep, Condition, ExtractStep, Flow, GroupStep, IfStep, MapRecordStep, Matcher,
     RecordStep, RequestSpec, RequestStep, SetStep, Step, ThinkStep,
 )
 
@@ -116,16 +116,19 @@ class VirtualUser:
                 case MapRecordStep():
                     view = self._response(step.response, ctx, responses)
                     present, value = view.subject(step.subject, step.key)
-                    if present:
-                        text = field_text(value)
-                        for expected, metric in step.mapping:
-                            if expected == text:
-                                self._sink(metric, group).add(1)
+                    text = field_text(value) if present else None
+                    # every mapped counter gets a sample (0 or 1), so `count==0`
+                    # is judged on data once the step ran, not reported as no data
+                    for expected, metric in step.mapping:
+                        self._sink(metric, group).add(1 if expected == text else 0)
                 case ThinkStep(min_s=lo, max_s=hi):
                     await asyncio.sleep(lo if hi == lo else self.rng.uniform(lo, hi))
                 case SetStep(assignments=assignments):
                     for name, tpl in assignments:
                         self.vars[name] = self._render(tpl, ctx, name)
+                case IfStep(when=when, steps=inner, otherwise=otherwise):
+                    chosen = inner if self._render(when, ctx, "when") else otherwise
+                    await self._steps(chosen, ctx, responses, group)
                 case GroupStep(name=name, steps=inner):
                     path = f"{group}::{name}"
                     start = perf_counter_ns()
@@ -170,9 +173,11 @@ class VirtualUser:
         return sink
 
     def _record(self, step: RecordStep, ctx: Mapping[str, Any], group: str) -> None:
-        if step.when is not None and not self._render(step.when, ctx, "when"):
-            return
         sink = self._sink(step.metric, group)
+        if step.when is not None and not self._render(step.when, ctx, "when"):
+            if sink.kind == "counter":
+                sink.add(0)  # the step ran and counted nothing: data, not `no data`
+            return
         if step.value is None:
             sink.add(True if sink.kind == "rate" else 1)
             return

@@ -147,9 +147,20 @@ class GroupStep:
     source: Source
 
 
+@dataclass(frozen=True, slots=True)
+class IfStep:
+    """Steps that run only when `when` renders truthy (e.g. seed test data
+    unless the environment names existing data); `otherwise` runs instead."""
+
+    when: Renderable
+    steps: tuple[Step, ...]
+    otherwise: tuple[Step, ...]
+    source: Source
+
+
 Step = (
     RequestStep | BatchStep | CheckStep | ExtractStep | RecordStep | MapRecordStep
-    | ThinkStep | SetStep | GroupStep
+    | ThinkStep | SetStep | GroupStep | IfStep
 )
 
 

@@ -14,14 +14,14 @@ from loadaction.plan.fields import (
     check_keys, expect_duration, expect_map, expect_seq, expect_str, required, single_entry,
 )
 from loadaction.plan.model import (
-    BatchStep, Flow, GroupStep, MetricDecl, RequestSpec, RequestStep, SetStep, Step, ThinkStep,
+    BatchStep, Flow, GroupStep, IfStep, MetricDecl, RequestSpec, RequestStep, SetStep, Step, ThinkStep,
 )
 from loadaction.plan.requests import parse_request
 from loadaction.plan.responses import parse_check, parse_extract, parse_record
 from loadaction.plan.source import Map, Node
 from loadaction.plan.templates import Templates
 
-STEP_KINDS = ("request", "batch", "check", "extract", "record", "think", "set", "group")
+STEP_KINDS = ("request", "batch", "check", "extract", "record", "think", "set", "group", "if")
 
 
 @dataclass
@@ -87,6 +87,14 @@ class FlowParser:
             name = expect_str(required(group, "name", "in group"), "name")
             steps = self._steps(required(group, "steps", "in group"), scope)
             return GroupStep(name, steps, group.source)
+        if kind == "if":
+            branch = expect_map(value, "if")
+            check_keys(branch, ("when", "steps", "else"), "in if")
+            when = self.templates.compile_node(required(branch, "when", "in if"))
+            steps = self._steps(required(branch, "steps", "in if"), scope)
+            otherwise = branch.get("else")
+            return IfStep(when, steps, self._steps(otherwise, scope) if otherwise is not None else (),
+                          branch.source)
         raise PlanError(f"unknown step '{kind}'", entry.key_source,
                         did_you_mean(kind, STEP_KINDS))
 
