@@ -1,0 +1,328 @@
+"""The demo target's HTTP surface: routes shaped like the seed's Supabase
+staging (edge functions, PostgREST tables and RPCs), test-data seeding, and
+the fault control endpoint.
+
+Handlers validate, call the `Store`, and shape answers; they never know
+which database is behind it. Error bodies follow their origin: edge
+functions answer `{"error": ...}`, PostgREST-style routes `{"message": ...}`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from loadaction.demo.auth import DemoKeys, Denied, Role, authenticate
+from loadaction.demo.faults import FaultState, Invalid, parse_update
+from loadaction.demo.payloads import (
+    parse_checkout,
+    parse_event_ref,
+    parse_json,
+    parse_scan,
+    parse_seed,
+    parse_webhook,
+)
+from loadaction.demo.store import ScanResult, Store
+from loadaction.demo.stripe_signature import verify
+
+CONTROL_PREFIX = "/_control/"
+RACE_WINDOW_S = 0.02  # how long the `race` fault holds a stale read before writing
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """Everything a handler may touch; one per app, never module-global."""
+
+    store: Store
+    keys: DemoKeys
+    faults: FaultState
+    clock: Callable[[], float]  # wall clock, for signature timestamps
+
+
+CONTEXT = web.AppKey("demo_context", Context)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _ctx(request: web.Request) -> Context:
+    return request.app[CONTEXT]
+
+
+def _message(status: int, message: str, **extra: Any) -> web.Response:
+    return web.json_response({"message": message, **extra}, status=status)
+
+
+def _error(status: int, error: str) -> web.Response:
+    return web.json_response({"error": error}, status=status)
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Unknown routes and wrong methods answer JSON too, so clients parse every body."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status >= 400 and exc.content_type != "application/json":
+            return _message(exc.status, exc.reason)
+        raise
+
+
+@web.middleware
+async def require_key(request: web.Request, handler: Handler) -> web.StreamResponse:
+    outcome = authenticate(_ctx(request).keys, request.headers)
+    if isinstance(outcome, Denied):
+        return _message(401, outcome.message)
+    return await handler(request)
+
+
+@web.middleware
+async def inject_faults(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Latency and errors for everything but the control routes, which must
+    stay usable to turn faults off again."""
+    if request.path.startswith(CONTROL_PREFIX):
+        return await handler(request)
+    faults = _ctx(request).faults
+    latency = faults.current().latency_ms
+    if latency:
+        await asyncio.sleep(latency / 1000)
+    if faults.should_fail():
+        return _message(500, "injected fault")
+    return await handler(request)
+
+
+def _service_only(request: web.Request) -> web.Response | None:
+    # Asking again (two constant-time compares) instead of stashing the role on
+    # the request keeps working across aiohttp versions' request-storage rules.
+    role: Role | Denied = authenticate(_ctx(request).keys, request.headers)
+    if role != "service_role":
+        return _message(401, "This endpoint requires the service role key",
+                        hint="send the service role key in apikey or Authorization: Bearer")
+    return None
+
+
+async def _body(request: web.Request, *, empty: Any = None) -> Any | Invalid:
+    return parse_json(await request.read(), empty=empty)
+
+
+# --- edge functions ---------------------------------------------------------------
+
+async def create_checkout_session(request: web.Request) -> web.Response:
+    body = await _body(request)
+    checkout = body if isinstance(body, Invalid) else parse_checkout(body)
+    if isinstance(checkout, Invalid):
+        return _error(400, checkout.message)
+    session_id = f"cs_test_{secrets.token_hex(16)}"
+    outcome = await _ctx(request).store.checkout(
+        event_id=checkout.event_id, quantity=checkout.quantity, email=checkout.email,
+        session_id=session_id)
+    if outcome == "unknown_event":
+        return _error(404, "event_not_found")
+    if outcome == "insufficient_inventory":
+        return _error(409, "insufficient_inventory")
+    return web.json_response({"session_id": session_id,
+                              "url": f"https://checkout.stripe.com/c/pay/{session_id}"})
+
+
+async def stripe_webhook(request: web.Request) -> web.Response:
+    ctx = _ctx(request)
+    raw = await request.read()
+    check = verify(request.headers.get("Stripe-Signature"), raw, ctx.keys.webhook_secret,
+                   now=ctx.clock())
+    if not check.ok:
+        return _error(400, check.message)
+    delivery = parse_webhook(raw)
+    if isinstance(delivery, Invalid):
+        return _error(400, delivery.message)
+    outcome = await ctx.store.record_webhook(
+        delivery, idempotent=not ctx.faults.current().double_webhook)
+    return web.json_response({"received": True, "duplicate": outcome.duplicate})
+
+
+# --- PostgREST: RPCs and tables -----------------------------------------------------
+
+async def _racy_scan(store: Store, ticket_id: str, scanner_id: str | None) -> ScanResult:
+    """The bug the seed's race scenario exists to catch: check, yield, then set."""
+    status = await store.peek_ticket(ticket_id)
+    if status is None:
+        return "invalid"
+    result: ScanResult = "already_scanned"
+    if status != "scanned":
+        await asyncio.sleep(RACE_WINDOW_S)
+        await store.force_scan(ticket_id, scanner_id)
+        result = "valid"
+    await store.record_scan(ticket_id, scanner_id, result)
+    return result
+
+
+async def scan_ticket_atomic(request: web.Request) -> web.Response:
+    if denied := _service_only(request):
+        return denied
+    body = await _body(request)
+    scan = body if isinstance(body, Invalid) else parse_scan(body)
+    if isinstance(scan, Invalid):
+        return _message(400, scan.message)
+    ctx = _ctx(request)
+    if ctx.faults.current().race:
+        result = await _racy_scan(ctx.store, scan.ticket_id, scan.scanner_id)
+    else:
+        result = await ctx.store.scan_ticket(scan.ticket_id, scan.scanner_id)
+    return web.json_response({"result": result})
+
+
+async def event_revenue(request: web.Request) -> web.Response:
+    if denied := _service_only(request):
+        return denied
+    body = await _body(request)
+    event_id = body if isinstance(body, Invalid) else parse_event_ref(body)
+    if isinstance(event_id, Invalid):
+        return _message(400, event_id.message)
+    revenue = await _ctx(request).store.event_revenue(event_id)
+    if revenue is None:
+        return _message(404, "event not found")
+    return web.json_response(revenue.as_dict())
+
+
+_IGNORED_PARAMS = frozenset({"select", "order"})
+
+
+def _filters(request: web.Request, table: str, columns: tuple[str, ...]
+             ) -> tuple[dict[str, str], int | None, int] | Invalid:
+    """PostgREST's `col=eq.value`, `limit` and `offset`; `select`/`order` are accepted
+    and ignored (rows come in creation order)."""
+    filters: dict[str, str] = {}
+    limit: int | None = None
+    offset = 0
+    for key, value in request.query.items():
+        if key in _IGNORED_PARAMS:
+            continue
+        if key in ("limit", "offset"):
+            if not value.isdigit():
+                return Invalid(f"{key} must be a non-negative integer, got {value!r}")
+            if key == "limit":
+                limit = int(value)
+            else:
+                offset = int(value)
+            continue
+        if key not in columns:
+            return Invalid(f"column {table}.{key} does not exist (filterable: {', '.join(columns)})")
+        operator, dot, operand = value.partition(".")
+        if operator != "eq" or not dot:
+            return Invalid(f"unsupported filter {key}={value!r}: only {key}=eq.<value> is supported")
+        filters[key] = operand
+    return filters, limit, offset
+
+
+async def list_events(request: web.Request) -> web.Response:
+    if denied := _service_only(request):
+        return denied
+    parsed = _filters(request, "events", ("id",))
+    if isinstance(parsed, Invalid):
+        return _message(400, parsed.message)
+    filters, limit, offset = parsed
+    rows = await _ctx(request).store.list_events(event_id=filters.get("id"), limit=limit,
+                                                 offset=offset)
+    return web.json_response(rows)
+
+
+async def list_tickets(request: web.Request) -> web.Response:
+    if denied := _service_only(request):
+        return denied
+    parsed = _filters(request, "tickets", ("id", "event_id", "status"))
+    if isinstance(parsed, Invalid):
+        return _message(400, parsed.message)
+    filters, limit, offset = parsed
+    rows = await _ctx(request).store.list_tickets(
+        event_id=filters.get("event_id"), ticket_id=filters.get("id"),
+        status=filters.get("status"), limit=limit, offset=offset)
+    return web.json_response(rows)
+
+
+# --- test data ----------------------------------------------------------------------
+
+async def seed_event(request: web.Request) -> web.Response:
+    if denied := _service_only(request):
+        return denied
+    body = await _body(request, empty={})
+    seed = body if isinstance(body, Invalid) else parse_seed(body)
+    if isinstance(seed, Invalid):
+        return _message(400, seed.message)
+    event = await _ctx(request).store.create_event(
+        name=seed.name or f"Load test event {secrets.token_hex(3)}",
+        price_cents=seed.price_cents, inventory=seed.inventory, tickets=seed.tickets)
+    return web.json_response({"event_id": event.event_id, "ticket_ids": list(event.ticket_ids)},
+                             status=201)
+
+
+async def delete_event(request: web.Request) -> web.Response:
+    if denied := _service_only(request):
+        return denied
+    if not await _ctx(request).store.delete_event(request.match_info["event_id"]):
+        return web.json_response({"deleted": False, "message": "event not found"}, status=404)
+    return web.json_response({"deleted": True})
+
+
+async def event_stats(request: web.Request) -> web.Response:
+    if denied := _service_only(request):
+        return denied
+    stats = await _ctx(request).store.event_stats(request.match_info["event_id"])
+    if stats is None:
+        return _message(404, "event not found")
+    return web.json_response(stats.as_dict())
+
+
+# --- control ------------------------------------------------------------------------
+
+async def get_faults(request: web.Request) -> web.Response:
+    if denied := _service_only(request):
+        return denied
+    return web.json_response(_ctx(request).faults.describe())
+
+
+async def put_faults(request: web.Request) -> web.Response:
+    if denied := _service_only(request):
+        return denied
+    body = await _body(request)
+    update = body if isinstance(body, Invalid) else parse_update(body)
+    if isinstance(update, Invalid):
+        return _message(400, update.message)
+    faults = _ctx(request).faults
+    faults.apply(update)
+    return web.json_response(faults.describe())
+
+
+async def clear_faults(request: web.Request) -> web.Response:
+    if denied := _service_only(request):
+        return denied
+    faults = _ctx(request).faults
+    faults.clear()
+    return web.json_response(faults.describe())
+
+
+async def health(request: web.Request) -> web.Response:
+    return web.json_response({"ok": True, "store": await _ctx(request).store.describe()})
+
+
+def make_app(store: Store, keys: DemoKeys, faults: FaultState | None = None, *,
+             clock: Callable[[], float] = time.time) -> web.Application:
+    """The app over a started store; the caller owns the store's lifetime."""
+    app = web.Application(middlewares=[json_errors, require_key, inject_faults])
+    app[CONTEXT] = Context(store=store, keys=keys, faults=faults or FaultState(), clock=clock)
+    app.router.add_post("/functions/v1/create-checkout-session", create_checkout_session)
+    app.router.add_post("/functions/v1/stripe-webhook", stripe_webhook)
+    app.router.add_post("/rest/v1/rpc/scan_ticket_atomic", scan_ticket_atomic)
+    app.router.add_post("/rest/v1/rpc/event_revenue", event_revenue)
+    app.router.add_get("/rest/v1/events", list_events)
+    app.router.add_get("/rest/v1/tickets", list_tickets)
+    app.router.add_post("/test-data/events", seed_event)
+    app.router.add_delete("/test-data/events/{event_id}", delete_event)
+    app.router.add_get("/test-data/events/{event_id}/stats", event_stats)
+    app.router.add_get("/_control/faults", get_faults)
+    app.router.add_put("/_control/faults", put_faults)
+    app.router.add_delete("/_control/faults", clear_faults)
+    app.router.add_get("/_control/health", health)
+    return app

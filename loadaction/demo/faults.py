@@ -1,0 +1,172 @@
+"""Fault knobs of the demo target: added latency, injected errors, and two
+deliberate bugs (a non-atomic scan, a non-idempotent webhook).
+
+They exist so tests can prove each budget catches what it should. Faults set
+with `expires_in_s` revert by themselves: a chaos run that dies before its
+rollback cannot leave the target broken. Expiry is checked lazily on every
+read against a monotonic clock, so there are no timers to cancel.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+FAULT_KEYS = ("latency_ms", "error_rate", "race", "double_webhook")
+MAX_LATENCY_MS = 60_000
+
+
+@dataclass(frozen=True, slots=True)
+class Faults:
+    """The faults in force; the default is a healthy target."""
+
+    latency_ms: int = 0
+    error_rate: float = 0.0
+    race: bool = False
+    double_webhook: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+HEALTHY = Faults()
+
+
+@dataclass(frozen=True, slots=True)
+class FaultUpdate:
+    """Keys to replace, and optionally when they revert."""
+
+    values: Mapping[str, Any]
+    expires_in_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Invalid:
+    """A rejected input, with a one-line message for the caller."""
+
+    message: str
+
+
+def _check(key: str, value: Any) -> Any | Invalid:
+    if key == "latency_ms":
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_LATENCY_MS:
+            return Invalid(f"latency_ms must be an integer from 0 to {MAX_LATENCY_MS}, got {value!r}")
+        return value
+    if key == "error_rate":
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+            return Invalid(f"error_rate must be a number from 0 to 1, got {value!r}")
+        return float(value)
+    if not isinstance(value, bool):
+        return Invalid(f"{key} must be true or false, got {value!r}")
+    return value
+
+
+def parse_update(body: Any) -> FaultUpdate | Invalid:
+    """Validate a `PUT /_control/faults` body."""
+    if not isinstance(body, dict):
+        return Invalid("expected a JSON object of faults")
+    unknown = sorted(set(body) - set(FAULT_KEYS) - {"expires_in_s"})
+    if unknown:
+        return Invalid(f"unknown fault {unknown[0]!r} (known: {', '.join(FAULT_KEYS)}, expires_in_s)")
+    values: dict[str, Any] = {}
+    for key in FAULT_KEYS:
+        if key in body:
+            checked = _check(key, body[key])
+            if isinstance(checked, Invalid):
+                return checked
+            values[key] = checked
+    if not values:
+        return Invalid(f"no fault given (known: {', '.join(FAULT_KEYS)})")
+    expires = body.get("expires_in_s")
+    if expires is not None and (isinstance(expires, bool) or not isinstance(expires, (int, float))
+                                or expires <= 0):
+        return Invalid(f"expires_in_s must be a positive number of seconds, got {expires!r}")
+    return FaultUpdate(values, None if expires is None else float(expires))
+
+
+def parse_flags(specs: Iterable[str]) -> Faults | Invalid:
+    """Read the CLI's `--fault` values: latency=MS, errors=RATE, race, double-webhook."""
+    faults = HEALTHY
+    for spec in specs:
+        name, sep, raw = spec.partition("=")
+        name = name.strip().lower()
+        if name in ("race", "double-webhook") and not sep:
+            faults = replace(faults, **{name.replace("-", "_"): True})
+            continue
+        if name in ("latency", "errors") and sep:
+            key = "latency_ms" if name == "latency" else "error_rate"
+            try:
+                number: Any = int(raw) if name == "latency" else float(raw)
+            except ValueError:
+                return Invalid(f"--fault {spec}: {raw!r} is not a number")
+            checked = _check(key, number)
+            if isinstance(checked, Invalid):
+                return Invalid(f"--fault {spec}: {checked.message}")
+            faults = replace(faults, **{key: checked})
+            continue
+        return Invalid(f"--fault {spec!r}: expected latency=MS, errors=RATE, race or double-webhook")
+    return faults
+
+
+@dataclass(slots=True)
+class FaultState:
+    """The faults of one target instance (never module-global: tests run many)."""
+
+    base: Faults = HEALTHY
+    clock: Callable[[], float] = time.monotonic
+    _set: dict[str, Any] = field(default_factory=dict)
+    _expiry: dict[str, float] = field(default_factory=dict)
+    _error_credit: float = 0.0
+
+    def __post_init__(self) -> None:
+        self._set = {k: v for k, v in self.base.as_dict().items() if v != getattr(HEALTHY, k)}
+
+    def _expire(self) -> None:
+        now = self.clock()
+        for key in [k for k, deadline in self._expiry.items() if deadline <= now]:
+            self._set.pop(key, None)
+            del self._expiry[key]
+
+    def current(self) -> Faults:
+        self._expire()
+        return replace(HEALTHY, **self._set)
+
+    def describe(self) -> dict[str, Any]:
+        """Current faults plus seconds left for those that expire."""
+        faults = self.current()
+        now = self.clock()
+        return {**faults.as_dict(),
+                "expires_in_s": {k: round(d - now, 3) for k, d in sorted(self._expiry.items())}}
+
+    def apply(self, update: FaultUpdate) -> None:
+        self._expire()
+        for key, value in update.values.items():
+            self._set[key] = value
+            if update.expires_in_s is None:
+                self._expiry.pop(key, None)
+            else:
+                self._expiry[key] = self.clock() + update.expires_in_s
+        if "error_rate" in update.values:
+            self._error_credit = 0.0
+
+    def clear(self) -> None:
+        self._set.clear()
+        self._expiry.clear()
+        self._error_credit = 0.0
+
+    def should_fail(self) -> bool:
+        """Fail exactly `error_rate` of calls, evenly spread (every Nth at 1/N).
+
+        An accumulator rather than a random draw, so a test that sends 100
+        requests at 0.1 sees exactly 10 failures, every run.
+        """
+        rate = self.current().error_rate
+        if rate <= 0:
+            return False
+        self._error_credit += rate
+        if self._error_credit >= 1 - 1e-9:
+            self._error_credit -= 1
+            return True
+        return False
