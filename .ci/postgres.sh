@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Start a throwaway PostgreSQL for the demo target's tests and print its URL:
+#   export LOADACTION_TEST_DATABASE_URL="$(.ci/postgres.sh)"
+# On a fresh Debian machine (as root) it installs PostgreSQL first. The
+# instance lives in $LOADACTION_PG_DIR (default /tmp/loadaction-pg), listens on
+# 127.0.0.1 only, on a free port, with trust auth: fine for a local throwaway,
+# never for anything else. Running it again reuses the running instance.
+# `.ci/postgres.sh stop` stops it. Only the URL goes to stdout.
+set -euo pipefail
+
+DIR="${LOADACTION_PG_DIR:-${TMPDIR:-/tmp}/loadaction-pg}"
+DB=loadaction
+
+die() { echo "postgres.sh: $*" >&2; exit 1; }
+
+find_bindir() {
+  local d
+  for d in $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V -r); do
+    [ -x "$d/initdb" ] && [ -x "$d/pg_ctl" ] && { echo "$d"; return 0; }
+  done
+  command -v initdb >/dev/null 2>&1 && command -v pg_ctl >/dev/null 2>&1 \
+    && { dirname "$(readlink -f "$(command -v initdb)")"; return 0; }
+  return 1
+}
+
+BIN="$(find_bindir || true)"
+if [ -z "$BIN" ]; then
+  [ "$(id -u)" = 0 ] || die "PostgreSQL is not installed and installing it needs root"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null
+  apt-get install -y -qq postgresql >/dev/null
+  BIN="$(find_bindir)" || die "PostgreSQL binaries not found after installing"
+fi
+
+# initdb and postgres refuse to run as root: run them as `postgres` then.
+if [ "$(id -u)" = 0 ]; then
+  id postgres >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin postgres
+  as_pg() { runuser -u postgres -- "$@"; }
+  OWNER=postgres
+else
+  as_pg() { "$@"; }
+  OWNER="$(id -un)"
+fi
+
+running() { [ -f "$DIR/port" ] && as_pg "$BIN/pg_ctl" status -D "$DIR/data" >/dev/null 2>&1; }
+
+if [ "${1:-}" = "stop" ]; then
+  if running; then as_pg "$BIN/pg_ctl" stop -D "$DIR/data" -m fast -w >/dev/null; fi
+  exit 0
+fi
+
+if ! running; then
+  mkdir -p "$DIR"
+  chown "$OWNER" "$DIR"
+  chmod 700 "$DIR"
+  if [ ! -f "$DIR/data/PG_VERSION" ]; then
+    rm -rf "$DIR/data"
+    as_pg "$BIN/initdb" -D "$DIR/data" -U postgres --auth=trust --encoding=UTF8 \
+      --no-locale >"$DIR/initdb.log" 2>&1 || { cat "$DIR/initdb.log" >&2; die "initdb failed"; }
+  fi
+  PORT="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+  # Durability off: a throwaway test cluster trades crash safety for speed.
+  as_pg "$BIN/pg_ctl" start -D "$DIR/data" -l "$DIR/server.log" -w -t 60 \
+    -o "-k $DIR -h 127.0.0.1 -p $PORT -c fsync=off -c synchronous_commit=off -c full_page_writes=off" \
+    >/dev/null || { tail -n 20 "$DIR/server.log" >&2; die "could not start PostgreSQL"; }
+  echo "$PORT" >"$DIR/port"
+fi
+PORT="$(cat "$DIR/port")"
+
+psql_pg() { as_pg "$BIN/psql" -h 127.0.0.1 -p "$PORT" -U postgres -d postgres -qtAX "$@"; }
+if [ "$(psql_pg -c "SELECT 1 FROM pg_database WHERE datname = '$DB'")" != 1 ]; then
+  psql_pg -c "CREATE DATABASE $DB" >/dev/null
+fi
+echo "postgresql://postgres@127.0.0.1:$PORT/$DB"
