@@ -13,14 +13,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from loadaction.demo.cli import add_demo_target_parser, run_demo_target
+from loadaction.demo.command import add_demo_parser, run_demo
 from loadaction.errors import ExitCode, LoadactionError
 from loadaction.plan import load_plan
 from loadaction.plan.model import Limits, Plan
+from loadaction.session import run_and_report
 
 EPILOG = __doc__.split("\n\n", 1)[1]
 
@@ -93,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     validate = sub.add_parser("validate", help="check a plan without sending anything")
     plan_args(validate)
 
+    add_demo_parser(sub)
+    add_demo_target_parser(sub)
+
     report = sub.add_parser("report", help="render a results.json again")
     report.add_argument("results", type=Path)
     report.add_argument("--format", choices=("text", "json", "md"), default="text")
@@ -109,58 +114,13 @@ def _load(args: argparse.Namespace) -> Plan:
                      extra_allowed_hosts=args.allow_host)
 
 
-def _exit_code(status: str, violations: int) -> ExitCode:
-    if status == "aborted" or (status == "complete" and violations):
-        return ExitCode.THRESHOLDS_FAILED
-    if status != "complete":
-        return ExitCode.NOT_CARRIED_OUT
-    return ExitCode.OK
-
-
-async def _run(plan: Plan, args: argparse.Namespace) -> int:
-    from loadaction.engine.runner import Run
-    from loadaction.report import render
-    from loadaction.report.build import build_results
-    from loadaction.report.progress import progress_lines
-    from loadaction.report.results_io import write_results
-
-    def show(progress: object) -> None:
-        for line in progress_lines(progress):  # type: ignore[arg-type]
-            print(run.state.masker(line), file=sys.stderr, flush=True)
-
-    run = Run(plan, progress=None if args.quiet else show, progress_interval_s=args.progress_interval)
-    loop = asyncio.get_running_loop()
-
-    def on_signal(signum: int) -> None:
-        name = signal.Signals(signum).name
-        if run.control.stop.is_set():
-            print(f"loadaction: {name} again: stopping in-flight iterations now", file=sys.stderr)
-            run.hard_stop()
-        else:
-            print(f"loadaction: {name}: stopping gracefully (again to stop at once)", file=sys.stderr)
-            run.control.request_stop("cancelled", name)
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, on_signal, sig)
-    try:
-        outcome = await run.execute()
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
-    doc = build_results(outcome)
-    if args.out is not None:
-        args.out.mkdir(parents=True, exist_ok=True)
-        write_results(args.out / "results.json", doc)
-    sys.stdout.write(render(doc, "text", color=sys.stdout.isatty()))
-    code = _exit_code(outcome.status, len(outcome.violations))
-    if outcome.status not in ("complete", "aborted"):
-        print(f"loadaction: run {outcome.status}: {outcome.reason}", file=sys.stderr)
-    return code
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.command == "demo":
+            return run_demo(args)
+        if args.command == "demo-target":
+            return run_demo_target(args)
         if args.command == "report":
             from loadaction.report import render
             from loadaction.report.results_io import load_results
@@ -173,7 +133,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from loadaction.plan.timeline import describe
             print(describe(plan))
             return ExitCode.OK
-        return asyncio.run(_run(plan, args))
+        return asyncio.run(run_and_report(plan, out=args.out, quiet=args.quiet,
+                                          progress_interval_s=args.progress_interval))
     except LoadactionError as exc:
         print(f"loadaction: {exc}", file=sys.stderr)
         return exc.exit_code

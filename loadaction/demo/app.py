@@ -32,6 +32,7 @@ from loadaction.demo.store import ScanResult, Store
 from loadaction.demo.stripe_signature import verify
 
 CONTROL_PREFIX = "/_control/"
+TEST_DATA_PREFIX = "/test-data/"
 RACE_WINDOW_S = 0.02  # how long the `race` fault holds a stale read before writing
 
 
@@ -72,8 +73,15 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         raise
 
 
+WEBHOOK_PATH = "/functions/v1/stripe-webhook"
+
+
 @web.middleware
 async def require_key(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Stripe sends no Supabase key: the webhook function is deployed without JWT
+    verification (`--no-verify-jwt`) and trusts its signature instead."""
+    if request.path == WEBHOOK_PATH:
+        return await handler(request)
     outcome = authenticate(_ctx(request).keys, request.headers)
     if isinstance(outcome, Denied):
         return _message(401, outcome.message)
@@ -82,9 +90,10 @@ async def require_key(request: web.Request, handler: Handler) -> web.StreamRespo
 
 @web.middleware
 async def inject_faults(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Latency and errors for everything but the control routes, which must
-    stay usable to turn faults off again."""
-    if request.path.startswith(CONTROL_PREFIX):
+    """Latency and errors for the system under test only: the control routes must
+    stay usable to turn faults off again, and the test-data routes are the
+    harness (a seeding request that fails would stop the run, not measure it)."""
+    if request.path.startswith((CONTROL_PREFIX, TEST_DATA_PREFIX)):
         return await handler(request)
     faults = _ctx(request).faults
     latency = faults.current().latency_ms
@@ -313,14 +322,14 @@ def make_app(store: Store, keys: DemoKeys, faults: FaultState | None = None, *,
     app = web.Application(middlewares=[json_errors, require_key, inject_faults])
     app[CONTEXT] = Context(store=store, keys=keys, faults=faults or FaultState(), clock=clock)
     app.router.add_post("/functions/v1/create-checkout-session", create_checkout_session)
-    app.router.add_post("/functions/v1/stripe-webhook", stripe_webhook)
+    app.router.add_post(WEBHOOK_PATH, stripe_webhook)
     app.router.add_post("/rest/v1/rpc/scan_ticket_atomic", scan_ticket_atomic)
     app.router.add_post("/rest/v1/rpc/event_revenue", event_revenue)
     app.router.add_get("/rest/v1/events", list_events)
     app.router.add_get("/rest/v1/tickets", list_tickets)
-    app.router.add_post("/test-data/events", seed_event)
-    app.router.add_delete("/test-data/events/{event_id}", delete_event)
-    app.router.add_get("/test-data/events/{event_id}/stats", event_stats)
+    app.router.add_post(TEST_DATA_PREFIX + "events", seed_event)
+    app.router.add_delete(TEST_DATA_PREFIX + "events/{event_id}", delete_event)
+    app.router.add_get(TEST_DATA_PREFIX + "events/{event_id}/stats", event_stats)
     app.router.add_get("/_control/faults", get_faults)
     app.router.add_put("/_control/faults", put_faults)
     app.router.add_delete("/_control/faults", clear_faults)

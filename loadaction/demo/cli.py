@@ -97,15 +97,3 @@ def run_demo_target(args: argparse.Namespace) -> int:
     host = args.host if args.host is not None else "127.0.0.1"
     return asyncio.run(_serve(host, args.port, args.database_url, faults, keys,
                               explicit_host=args.host is not None))
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m loadaction.demo.cli`: the same command without the main CLI."""
-    parser = argparse.ArgumentParser(prog=PROG)
-    add_demo_target_parser(parser.add_subparsers(dest="command", required=True))
-    return run_demo_target(parser.parse_args(["demo-target", *(sys.argv[1:] if argv is None
-                                                              else argv)]))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

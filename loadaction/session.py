@@ -1,0 +1,61 @@
+"""Runs a loaded plan the way a terminal user expects: live progress, signals
+handled (first one graceful, second one at once), results written, the summary
+printed, and the exit code decided. `run` and `demo` both end here."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from pathlib import Path
+
+from loadaction.engine.runner import Progress, Run
+from loadaction.errors import ExitCode
+from loadaction.plan.model import Plan
+from loadaction.report import render
+from loadaction.report.build import build_results
+from loadaction.report.progress import progress_lines
+from loadaction.report.results_io import write_results
+
+
+def exit_code(status: str, violations: int) -> ExitCode:
+    if status == "aborted" or (status == "complete" and violations):
+        return ExitCode.THRESHOLDS_FAILED
+    if status != "complete":
+        return ExitCode.NOT_CARRIED_OUT
+    return ExitCode.OK
+
+
+async def run_and_report(plan: Plan, *, out: Path | None, quiet: bool = False,
+                         progress_interval_s: float = 5.0) -> ExitCode:
+    def show(progress: Progress) -> None:
+        for line in progress_lines(progress):
+            print(run.state.masker(line), file=sys.stderr, flush=True)
+
+    run = Run(plan, progress=None if quiet else show, progress_interval_s=progress_interval_s)
+    loop = asyncio.get_running_loop()
+
+    def on_signal(signum: int) -> None:
+        name = signal.Signals(signum).name
+        if run.control.stop.is_set():
+            print(f"loadaction: {name} again: stopping in-flight iterations now", file=sys.stderr)
+            run.hard_stop()
+        else:
+            print(f"loadaction: {name}: stopping gracefully (again to stop at once)", file=sys.stderr)
+            run.control.request_stop("cancelled", name)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal, sig)
+    try:
+        outcome = await run.execute()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+    doc = build_results(outcome)
+    if out is not None:
+        write_results(out / "results.json", doc)
+    sys.stdout.write(render(doc, "text", color=sys.stdout.isatty()))
+    if outcome.status not in ("complete", "aborted"):
+        print(f"loadaction: run {outcome.status}: {run.state.masker(outcome.reason or '')}",
+              file=sys.stderr)
+    return exit_code(outcome.status, len(outcome.violations))
