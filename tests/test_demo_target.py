@@ -32,35 +32,9 @@ from loadaction.demo import (
 )
 from loadaction.cli import main as loadaction_main
 from loadaction.demo.stripe_signature import compute_signature, sign_header, verify
+from tests.conftest import postgres_url
 
 ROOT = Path(__file__).resolve().parent.parent
-DATABASE_URL_ENV = "LOADACTION_TEST_DATABASE_URL"
-
-
-def _postgres_url() -> str:
-    """PostgreSQL tests skip locally without a server, but must not skip silently in CI."""
-    url = os.environ.get(DATABASE_URL_ENV)
-    missing = None
-    if not url:
-        missing = (f"{DATABASE_URL_ENV} is not set"
-                   f" (start one with: export {DATABASE_URL_ENV}=$(.ci/postgres.sh))")
-    else:
-        try:
-            import asyncpg  # noqa: F401
-        except ImportError:
-            missing = "asyncpg is not installed (pip install asyncpg)"
-    if missing:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI is set but the PostgreSQL tests cannot run: {missing}")
-        pytest.skip(f"PostgreSQL tests skipped: {missing}")
-    return url  # type: ignore[return-value]
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def database_url(request: pytest.FixtureRequest) -> str | None:
-    return None if request.param == "sqlite" else _postgres_url()
-
-
 class Client:
     """Just enough of a client: status and parsed JSON for each call."""
 
@@ -233,7 +207,7 @@ def test_race_fault_lets_concurrent_scans_all_pass(database_url):
 
 
 def test_postgres_scan_answers_locked_while_another_session_holds_the_row():
-    url = _postgres_url()
+    url = postgres_url()
     import asyncpg
 
     from loadaction.demo.postgres_store import DEFAULT_SCHEMA

@@ -1,0 +1,103 @@
+"""The four bundled ticketing scenarios against the bundled demo target:
+they pass on a healthy target (SQLite and PostgreSQL), and each budget
+catches the fault it exists for (exit 99, naming the violated threshold)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from pathlib import Path
+
+import pytest
+import stripe
+from aiohttp import web
+
+from loadaction.cli import main
+from loadaction.demo.command import PLAN
+from loadaction.plan import load_plan
+from loadaction.session import run_and_report
+from tests.target import Target
+
+
+def _demo(tmp_path: Path, *args: str) -> tuple[int, dict]:
+    out = tmp_path / "out"
+    code = main(["demo", "--profile", "smoke", "--quiet", "--out", str(out), *args])
+    return code, json.loads((out / "results.json").read_text())
+
+
+def _failed(doc: dict) -> set[str]:
+    return {f"{t['metric']} {t['expression']}" for t in doc["thresholds"] if t["verdict"] != "pass"}
+
+
+def test_all_scenarios_pass_on_a_healthy_target(tmp_path, database_url):
+    args = ["--database-url", database_url] if database_url else []
+    code, doc = _demo(tmp_path, *args)
+    assert _failed(doc) == set()
+    assert code == 0
+    names = {s["name"]: s for s in doc["scenarios"]}
+    assert set(names) == {"ticket-purchase", "scanner-burst", "scanner-race", "dashboard-load",
+                          "webhook-burst", "webhook-redelivery", "webhook-bad-signatures"}
+    assert all(s["iterations"] > 0 for s in names.values())
+    assert names["webhook-burst"]["iterations"] == 10 == names["webhook-redelivery"]["iterations"]
+    assert doc["errors"] == []
+
+
+@pytest.mark.parametrize("fault, violated", [
+    ("race", {"successful_scans{scenario:scanner-race} count==1",
+              "race_conditions_caught{scenario:scanner-race} count==9"}),
+    ("double-webhook", {"webhook_duplicates_processed{scenario:webhook-redelivery} count==0"}),
+    ("latency=700", {"http_req_duration{name:checkout,scenario:ticket-purchase} p(95)<500"}),
+    ("errors=0.05", {"checkout_errors{scenario:ticket-purchase} rate<0.01"}),
+])
+def test_each_budget_catches_its_fault(tmp_path, capsys, fault, violated):
+    code, doc = _demo(tmp_path, "--fault", fault)
+    assert code == 99
+    assert violated <= _failed(doc)
+    summary = capsys.readouterr().out
+    for line in violated:
+        metric, expression = line.split(" ")
+        assert f"✗ {metric}  {expression}" in summary
+
+
+def test_error_budgets_of_every_scenario_catch_injected_errors(tmp_path):
+    # every other request fails; the scenarios run one after another, so each sees failures
+    code, doc = _demo(tmp_path, "--fault", "errors=0.5")
+    assert code == 99
+    assert {"checkout_errors{scenario:ticket-purchase} rate<0.01",
+            "http_req_failed{scenario:scanner-burst} rate<0.001",
+            "http_req_failed{scenario:scanner-race} rate<0.001",
+            "http_req_failed{scenario:dashboard-load} rate<0.01",
+            "checks{scenario:webhook-burst} rate==1"} <= _failed(doc)
+
+
+def test_the_scenarios_webhook_signatures_verify_with_stripes_own_library(tmp_path, monkeypatch):
+    """Stripe's SDK is the reference: every signature the scenario sends must pass
+    `stripe.WebhookSignature.verify_header` with the shared secret."""
+    secret = "whsec_scenario_check_0123456789"
+    received: list[tuple[bytes, str]] = []
+
+    async def webhook(request: web.Request) -> web.Response:
+        received.append((await request.read(), request.headers["Stripe-Signature"]))
+        return web.json_response({"received": True, "duplicate": len(received) > 10})
+
+    target = Target()
+    target.app.router.add_post("/functions/v1/stripe-webhook", webhook)
+    target.start()
+    try:
+        env = {**os.environ, "SUPABASE_ANON_KEY": "anon-key-x", "SUPABASE_SERVICE_ROLE_KEY": "svc-key-x",
+               "STRIPE_WEBHOOK_SECRET": secret, "TEST_EVENT_ID": "evt-fixed"}
+        plan = load_plan(PLAN, target=target.url, profile="smoke", env=env,
+                         scenarios=["webhook-burst", "webhook-redelivery"])
+        code = asyncio.run(run_and_report(plan, out=None, quiet=True))
+    finally:
+        target.stop()
+    assert code == 0
+    assert len(received) == 20
+    for payload, header in received:
+        assert stripe.WebhookSignature.verify_header(payload.decode(), header, secret, tolerance=300)
+        event = json.loads(payload)
+        assert event["type"] == "checkout.session.completed"
+        assert event["data"]["object"]["metadata"]["event_id"] == "evt-fixed"
+    with pytest.raises(stripe.SignatureVerificationError):
+        stripe.WebhookSignature.verify_header(received[0][0].decode(), received[0][1], "whsec_other", 300)
