@@ -112,3 +112,27 @@ def test_validate_prints_the_timeline_and_sends_nothing(target, write_plan, caps
     out = capsys.readouterr().out
     assert "5.0s -    35.0s  s  constant-vus: 2 VUs for 30s" in out
     assert target.hits["/ok"] == 0
+
+
+def test_plan_mistakes_exit_2_with_one_line_and_send_nothing(target, write_plan, capsys):
+    cases = {
+        "executer: constant-vus": "plan.yml:4: unknown key 'executer' in scenario 's' (did you mean 'executor'?)",
+        "vus: ten": "plan.yml:4: vus: expected an integer, got 'ten'",
+    }
+    for mistake, message in cases.items():
+        plan = write_plan(f"""
+            target: {target.url}
+            scenarios:
+              s:
+                {mistake}
+                executor: constant-vus
+                duration: 1s
+                exec: f
+            flows:
+              f: [{{request: {{url: /ok}}}}]
+        """)
+        for command in ("run", "validate"):
+            assert main([command, str(plan)]) == 2
+            err = capsys.readouterr().err
+            assert err == f"loadaction: {message}\n".replace("plan.yml", str(plan)), err
+    assert target.hits["/ok"] == 0
