@@ -25,20 +25,21 @@ class LiveBucket:
     def close(self, t: float, vus: int) -> dict[str, Any]:
         d = self.durations
         has = d.count > 0
+        p50, p95, p99 = d.percentiles((50, 95, 99)) if has else (None, None, None)
         point = {
             "t": round(t, 3),
             "reqs": self.reqs,
             "failed": self.failed,
             "iterations": self.iterations,
             "vus": vus,
-            "p50": d.percentile(50) if has else None,
-            "p95": d.percentile(95) if has else None,
-            "p99": d.percentile(99) if has else None,
+            "p50": p50,
+            "p95": p95,
+            "p99": p99,
             "max": d.max() if has else None,
             "hdr": d.encode() if has else None,
         }
         self.reqs = self.failed = self.iterations = 0
-        d.hist.reset()
+        d.reset()
         return point
 
 

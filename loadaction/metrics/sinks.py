@@ -7,6 +7,7 @@ can be merged exactly from their encoded form.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from hdrh.histogram import HdrHistogram
@@ -14,6 +15,8 @@ from hdrh.histogram import HdrHistogram
 # 1 µs .. 1 h; longer samples are clamped to the top (and counted as such).
 HIGHEST_US = 3_600_000_000
 SIGNIFICANT_DIGITS = 3
+# Distinct values a trend buffers before folding them into its histogram.
+PENDING_LIMIT = 4096
 
 
 def new_histogram() -> HdrHistogram:
@@ -120,25 +123,63 @@ class GaugeSink:
 
 class TrendSink:
     """Values are milliseconds (or plain numbers for non-time trends), kept as
-    integer thousandths in the histogram: microseconds for durations."""
+    integer thousandths in the histogram: microseconds for durations.
 
-    __slots__ = ("hist", "clamped")
+    Recording is the engine's hottest path (five samples per request), and
+    HdrHistogram.record_value is a dozen pure-Python calls. So samples first
+    land in a plain dict of value -> count, one dict update each; the dict is
+    folded into the histogram (one record_value per distinct value) whenever
+    anything reads the sink, and whenever it holds PENDING_LIMIT distinct
+    values. What is read is exactly what recording every sample would give.
+    """
+
+    __slots__ = ("_hist", "_pending", "_clamped")
     kind = "trend"
 
     def __init__(self) -> None:
-        self.hist = new_histogram()
-        self.clamped = 0
+        self._hist = new_histogram()
+        self._pending: dict[int, int] = {}
+        self._clamped = 0
 
     def add(self, value: float) -> None:
         self.add_us(int(value * 1000))
 
     def add_us(self, us: int) -> None:
-        if us < 0:
-            us = 0
-        elif us > HIGHEST_US:
-            us = HIGHEST_US
-            self.clamped += 1
-        self.hist.record_value(us)
+        pending = self._pending
+        pending[us] = pending.get(us, 0) + 1
+        if len(pending) > PENDING_LIMIT:
+            self._fold()
+
+    def _fold(self) -> None:
+        record = self._hist.record_value
+        for us, n in self._pending.items():
+            if us < 0:
+                us = 0
+            elif us > HIGHEST_US:
+                us = HIGHEST_US
+                self._clamped += n
+            record(us, n)
+        self._pending.clear()
+
+    @property
+    def hist(self) -> HdrHistogram:
+        """The histogram with every sample recorded so far."""
+        if self._pending:
+            self._fold()
+        return self._hist
+
+    @property
+    def clamped(self) -> int:
+        """Samples above HIGHEST_US, recorded as HIGHEST_US."""
+        if self._pending:
+            self._fold()
+        return self._clamped
+
+    def reset(self) -> None:
+        """Forget every sample (a fresh histogram: cheaper than zeroing one in Python)."""
+        self._hist = new_histogram()
+        self._pending.clear()
+        self._clamped = 0
 
     @property
     def count(self) -> int:
@@ -154,12 +195,38 @@ class TrendSink:
         return self.hist.get_max_value() / 1000
 
     def percentile(self, p: float) -> float:
-        return self.hist.get_value_at_percentile(p) / 1000
+        return self.percentiles((p,))[0]
+
+    def percentiles(self, ps: Sequence[float]) -> list[float]:
+        """Like HdrHistogram.get_value_at_percentile for each of `ps`, in one
+        pass over the populated part of the counts rather than one full pass each."""
+        hist = self.hist
+        total = hist.total_count
+        if not total:
+            return [0.0 for _ in ps]
+        targets = sorted((max(int(min(p, 100.0) * total / 100 + 0.5), 1), i) for i, p in enumerate(ps))
+        out = [0.0] * len(ps)
+        lo, hi = _populated_range(hist)
+        seen = 0
+        t = 0
+        for index, n in enumerate(hist.counts[lo:hi], lo):
+            if not n:
+                continue
+            seen += n
+            while t < len(targets) and seen >= targets[t][0]:
+                i = targets[t][1]
+                value = hist.get_value_from_index(index)
+                out[i] = (hist.get_highest_equivalent_value(value) if ps[i]
+                          else hist.get_lowest_equivalent_value(value)) / 1000
+                t += 1
+            if t == len(targets):
+                break
+        return out
 
     def merge(self, other: TrendSink) -> None:
         if other.count:
             self.hist.add(other.hist)
-        self.clamped += other.clamped
+        self._clamped += other.clamped
 
     def encode(self) -> str:
         return self.hist.encode().decode("ascii")
@@ -167,15 +234,16 @@ class TrendSink:
     def summary(self, duration_s: float) -> dict[str, Any]:
         if not self.count:
             return {"count": 0, "hdr": None}
+        med, p90, p95, p99 = self.percentiles((50, 90, 95, 99))
         return {
             "count": self.count,
             "avg": self.avg(),
             "min": self.min(),
-            "med": self.percentile(50),
+            "med": med,
             "max": self.max(),
-            "p90": self.percentile(90),
-            "p95": self.percentile(95),
-            "p99": self.percentile(99),
+            "p90": p90,
+            "p95": p95,
+            "p99": p99,
             "hdr": self.encode(),
         }
 
@@ -184,8 +252,17 @@ class TrendSink:
         """Rebuild exactly from the encoded histogram (so runs merge exactly)."""
         sink = cls()
         if data.get("hdr"):
-            sink.hist.decode_and_add(data["hdr"])
+            sink._hist.decode_and_add(data["hdr"])
         return sink
+
+
+def _populated_range(hist: HdrHistogram) -> tuple[int, int]:
+    """Indexes of the counts that can be non-zero: from the bucket of the
+    smallest recorded value to that of the largest (decoded histograms may
+    not track their minimum: then from 0)."""
+    hi = min(hist._counts_index_for(hist.max_value) + 1, hist.counts_len)
+    lo = hist._counts_index_for(hist.min_value) if hist.min_value <= hist.max_value else 0
+    return max(lo, 0), hi
 
 
 Sink = CounterSink | RateSink | GaugeSink | TrendSink
