@@ -208,6 +208,7 @@ class Run:
             await executor.execute()
         finally:
             run.ended = True
+            run.end_mono = monotonic()
 
     # ------------------------------------------------------------ once a second
 
@@ -231,8 +232,8 @@ class Run:
             if limit is not None and elapsed >= limit:
                 control.request_stop("capped", f"max-duration of {limit:g}s reached")
             if self.progress is not None and elapsed >= next_progress:
+                self.progress(self._progress(elapsed, since=t0 + next_progress - self.progress_interval_s))
                 next_progress += self.progress_interval_s
-                self.progress(self._progress(elapsed))
             second += 1
 
     def _roll(self, t: float) -> None:
@@ -242,10 +243,13 @@ class Run:
         state.registry.add("vus", sum(vus.values()), ())
         state.registry.add("vus_max", sum(run.vus_max for run, _ in self.scenarios), ())
 
-    def _progress(self, elapsed: float) -> Progress:
+    def _progress(self, elapsed: float, since: float) -> Progress:
+        """Scenarios running now, or that ended since the last report (shown once, as done)."""
         window = max(1, round(self.progress_interval_s))
         rows = []
         for run, executor in self.scenarios:
+            if run.start_mono is None or (run.end_mono is not None and run.end_mono < since):
+                continue
             points = self.state.series.last(run.scenario.name, window)
             reqs = sum(p["reqs"] for p in points)
             failed = sum(p["failed"] for p in points)
@@ -258,7 +262,7 @@ class Run:
                 planned_s=executor.planned_duration(), vus=run.active_vus,
                 rps=reqs / max(len(points), 1), p95_ms=merged.percentile(95) if merged.count else None,
                 error_rate=failed / reqs if reqs else None,
-                running=run.start_mono is not None and not run.ended,
+                running=run.end_mono is None,
             ))
         checks = self.state.registry.select("checks")
         return Progress(elapsed, tuple(rows), checks.rate if isinstance(checks, RateSink) else None)

@@ -11,14 +11,12 @@ def _clock(seconds: float) -> str:
 
 
 def progress_lines(p: Progress) -> list[str]:
-    """One line per scenario that has started:
+    """One line per scenario the runner reports (running, or just done):
     `purchase  1m05s/3m00s  vus=100  152.3 req/s  p95=212.41ms  errors=0.00%  checks=100.00%`."""
     checks = f"{p.checks_rate * 100:.2f}%" if p.checks_rate is not None else "-"
     width = max((len(s.name) for s in p.scenarios), default=0)
     lines = []
     for s in p.scenarios:
-        if s.elapsed_s <= 0:
-            continue
         state = "" if s.running else "  (done)"
         p95 = f"{s.p95_ms:.2f}ms" if s.p95_ms is not None else "-"
         err = f"{s.error_rate * 100:.2f}%" if s.error_rate is not None else "-"

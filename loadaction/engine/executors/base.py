@@ -40,6 +40,7 @@ class ScenarioRun:
         self.vus_max = 0
         self.ended = False  # the executor's own end: no new iterations
         self.start_mono: float | None = None
+        self.end_mono: float | None = None
         self._iter_count = state.registry.sink("iterations", self.tags)
         self._iter_duration = state.registry.sink("iteration_duration", self.tags)
         self._dropped = state.registry.sink("dropped_iterations", self.tags)
@@ -48,7 +49,10 @@ class ScenarioRun:
     # ------------------------------------------------------------ clock
 
     def elapsed(self) -> float:
-        return monotonic() - self.start_mono if self.start_mono is not None else 0.0
+        """Seconds since the scenario started, frozen once it is over."""
+        if self.start_mono is None:
+            return 0.0
+        return (self.end_mono or monotonic()) - self.start_mono
 
     @property
     def stopping(self) -> asyncio.Event:
