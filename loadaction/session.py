@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
+import traceback
 from pathlib import Path
 
 from loadaction.engine.runner import Progress, Run
@@ -19,6 +20,8 @@ from loadaction.report.results_io import write_results
 
 
 def exit_code(status: str, violations: int) -> ExitCode:
+    if status == "crashed":
+        return ExitCode.CRASH
     if status == "aborted" or (status == "complete" and violations):
         return ExitCode.THRESHOLDS_FAILED
     if status != "complete":
@@ -55,6 +58,9 @@ async def run_and_report(plan: Plan, *, out: Path | None, quiet: bool = False,
     if out is not None:
         write_results(out / "results.json", doc)
     sys.stdout.write(render(doc, "text", color=sys.stdout.isatty()))
+    if outcome.crash is not None:
+        trace = "".join(traceback.format_exception(outcome.crash))
+        print(run.state.masker(trace), file=sys.stderr, end="")
     if outcome.status not in ("complete", "aborted"):
         print(f"loadaction: run {outcome.status}: {run.state.masker(outcome.reason or '')}",
               file=sys.stderr)

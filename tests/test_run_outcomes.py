@@ -136,3 +136,37 @@ def test_plan_mistakes_exit_2_with_one_line_and_send_nothing(target, write_plan,
             err = capsys.readouterr().err
             assert err == f"loadaction: {message}\n".replace("plan.yml", str(plan)), err
     assert target.hits["/ok"] == 0
+
+
+def test_an_engine_crash_still_reports_what_was_measured(target, write_plan):
+    """A bug in the engine (here: a transport that breaks after 5 requests) ends the
+    run as `crashed`, with the samples so far in the results and exit code 1."""
+    import asyncio
+
+    from loadaction.engine.http import AiohttpTransport
+    from loadaction.engine.runner import Run
+    from loadaction.plan import load_plan
+    from loadaction.report.build import build_results
+    from loadaction.session import exit_code
+
+    class BreaksAfterFive(AiohttpTransport):
+        sent = 0
+
+        async def send(self, req):
+            self.sent += 1
+            if self.sent > 5:
+                raise RuntimeError("transport bug")
+            return await super().send(req)
+
+    plan = load_plan(write_plan(f"""
+        target: {target.url}
+        scenarios:
+          s: {{executor: constant-vus, vus: 1, duration: 10s, exec: f}}
+        flows:
+          f: [{{request: {{url: /ok}}}}]
+    """))
+    outcome = asyncio.run(Run(plan, transport=BreaksAfterFive()).execute())
+    assert outcome.status == "crashed"
+    assert "RuntimeError: transport bug" in outcome.reason
+    assert exit_code(outcome.status, 0) == 1
+    assert build_results(outcome)["metrics"]["http_reqs"]["total"]["count"] == 5

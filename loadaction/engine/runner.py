@@ -61,14 +61,22 @@ class RunOutcome:
     started_at: datetime
     ended_at: datetime
     duration_s: float
-    status: str  # complete | aborted | cancelled | capped | failed
+    status: str  # complete | aborted | cancelled | capped | failed | crashed
     reason: str | None
     scenarios: list[tuple[ScenarioRun, Executor]]
     thresholds: list[ThresholdResult] = field(default_factory=list)
+    crash: Exception | None = None
 
     @property
     def violations(self) -> list[ThresholdResult]:
         return [t for t in self.thresholds if t.failed]
+
+
+def first_leaf(exc: BaseException) -> BaseException:
+    """The first real error inside (nested) TaskGroup exception groups."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
 
 
 def custom_metric_infos(plan: Plan) -> dict[str, MetricInfo]:
@@ -104,6 +112,7 @@ class Run:
         self.scenarios = [(r, executor_for(r)) for r in
                           (ScenarioRun(self.state, s) for s in plan.scenarios)]
         self._scenarios_task: asyncio.Task[None] | None = None
+        self.crash: Exception | None = None
 
     def hard_stop(self) -> None:
         self.control.request_stop("cancelled", "cancelled")
@@ -130,6 +139,10 @@ class Run:
                     raise
         except StepError as exc:
             self.control.request_stop("failed", str(exc))
+        except Exception as exc:  # a bug: still report what was measured, then say so
+            self.crash = exc
+            root = first_leaf(exc)
+            self.control.request_stop("crashed", f"internal error: {type(root).__name__}: {root}")
         finally:
             if setup_done and self.plan.teardown is not None:
                 await self._teardown()
@@ -276,5 +289,5 @@ class Run:
         return RunOutcome(
             plan=self.plan, state=self.state, started_at=started_at, ended_at=ended_at,
             duration_s=duration, status=self.control.status, reason=self.control.reason,
-            scenarios=self.scenarios, thresholds=thresholds,
+            scenarios=self.scenarios, thresholds=thresholds, crash=self.crash,
         )
