@@ -1,14 +1,25 @@
 from __future__ import annotations
 
+import copy
+import random
+import re
 from pathlib import Path
+from typing import Any
 
 import pytest
-from tests.test_report_fixtures import make_doc, passing_doc
 
 from loadaction.errors import PlanError
 from loadaction.metrics.sinks import TrendSink
-from loadaction.report.markdown import MAX_ERROR_ROWS, md_escape, render_markdown
+from loadaction.report import render
+from loadaction.report.chart import MAX_POINTS, downsample, mermaid_text
+from loadaction.report.markdown import (
+    MAX_ERROR_ROWS,
+    TRUNCATION_NOTE,
+    md_escape,
+    render_markdown,
+)
 from loadaction.report.text import format_duration
+from tests.test_report_fixtures import _threshold, make_doc, passing_doc, rate, trend
 
 ZWJ = "\u200d"
 ESCAPED_HOSTILE = f"&lt;script&gt;alert(1)&lt;/script&gt; cc @{ZWJ}octocat"
@@ -20,6 +31,7 @@ def test_md_escape_neutralises_html_markdown_and_mentions() -> None:
         "\\*x\\* \\_y\\_ \\`z\\` \\[l\\](u) a\\|b \\\\ \\~\\~s\\~\\~"
     )
     assert md_escape("hi @team") == f"hi @{ZWJ}team"
+    assert md_escape("see acme/shop#12") == f"see acme/shop#{ZWJ}12"
     assert md_escape("one\ntwo\r\tthree\x07") == "one two  three"
     assert md_escape(None) == ""
     assert md_escape(3) == "3"
@@ -80,7 +92,8 @@ def test_hostile_strings_are_escaped_in_checks_and_errors() -> None:
 
 def test_errors_sit_in_a_details_block() -> None:
     text = render_markdown(make_doc())
-    details = text[text.index("<details>") : text.index("</details>")]
+    start = text.index("<details><summary>Errors")
+    details = text[start : text.index("</details>", start)]
     assert details.startswith("<details><summary>Errors (10)</summary>\n\n| count | message |")
     assert "| 3 | connection refused: 127.0.0.1:1 | purchase | 400ms |" in details
 
@@ -106,7 +119,10 @@ def test_custom_metrics_exclude_builtins() -> None:
 
 def test_notices_and_footer() -> None:
     text = render_markdown(make_doc())
-    assert "- ⚠️ data 'tickets' exhausted after 100 rows: VU stopped" in text
+    assert (
+        "<details><summary>Notices (1)</summary>\n\n"
+        "- ⚠️ data 'tickets' exhausted after 100 rows: VU stopped\n\n</details>"
+    ) in text
     assert text.endswith(
         "<sub>loadaction 0.1.0 · scenarios/ticketing.yml"
         " · [workflow run](https://github.com/acme/shop/actions/runs/1)</sub>\n"
@@ -126,7 +142,7 @@ def test_user_template_can_extend_the_bundled_one(tmp_path: Path) -> None:
         "{% block footer %}custom footer for {{ plan.name | md_escape }}\n{% endblock %}",
         encoding="utf-8",
     )
-    text = render_markdown(make_doc(), template)
+    text = render_markdown(make_doc(), template=template)
     assert text.startswith("### ❌ loadaction: 3 of 6 budgets violated\n")
     assert text.endswith("custom footer for ticketing\n")
 
@@ -135,21 +151,362 @@ def test_user_template_errors_are_plan_errors(tmp_path: Path) -> None:
     broken = tmp_path / "broken.j2"
     broken.write_text("line one\n{% if %}\n", encoding="utf-8")
     with pytest.raises(PlanError) as caught:
-        render_markdown(make_doc(), broken)
+        render_markdown(make_doc(), template=broken)
     assert caught.value.source is not None and caught.value.source.line == 2
     assert str(caught.value).startswith(f"{broken}:2: invalid template: ")
 
     undefined = tmp_path / "undefined.j2"
     undefined.write_text("{{ nope }}", encoding="utf-8")
     with pytest.raises(PlanError, match="'nope' is undefined"):
-        render_markdown(make_doc(), undefined)
+        render_markdown(make_doc(), template=undefined)
 
     with pytest.raises(PlanError, match="template not found"):
-        render_markdown(make_doc(), tmp_path / "missing.j2")
+        render_markdown(make_doc(), template=tmp_path / "missing.j2")
 
 
 def test_user_template_is_sandboxed(tmp_path: Path) -> None:
     template = tmp_path / "evil.j2"
     template.write_text("{{ doc.__class__.__mro__ }}", encoding="utf-8")
     with pytest.raises(PlanError):
-        render_markdown(make_doc(), template)
+        render_markdown(make_doc(), template=template)
+
+
+# ------------------------------------------------------------------ baseline
+
+
+def _sink_part(doc: dict[str, Any], metric: str, scenario: str, sink: dict[str, Any]) -> None:
+    """Replace `metric`'s tag sets for `scenario` by one tag set holding `sink`."""
+    entry = doc["metrics"][metric]
+    others = [p for p in entry["by_tags"] if p["tags"].get("scenario") != scenario]
+    tags = {"scenario": scenario, "name": "checkout", "method": "POST", "status": "200",
+            "expected_response": "true", "group": ""}
+    entry["by_tags"] = [*others, {"tags": tags, "sink": sink}]
+
+
+def _baseline() -> dict[str, Any]:
+    """The fixture run as it was a day earlier: faster and with fewer errors
+    in `purchase`, one budget spelt differently, one not there yet."""
+    base = make_doc()
+    base["started_at"] = "2026-11-20T23:00:00+00:00"
+    base["environment"]["github_run_url"] = "https://github.com/acme/shop/actions/runs/0"
+    by_metric = {t["metric"]: t for t in base["thresholds"]}
+    by_metric["http_req_duration{scenario:purchase}"]["observed"] = 650.0
+    by_metric["http_req_failed"]["observed"] = 0.01
+    scan = by_metric["http_req_duration{scenario:scanner,name:scan}"]
+    scan["metric"] = "http_req_duration{ name:scan , scenario:scanner }"
+    scan["expression"] = "p(95) < 200"
+    scan["observed"] = 90.0
+    base["thresholds"].remove(by_metric["checks"])
+    _sink_part(base, "http_req_duration", "purchase", trend([100.0 + i for i in range(100)]))
+    _sink_part(base, "http_req_failed", "purchase", rate(5, 95))  # 5% failed
+    return base
+
+
+def _row(text: str, prefix: str) -> str:
+    [line] = [line for line in text.splitlines() if line.startswith(prefix)]
+    return line
+
+
+def test_threshold_rows_show_the_baseline_and_the_change() -> None:
+    text = render_markdown(make_doc(), baseline=_baseline())
+    assert "| scenario | metric | budget | observed | baseline | Δ | result |" in text
+    assert _row(text, "| purchase | http\\_req\\_duration |") == (
+        "| purchase | http\\_req\\_duration | p(95)&lt;500 | 712.31ms"
+        " | 650ms | +62.31ms (+9.6%) | ❌ fail |"
+    )
+    # Same budget, spelt with other tag order and spaces: still compared.
+    assert _row(text, "| scanner | http").endswith("| 85.5ms | 90ms | -4.5ms (-5.0%) | ✅ pass |")
+    # Rates move in percentage points.
+    failed = _row(text, "| all | http\\_req\\_failed |")
+    assert failed.endswith("| 3.33% | 1.00% | +2.33 pp | ❌ fail |")
+    # Not in the baseline; no data in both.
+    assert _row(text, "| all | checks |").endswith("| 95.00% | — | — | ✅ pass |")
+    assert _row(text, "| ghost |").endswith("| — | no data | — | ❌ no data |")
+
+
+def test_scenario_rows_show_p95_and_error_rate_changes() -> None:
+    doc, base = make_doc(), _baseline()
+    now = TrendSink()
+    for part in doc["metrics"]["http_req_duration"]["by_tags"]:
+        if part["tags"]["scenario"] == "purchase":
+            now.merge(TrendSink.from_summary(part["sink"]))
+    before = TrendSink.from_summary(trend([100.0 + i for i in range(100)])).percentile(95)
+    after = now.percentile(95)
+    p95_delta = f"+{format_duration(after - before)} ({(after - before) / before * 100:+.1f}%)"
+    text = render_markdown(doc, baseline=base)
+    assert "| p95 Δ | error rate Δ |" in text
+    assert _row(text, "| purchase | 100 |").endswith(f"| {p95_delta} | +5 pp |")
+    assert _row(text, "| scanner | 200 |").endswith("| ±0 | ±0 |")
+
+
+def test_headline_names_the_baseline_run() -> None:
+    text = render_markdown(make_doc(), baseline=_baseline())
+    assert text.splitlines()[2].endswith(
+        " · **baseline** [run of 2026-11-20 23:00 UTC](https://github.com/acme/shop/actions/runs/0)"
+    )
+    plain = render_markdown(make_doc())
+    assert "baseline" not in plain and "Δ" not in plain
+
+
+def test_render_passes_baseline_and_limit_through() -> None:
+    doc, base = make_doc(), _baseline()
+    assert render(doc, "md", baseline=base) == render_markdown(doc, baseline=base)
+    assert len(render(doc, "md", max_chars=1500)) <= 1500
+
+
+# -------------------------------------------------------------------- charts
+
+
+def _series(rng: random.Random, seconds: int) -> tuple[list[dict[str, Any]], list[list[float]]]:
+    """Per-second points as the engine writes them, and each second's samples;
+    every 7th second has no requests."""
+    points, samples = [], []
+    for t in range(1, seconds + 1):
+        values = [] if t % 7 == 0 else [rng.uniform(1, 400) for _ in range(rng.randint(1, 30))]
+        sink = TrendSink()
+        for value in values:
+            sink.add(value)
+        has = sink.count > 0
+        p50, p95, p99 = sink.percentiles((50, 95, 99)) if has else (None, None, None)
+        points.append({"t": t + 0.001 * rng.random(), "reqs": len(values), "failed": 0,
+                       "iterations": len(values), "vus": 5, "p50": p50, "p95": p95, "p99": p99,
+                       "max": sink.max() if has else None, "hdr": sink.encode() if has else None})
+        samples.append(values)
+    return points, samples
+
+
+def test_downsampling_merges_histograms_so_p95_stays_exact() -> None:
+    points, samples = _series(random.Random(5), 200)
+    merged = downsample(points, 1.0)
+    size = 4  # ceil(200 / 60)
+    assert len(merged) == 50 <= MAX_POINTS
+    for index, point in enumerate(merged):
+        group = samples[index * size : (index + 1) * size]
+        exact = TrendSink()
+        for values in group:
+            for value in values:
+                exact.add(value)
+        assert point.p95_ms == exact.percentile(95)
+        assert point.t == points[(index + 1) * size - 1]["t"]
+        span = point.t - (points[index * size - 1]["t"] if index else 0.0)
+        assert point.req_per_s == pytest.approx(sum(map(len, group)) / span)
+
+
+def test_short_series_are_not_merged() -> None:
+    points, _ = _series(random.Random(6), 45)
+    merged = downsample(points, 1.0)
+    assert [p.p95_ms for p in merged] == [p["p95"] for p in points]
+
+
+@pytest.mark.parametrize("seconds", [1, 59, 60, 61, 600, 3601])
+def test_downsampling_never_exceeds_the_point_budget(seconds: int) -> None:
+    points = [{"t": float(t), "reqs": 1, "p95": 1.0, "hdr": None} for t in range(1, seconds + 1)]
+    merged = downsample(points, 1.0)
+    assert 1 <= len(merged) <= MAX_POINTS
+    assert merged[-1].t == seconds
+
+
+def _mermaid_blocks(text: str) -> list[str]:
+    return re.findall(r"```mermaid\n(.*?)\n```", text, flags=re.DOTALL)
+
+
+def test_each_scenario_gets_latency_and_throughput_charts() -> None:
+    doc = make_doc()
+    doc["series"]["scenarios"]["purchase"], _ = _series(random.Random(7), 180)
+    doc["series"]["scenarios"]["scanner"], _ = _series(random.Random(8), 30)
+    text = render_markdown(doc)
+    assert "<details><summary>Charts: purchase</summary>" in text
+    blocks = _mermaid_blocks(text)
+    assert len(blocks) == 4
+    latency, throughput = blocks[0].splitlines(), blocks[1].splitlines()
+    assert latency[:4] == ["xychart-beta", '    title "purchase: p95 latency"',
+                           '    x-axis "time (s)" 3 --> 180', '    y-axis "ms"']
+    assert throughput[:4] == ["xychart-beta", '    title "purchase: throughput"',
+                              '    x-axis "time (s)" 3 --> 180', '    y-axis "req/s"']
+    values = re.fullmatch(r"    line \[(.*)\]", latency[4])
+    bars = re.fullmatch(r"    bar \[(.*)\]", throughput[4])
+    assert values and bars
+    numbers = [float(v) for v in values[1].split(", ")]
+    assert len(numbers) == 60 and all(v >= 0 for v in numbers)
+    assert all(re.fullmatch(r"\d+(\.\d+)?", v) for v in bars[1].split(", "))
+    assert _mermaid_blocks(text)[2].splitlines()[2] == '    x-axis "time (s)" 1 --> 30'
+
+
+def test_no_series_no_charts() -> None:
+    assert "mermaid" not in render_markdown(make_doc())
+
+
+def test_chart_text_is_inert_for_mermaid_and_markdown() -> None:
+    hostile = 'x"\n```\n%%{init}%% <b>@octocat</b>; `y`'
+    assert mermaid_text(hostile) == "x init b octocat /b y"
+    doc = make_doc()
+    doc["scenarios"][0]["name"] = hostile
+    doc["series"]["scenarios"][hostile], _ = _series(random.Random(9), 10)
+    text = render_markdown(doc)
+    [latency, _] = _mermaid_blocks(text)
+    assert latency.splitlines()[1] == '    title "x init b octocat /b y : p95 latency"'
+    assert text.count("```") == 4
+
+
+# ---------------------------------------------------------------- escaping
+
+
+def test_every_document_string_is_escaped() -> None:
+    doc = make_doc()
+    evil = "a|b <script>x</script> @octocat"
+    doc["plan"]["name"] = evil
+    doc["scenarios"][0]["name"] = evil
+    doc["checks"][0]["scenario"] = evil
+    doc["thresholds"][0]["metric"] = "http_req_duration{scenario:a|b,name:<img src=x>}"
+    doc["notices"] = [f"notice {evil}"]
+    doc["errors"][0]["scenario"] = evil
+    doc["status"], doc["status_reason"] = "failed", f"setup failed: {evil}"
+    for part in doc["metrics"]["http_reqs"]["by_tags"]:
+        part["tags"]["name"] = evil
+    text = render_markdown(doc, baseline=_baseline())
+    escaped = f"a\\|b &lt;script&gt;x&lt;/script&gt; @{ZWJ}octocat"
+    assert "<script>" not in text and "<img" not in text
+    assert re.search(r"@(?!\u200d)", text) is None
+    assert f"**plan** {escaped}" in text
+    assert f"<summary>Scenario {escaped}</summary>" in text
+    assert f"| {escaped} | 100 | 0 |" in text  # scenario table
+    assert "| a\\|b | http\\_req\\_duration{name:&lt;img src=x&gt;} |" in text
+    assert f"- ⚠️ notice {escaped}" in text
+    assert f"(setup failed: {escaped})" in text
+    # Every row of every table has its header's column count: no `|` broke a cell.
+    for table in re.findall(r"(?:^\|.*\n)+", text, flags=re.MULTILINE):
+        assert len({len(re.findall(r"(?<!\\)\|", row)) for row in table.splitlines()}) == 1
+
+
+# -------------------------------------------------------------- size limits
+
+
+def _huge_doc() -> dict[str, Any]:
+    """A pathological run: thousands of distinct errors, 80 scenarios with a
+    minute of series each, 300 budgets, 400 checks."""
+    doc = make_doc()
+    rng = random.Random(11)
+    points, _ = _series(rng, 60)
+    template = doc["scenarios"][0]
+    for i in range(80):
+        name = f"scenario-{i:02d}"
+        doc["scenarios"].append({**template, "name": name})
+        doc["series"]["scenarios"][name] = points
+    doc["thresholds"] += [
+        _threshold(f"http_req_duration{{scenario:scenario-{i % 80:02d},name:n{i}}}", "p(95)<500",
+                   "fail" if i % 50 == 7 else "pass", 100.0 + i)
+        for i in range(300)
+    ]
+    doc["checks"] += [{"name": f"check {i}", "scenario": "purchase", "group": "",
+                       "passes": 10, "fails": i % 3} for i in range(400)]
+    doc["errors"] = [{"message": f"HTTP 500 <b>{i}</b> " + "x" * 500, "count": i + 1,
+                      "scenario": "purchase", "first_seen_s": 1.0} for i in range(5000)]
+    doc["notices"] = [f"notice {i}" for i in range(200)]
+    return doc
+
+
+def _balanced(text: str) -> bool:
+    return text.count("<details>") == text.count("</details>") and text.count("```") % 2 == 0
+
+
+def test_a_report_that_fits_is_left_whole() -> None:
+    full = render_markdown(make_doc())
+    assert render_markdown(make_doc(), max_chars=len(full)) == full
+    assert TRUNCATION_NOTE not in full
+
+
+def test_a_huge_report_fits_a_comment_with_headline_and_budgets_intact() -> None:
+    doc = _huge_doc()
+    full = render_markdown(doc)
+    assert len(full) > 150_000
+    text = render_markdown(doc, max_chars=65_536)
+    assert len(text) <= 65_536
+    assert text.startswith("### ❌ loadaction: 9 of 306 budgets violated\n")
+    budgets = full[full.index("#### Budgets") : full.index("#### Scenarios")]
+    assert budgets in text
+    assert TRUNCATION_NOTE in text
+    assert "<summary>Errors" not in text  # details went first
+    assert _balanced(text)
+    assert text.endswith("</sub>\n")
+
+
+def test_details_go_in_order_errors_charts_scenarios_notices() -> None:
+    doc = _huge_doc()
+    full = render_markdown(doc)
+    errors = full.index("<details><summary>Notices") - full.index("<details><summary>Errors")
+    without_errors = len(full) - errors
+    text = render_markdown(doc, max_chars=without_errors + len(TRUNCATION_NOTE) + 2)
+    assert "<summary>Errors" not in text
+    for kept in ("<summary>Charts:", "<summary>Scenario ", "<summary>Notices"):
+        assert kept in text
+    summaries = [
+        ("<summary>Charts:", "<summary>Scenario "),
+        ("<summary>Scenario ", "<summary>Notices"),
+    ]
+    for gone, kept in summaries:
+        text = render_markdown(doc, max_chars=len(text) - 1)
+        assert gone not in text and kept in text
+        assert len(text) < without_errors
+
+
+def test_tables_shrink_last_keeping_failures() -> None:
+    doc = _huge_doc()
+    text = render_markdown(doc, max_chars=12_000)
+    assert len(text) <= 12_000
+    assert "#### Budgets" in text
+    assert re.search(r"\n…and (\d+) more budgets left out to fit GitHub's limit\.\n", text)
+    # Every violated budget is kept, in the table's order.
+    assert text.count("❌ fail") + text.count("❌ no data") == 9
+    assert "scenarios left out to fit GitHub's limit." in text
+    assert _balanced(text)
+
+
+def test_threshold_rows_omitted_are_counted() -> None:
+    doc = _huge_doc()
+    text = render_markdown(doc, max_chars=6_000)
+    shown = len(re.findall(r"^\| .* \| (✅|❌|⚪) ", text, flags=re.MULTILINE))
+    omitted = int(re.search(r"…and (\d+) more budgets", text)[1])  # type: ignore[index]
+    assert shown + omitted == len(doc["thresholds"])
+    assert len(text) <= 6_000 and TRUNCATION_NOTE in text
+
+
+@pytest.mark.parametrize("max_chars", [0, 1, 40, 100, 300, 800, 2_000, 20_000, 65_536, 1_048_576])
+def test_never_longer_than_the_limit(max_chars: int) -> None:
+    doc = _huge_doc()
+    text = render_markdown(doc, max_chars=max_chars)
+    assert len(text) <= max_chars
+    if len(render_markdown(doc)) <= max_chars:
+        assert TRUNCATION_NOTE not in text
+    elif max_chars >= 300:
+        assert text.startswith("### ❌ loadaction: 9 of 306 budgets violated\n")
+        assert TRUNCATION_NOTE in text
+
+
+def test_a_user_template_that_ignores_the_context_is_cut_at_a_line(tmp_path: Path) -> None:
+    template = tmp_path / "wordy.j2"
+    template.write_text("{% for i in range(2000) %}line {{ i }}\n{% endfor %}", encoding="utf-8")
+    text = render_markdown(make_doc(), template=template, max_chars=1_000)
+    assert len(text) <= 1_000
+    assert text.startswith("line 0\nline 1\n")
+    assert text.endswith(f"\n{TRUNCATION_NOTE}\n")
+    for line in text.splitlines():
+        assert re.fullmatch(r"line \d+|", line) or line == TRUNCATION_NOTE
+
+
+def test_a_user_template_extending_the_bundled_one_shrinks_too(tmp_path: Path) -> None:
+    template = tmp_path / "report.md.j2"
+    template.write_text(
+        '{% extends "loadaction/report.md.j2" %}{% block footer %}custom footer\n{% endblock %}',
+        encoding="utf-8",
+    )
+    doc = _huge_doc()
+    text = render_markdown(doc, template=template, max_chars=30_000)
+    assert len(text) <= 30_000 and text.endswith(f"{TRUNCATION_NOTE}\ncustom footer\n")
+    assert "<summary>Errors" not in text and _balanced(text)
+
+
+def test_rendering_does_not_change_the_documents() -> None:
+    doc, base = _huge_doc(), _baseline()
+    before = copy.deepcopy((doc, base))
+    render_markdown(doc, baseline=base, max_chars=5_000)
+    assert (doc, base) == before

@@ -186,7 +186,20 @@ class TrendSink:
         return self.hist.total_count
 
     def avg(self) -> float:
-        return self.hist.get_mean_value() / 1000
+        """HdrHistogram.get_mean_value (each count at the middle of its bucket),
+        over the populated counts only: hdrh's own walks every bucket with an
+        iterator object, a few hundred milliseconds per call."""
+        hist = self.hist
+        if not hist.total_count:
+            return 0.0
+        lo, hi = _populated_range(hist)
+        middle = hist._hdr_median_equiv_value
+        value_at = hist.get_value_from_index
+        total = 0
+        for index, n in enumerate(hist.counts[lo:hi], lo):
+            if n:
+                total += n * middle(value_at(index))
+        return float(total) / hist.total_count / 1000
 
     def min(self) -> float:
         return self.hist.get_min_value() / 1000

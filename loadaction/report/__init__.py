@@ -4,6 +4,7 @@ so a report can be re-rendered from an old run's results.json at any time."""
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -14,19 +15,33 @@ from loadaction.report.text import render_text
 
 FORMATS = ("text", "json", "md")
 
-__all__ = ["FORMATS", "load_results", "render", "render_markdown", "render_text", "write_results"]
+__all__ = [
+    "FORMATS",
+    "load_results",
+    "render",
+    "render_markdown",
+    "render_text",
+    "write_results",
+]
 
 
 def render(
-    doc: dict[str, Any], fmt: str, *, color: bool = False, template: Path | None = None
+    doc: dict[str, Any],
+    fmt: str,
+    *,
+    color: bool = False,
+    template: Path | None = None,
+    baseline: Mapping[str, Any] | None = None,
+    max_chars: int | None = None,
 ) -> str:
-    """Render `doc` as `fmt`. `color` applies to text, `template` to md; the
-    json format is the document itself, in its own key order, so it diffs
-    cleanly against the results.json it came from."""
+    """Render `doc` as `fmt`. `color` applies to text; `template`, `baseline`
+    and `max_chars` to md (see render_markdown). The json format is the
+    document itself, in its own key order, so it diffs cleanly against the
+    results.json it came from."""
     if fmt == "text":
         return render_text(doc, color=color)
     if fmt == "md":
-        return render_markdown(doc, template)
+        return render_markdown(doc, template=template, baseline=baseline, max_chars=max_chars)
     if fmt == "json":
         return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
     raise PlanError(
