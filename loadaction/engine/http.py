@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
+from yarl import URL
 
 
 @dataclass(slots=True)
@@ -26,6 +27,9 @@ class PreparedRequest:
     headers: dict[str, str]
     body: bytes | None
     timeout: float  # seconds
+    # `url` parsed (the requester keeps both per URL it has built), so the
+    # transport hands aiohttp a URL and aiohttp does not parse it again.
+    parsed_url: URL | None = None
 
 
 @dataclass(slots=True)
@@ -110,6 +114,9 @@ class AiohttpTransport:
     max_body_bytes: int = 1 << 20
     max_connections: int = 0  # 0: unlimited
     _session: aiohttp.ClientSession | None = field(default=None, init=False)
+    # One ClientTimeout per distinct timeout: building one is an attrs
+    # __init__ with validation, per request otherwise.
+    _timeouts: dict[float, aiohttp.ClientTimeout] = field(default_factory=dict, init=False)
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None:
@@ -117,7 +124,8 @@ class AiohttpTransport:
             self._session = aiohttp.ClientSession(
                 connector=connector,
                 auto_decompress=True,
-                skip_auto_headers=("User-Agent",),
+                # A default User-Agent header already keeps aiohttp's own out;
+                # skip_auto_headers would cost a CIMultiDict build per request.
                 headers={"User-Agent": "loadaction/0.1"},
                 cookie_jar=aiohttp.DummyCookieJar(),
             )
@@ -130,12 +138,15 @@ class AiohttpTransport:
         sent = len(req.method) + len(req.url) + 12 + (len(req.body) if req.body else 0)
         for k, v in req.headers.items():
             sent += len(k) + len(v) + 4
+        timeout = self._timeouts.get(req.timeout)
+        if timeout is None:
+            timeout = self._timeouts[req.timeout] = aiohttp.ClientTimeout(total=req.timeout)
+        url = req.parsed_url if req.parsed_url is not None else req.url
         start = perf_counter_ns()
         try:
             async with session.request(
-                req.method, req.url, headers=req.headers, data=req.body,
-                allow_redirects=False,
-                timeout=aiohttp.ClientTimeout(total=req.timeout),
+                req.method, url, headers=req.headers, data=req.body,
+                allow_redirects=False, timeout=timeout,
             ) as resp:
                 body, truncated = await self._read_body(resp)
                 end = perf_counter_ns()

@@ -97,14 +97,16 @@ class Requester:
         self.scenario = scenario
         self.bucket = bucket
         self.target = URL(state.plan.target)
-        self._urls: dict[str, URL] = {}
+        self._urls: dict[str, tuple[URL, str]] = {}
 
     def build(self, prepared: PreparedSpec, ctx: Mapping[str, Any]) -> PreparedRequest:
         spec = prepared.spec
-        url = self._url(spec.url.render(ctx))
-        query = _render_mapping(spec.query, ctx)
-        if query:
-            url = url.update_query({k: _as_text(v) for k, v in query.items()})
+        url, text = self._url(spec.url.render(ctx))
+        if spec.query is not None:
+            query = _render_mapping(spec.query, ctx)
+            if query:
+                url = url.update_query({k: _as_text(v) for k, v in query.items()})
+                text = str(url)
         headers = {name: _as_text(tpl.render(ctx)) for name, tpl in prepared.headers}
         body: bytes | None = None
         if spec.json is not None:
@@ -118,19 +120,22 @@ class Requester:
             raw = spec.body.render(ctx)
             body = raw if isinstance(raw, bytes) else _as_text(raw).encode()
         timeout = spec.timeout if spec.timeout is not None else self.state.plan.timeout
-        return PreparedRequest(spec.method, str(url), headers, body, timeout)
+        return PreparedRequest(spec.method, text, headers, body, timeout, url)
 
-    def _url(self, text: str) -> URL:
-        url = self._urls.get(text)
-        if url is None:
+    def _url(self, text: str) -> tuple[URL, str]:
+        """The absolute URL for a rendered `url`, parsed and as text; both
+        are cached, as most plans send a handful of distinct URLs."""
+        known = self._urls.get(text)
+        if known is None:
             url = URL(text)
             if not url.is_absolute():
                 base = str(self.target).rstrip("/")
                 url = URL(base + ("" if text.startswith("/") else "/") + text)
             self.state.guard.check_host(url)
+            known = (url, str(url))
             if len(self._urls) < 256:
-                self._urls[text] = url
-        return url
+                self._urls[text] = known
+        return known
 
     async def send(self, prepared: PreparedSpec, req: PreparedRequest) -> ResponseView:
         """Send, following redirects only to allowed hosts, and record every hop."""
@@ -150,9 +155,10 @@ class Requester:
                 break
             if result.status == 303 or (result.status in (301, 302) and req.method == "POST"):
                 req = PreparedRequest("GET", str(url), {k: v for k, v in req.headers.items()
-                                                          if k.lower() != "content-type"}, None, req.timeout)
+                                                          if k.lower() != "content-type"}, None,
+                                      req.timeout, url)
             else:
-                req = PreparedRequest(req.method, str(url), req.headers, req.body, req.timeout)
+                req = PreparedRequest(req.method, str(url), req.headers, req.body, req.timeout, url)
         if result.error:
             self.state.errors.add(self.scenario, result.error)
         return ResponseView(prepared.spec.name, result)
