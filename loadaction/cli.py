@@ -100,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = sub.add_parser("report", help="render a results.json again")
     report.add_argument("results", type=Path)
-    report.add_argument("--format", choices=("text", "json", "md"), default="text")
+    report.add_argument("--format", choices=("text", "json", "md", "junit"), default="text")
     report.add_argument("--template", type=Path, metavar="FILE",
                         help="a Jinja2 Markdown template of your own (for --format md)")
     return parser

@@ -28,6 +28,6 @@ def test_unknown_format_is_an_invalid_input() -> None:
     with pytest.raises(PlanError) as caught:
         render(make_doc(), "markdown")
     assert caught.value.exit_code == ExitCode.INVALID
-    assert str(caught.value) == "unknown report format 'markdown' (expected text, json, md)"
+    assert str(caught.value) == "unknown report format 'markdown' (expected text, json, md, junit)"
     with pytest.raises(PlanError, match=r"did you mean 'text'\?"):
         render(make_doc(), "txt")

@@ -9,16 +9,18 @@ from pathlib import Path
 from typing import Any
 
 from loadaction.errors import PlanError, did_you_mean
+from loadaction.report.junit import render_junit
 from loadaction.report.markdown import render_markdown
 from loadaction.report.results_io import load_results, write_results
 from loadaction.report.text import render_text
 
-FORMATS = ("text", "json", "md")
+FORMATS = ("text", "json", "md", "junit")
 
 __all__ = [
     "FORMATS",
     "load_results",
     "render",
+    "render_junit",
     "render_markdown",
     "render_text",
     "write_results",
@@ -44,6 +46,8 @@ def render(
         return render_markdown(doc, template=template, baseline=baseline, max_chars=max_chars)
     if fmt == "json":
         return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+    if fmt == "junit":
+        return render_junit(doc)
     raise PlanError(
         f"unknown report format {fmt!r} (expected {', '.join(FORMATS)})",
         hint=did_you_mean(fmt, FORMATS),
