@@ -1,4 +1,4 @@
-"""Command line: `loadaction run | validate | report`.
+"""Command line: `loadaction run | validate | report | demo | demo-target | comment`.
 
 Exit codes (k6's 99 for crossed thresholds, so k6 users' scripts keep working):
   0   all budgets held
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,6 +21,15 @@ from pathlib import Path
 from loadaction.demo.cli import add_demo_target_parser, run_demo_target
 from loadaction.demo.command import add_demo_parser, run_demo
 from loadaction.errors import ExitCode, LoadactionError
+from loadaction.github.cli import (
+    add_comment_parser,
+    add_run_arguments,
+    error_line,
+    github_step,
+    load_baseline,
+    mask_token,
+    run_comment,
+)
 from loadaction.plan import load_plan
 from loadaction.plan.model import Limits, Plan
 from loadaction.session import run_and_report
@@ -91,12 +101,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--progress-interval", type=_positive(float), default=5.0, metavar="SECONDS",
                      help="seconds between progress lines (default 5)")
     run.add_argument("--quiet", action="store_true", help="no progress lines")
+    add_run_arguments(run)
 
     validate = sub.add_parser("validate", help="check a plan without sending anything")
     plan_args(validate)
 
     add_demo_parser(sub)
     add_demo_target_parser(sub)
+    add_comment_parser(sub)
 
     report = sub.add_parser("report", help="render a results.json again")
     report.add_argument("results", type=Path)
@@ -116,11 +128,14 @@ def _load(args: argparse.Namespace) -> Plan:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    github = getattr(args, "github", False)
     try:
         if args.command == "demo":
             return run_demo(args)
         if args.command == "demo-target":
             return run_demo_target(args)
+        if args.command == "comment":
+            return run_comment(args)
         if args.command == "report":
             from loadaction.report import render
             from loadaction.report.results_io import load_results
@@ -128,16 +143,31 @@ def main(argv: Sequence[str] | None = None) -> int:
                                     color=args.format == "text" and sys.stdout.isatty(),
                                     template=args.template))
             return ExitCode.OK
-        plan = _load(args)
         if args.command == "validate":
             from loadaction.plan.timeline import describe
-            print(describe(plan))
+            print(describe(_load(args)))
             return ExitCode.OK
-        return asyncio.run(run_and_report(plan, out=args.out, quiet=args.quiet,
-                                          progress_interval_s=args.progress_interval))
+        return _run(args)
     except LoadactionError as exc:
-        print(f"loadaction: {exc}", file=sys.stderr)
+        print(error_line(exc, os.environ) if github else f"loadaction: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         return ExitCode.NOT_CARRIED_OUT
 
+
+def _run(args: argparse.Namespace) -> int:
+    """`run`: with --github, masks are printed before the plan is even read,
+    and the GitHub step runs after the summary with the run's own verdict;
+    --no-fail-on-violation changes only the exit code."""
+    if args.github:
+        mask_token(os.environ)
+    step = github_step(args, os.environ, load_baseline(args.baseline))
+    plan = _load(args)
+    if step is not None:
+        step.mask(plan.secrets.values())
+    code = asyncio.run(run_and_report(plan, out=args.out, quiet=args.quiet,
+                                      progress_interval_s=args.progress_interval,
+                                      after=step.after_run if step is not None else None))
+    if code == ExitCode.THRESHOLDS_FAILED and not args.fail_on_violation:
+        return ExitCode.OK
+    return code

@@ -1,6 +1,8 @@
 """Runs a loaded plan the way a terminal user expects: live progress, signals
 handled (first one graceful, second one at once), results written, the summary
-printed, and the exit code decided. `run` and `demo` both end here."""
+printed, and the exit code decided. `run` and `demo` both end here; `after`
+lets a caller act on the results document (the GitHub step) without this
+module knowing what it does."""
 
 from __future__ import annotations
 
@@ -8,7 +10,9 @@ import asyncio
 import signal
 import sys
 import traceback
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 from loadaction.engine.runner import Progress, Run
 from loadaction.errors import ExitCode
@@ -17,6 +21,8 @@ from loadaction.report import render
 from loadaction.report.build import build_results
 from loadaction.report.progress import progress_lines
 from loadaction.report.results_io import write_results
+
+AfterRun = Callable[[dict[str, Any], ExitCode], Awaitable[None]]
 
 
 def exit_code(status: str, violations: int) -> ExitCode:
@@ -30,7 +36,7 @@ def exit_code(status: str, violations: int) -> ExitCode:
 
 
 async def run_and_report(plan: Plan, *, out: Path | None, quiet: bool = False,
-                         progress_interval_s: float = 5.0) -> ExitCode:
+                         progress_interval_s: float = 5.0, after: AfterRun | None = None) -> ExitCode:
     def show(progress: Progress) -> None:
         for line in progress_lines(progress):
             print(run.state.masker(line), file=sys.stderr, flush=True)
@@ -64,4 +70,7 @@ async def run_and_report(plan: Plan, *, out: Path | None, quiet: bool = False,
     if outcome.status not in ("complete", "aborted"):
         print(f"loadaction: run {outcome.status}: {run.state.masker(outcome.reason or '')}",
               file=sys.stderr)
-    return exit_code(outcome.status, len(outcome.violations))
+    code = exit_code(outcome.status, len(outcome.violations))
+    if after is not None:
+        await after(doc, code)
+    return code
