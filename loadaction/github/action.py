@@ -1,0 +1,131 @@
+"""The action's inputs as a `loadaction run` command line.
+
+This is all `entrypoint.py` does: read `INPUT_*`, check each value's shape
+(so a bad input is named as the input the user wrote, not as a CLI flag),
+and hand argv to the CLI. The token goes in the environment, never argv.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from loadaction.errors import ExitCode
+from loadaction.github import commands
+from loadaction.github.cli import TOKEN_ENV
+from loadaction.github.comments import key_problem
+from loadaction.github.environment import input_value
+from loadaction.github.step import COMMENT_MODES
+
+# Defaults for when the runner sets no INPUT_* at all (a test, a local
+# `docker run`); they agree with action.yml, which a test checks.
+DEFAULTS: Mapping[str, str] = {
+    "plan": "",
+    "target": "",
+    "profile": "pr",
+    "scenarios": "",
+    "vars": "",
+    "baseline": "",
+    "github-token": "",
+    "comment": "always",
+    "comment-key": "default",
+    "summary": "true",
+    "fail-on-violation": "true",
+    "results-dir": "loadaction-results",
+    "allowed-hosts": "",
+    "max-rps": "",
+}
+
+
+class InputError(ValueError):
+    """An input the action cannot use; the message names it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Invocation:
+    argv: list[str]
+    env: dict[str, str]  # variables to add to the environment (the token)
+
+
+def invocation(env: Mapping[str, str], bundled_plan: Path) -> Invocation:
+    """argv for `loadaction run` and the environment additions; raises InputError."""
+    def get(name: str) -> str:
+        value = input_value(env, name)
+        return DEFAULTS[name] if value is None else value
+
+    target = get("target")
+    if not target:
+        raise InputError("input 'target' is required (the base URL of the system under test)")
+    argv = ["run", get("plan") or str(bundled_plan), "--github", "--target", target,
+            "--out", get("results-dir") or DEFAULTS["results-dir"]]
+    if profile := get("profile"):
+        argv += ["--profile", profile]
+    for scenario in _items(get("scenarios")):
+        argv += ["--scenario", scenario]
+    for number, line in enumerate(get("vars").splitlines(), start=1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        if not sep or not key.strip():
+            # never echo the line: it may hold a secret
+            raise InputError(f"input 'vars', line {number}: expected KEY=VALUE")
+        argv += ["--var", f"{key.strip()}={value.strip()}"]
+    if baseline := get("baseline"):
+        argv += ["--baseline", baseline]
+    comment = get("comment").lower()
+    if comment not in COMMENT_MODES:
+        raise InputError(f"input 'comment' must be {', '.join(COMMENT_MODES)}; got {comment!r}")
+    argv += ["--comment", comment]
+    key = get("comment-key") or DEFAULTS["comment-key"]
+    if problem := key_problem(key):
+        raise InputError(f"input 'comment-key': {problem}")
+    argv += ["--comment-key", key]
+    if not _boolean(get, "summary"):
+        argv.append("--no-summary")
+    if not _boolean(get, "fail-on-violation"):
+        argv.append("--no-fail-on-violation")
+    for host in _items(get("allowed-hosts")):
+        argv += ["--allow-host", host]
+    if max_rps := get("max-rps"):
+        try:
+            rate = float(max_rps)
+        except ValueError:
+            rate = math.nan
+        if not (rate > 0 and math.isfinite(rate)):
+            raise InputError(f"input 'max-rps' must be a positive number; got {max_rps!r}")
+        argv += ["--max-rps", max_rps]
+    token = get("github-token") or env.get(TOKEN_ENV, "")
+    return Invocation(argv, {TOKEN_ENV: token} if token else {})
+
+
+def _items(text: str) -> list[str]:
+    """A comma- or newline-separated list, blanks dropped."""
+    return [item.strip() for item in text.replace("\n", ",").split(",") if item.strip()]
+
+
+def _boolean(get: Callable[[str], str], name: str) -> bool:
+    value = get(name).lower()
+    if value in ("true", "yes", "1", "on"):
+        return True
+    if value in ("false", "no", "0", "off"):
+        return False
+    raise InputError(f"input '{name}' must be true or false; got {value!r}")
+
+
+def main(bundled_plan: Path, env: Mapping[str, str] | None = None) -> int:
+    """Run the action: exit 2 with one annotation line on a bad input."""
+    from loadaction.cli import main as cli_main
+
+    env = os.environ if env is None else env
+    try:
+        call = invocation(env, bundled_plan)
+    except InputError as exc:
+        print(commands.error(str(exc), title="Invalid input"), file=sys.stderr)
+        return ExitCode.INVALID
+    os.environ.update(call.env)
+    return cli_main(call.argv)

@@ -1,0 +1,95 @@
+"""The action's inputs mapped to `loadaction run`, and action.yml agreeing
+with the code: every input mapped in runs.env under its underscore
+spelling, and the same defaults on both sides."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from ruamel.yaml import YAML
+
+from loadaction.github.action import DEFAULTS, InputError, invocation
+
+ROOT = Path(__file__).resolve().parents[1]
+BUNDLED = Path("/app/scenarios/ticketing.yml")
+
+
+def action_yml() -> dict:
+    return YAML(typ="safe").load((ROOT / "action.yml").read_text())
+
+
+def test_defaults_give_the_bundled_plan_at_profile_pr():
+    call = invocation({"INPUT_TARGET": "https://preview.example.com"}, BUNDLED)
+    assert call.argv == [
+        "run", str(BUNDLED), "--github", "--target", "https://preview.example.com",
+        "--out", "loadaction-results", "--profile", "pr", "--comment", "always",
+        "--comment-key", "default",
+    ]
+    assert call.env == {}
+
+
+def test_every_input_maps_to_its_flag_and_the_token_to_the_environment():
+    env = {
+        "INPUT_PLAN": "plans/shop.yml", "INPUT_TARGET": "https://x.test", "INPUT_PROFILE": "",
+        "INPUT_SCENARIOS": "purchase, scan\nwebhooks", "INPUT_VARS": "a=1\n\n# note\n b = two=2 \n",
+        "INPUT_BASELINE": "base/results.json", "INPUT_GITHUB-TOKEN": "ghs_token",
+        "INPUT_COMMENT": "On-Failure", "INPUT_COMMENT-KEY": "linux", "INPUT_SUMMARY": "false",
+        "INPUT_FAIL-ON-VIOLATION": "False", "INPUT_RESULTS-DIR": "out",
+        "INPUT_ALLOWED-HOSTS": "api.stripe.test,hooks.test", "INPUT_MAX-RPS": "50.5",
+    }
+    call = invocation(env, BUNDLED)
+    assert call.argv == [
+        "run", "plans/shop.yml", "--github", "--target", "https://x.test", "--out", "out",
+        "--scenario", "purchase", "--scenario", "scan", "--scenario", "webhooks",
+        "--var", "a=1", "--var", "b=two=2", "--baseline", "base/results.json",
+        "--comment", "on-failure", "--comment-key", "linux", "--no-summary",
+        "--no-fail-on-violation", "--allow-host", "api.stripe.test", "--allow-host", "hooks.test",
+        "--max-rps", "50.5",
+    ]
+    assert call.env == {"GITHUB_TOKEN": "ghs_token"}
+    assert "ghs_token" not in call.argv
+
+
+@pytest.mark.parametrize("env, message", [
+    ({}, "input 'target' is required"),
+    ({"INPUT_COMMENT": "sometimes"}, "input 'comment' must be always, on-failure, never"),
+    ({"INPUT_MAX_RPS": "fast"}, "input 'max-rps' must be a positive number"),
+    ({"INPUT_MAX_RPS": "-1"}, "input 'max-rps' must be a positive number"),
+    ({"INPUT_MAX_RPS": "inf"}, "input 'max-rps' must be a positive number"),
+    ({"INPUT_FAIL_ON_VIOLATION": "nah"}, "input 'fail-on-violation' must be true or false"),
+    ({"INPUT_VARS": "=1"}, "input 'vars', line 1: expected KEY=VALUE"),
+    ({"INPUT_COMMENT_KEY": "a-->b"}, "input 'comment-key'"),
+])
+def test_bad_inputs_name_the_input(env, message):
+    if env:
+        env = {"INPUT_TARGET": "https://x.test", **env}
+    with pytest.raises(InputError, match=message.replace("(", r"\(")):
+        invocation(env, BUNDLED)
+
+
+def test_action_yml_declares_exactly_the_inputs_the_code_reads_with_the_same_defaults():
+    inputs = action_yml()["inputs"]
+    assert set(inputs) == set(DEFAULTS)
+    for name, spec in inputs.items():
+        if name == "github-token":
+            assert spec["default"] == "${{ github.token }}"
+        elif name == "target":
+            assert spec["required"] is True and "default" not in spec
+        else:
+            assert str(spec["default"]) == DEFAULTS[name], name
+
+
+def test_every_input_is_mapped_again_in_runs_env():
+    meta = action_yml()
+    env = meta["runs"]["env"]
+    assert env == {f"INPUT_{name.upper().replace('-', '_')}": f"${{{{ inputs.{name} }}}}"
+                   for name in meta["inputs"]}
+
+
+def test_action_yml_is_a_docker_action_with_branding_and_the_outputs():
+    meta = action_yml()
+    assert meta["runs"]["using"] == "docker" and meta["runs"]["image"] == "Dockerfile"
+    assert set(meta["branding"]) == {"icon", "color"}
+    assert set(meta["outputs"]) == {"passed", "violations", "results-json", "report-md",
+                                    "comment-url"}
