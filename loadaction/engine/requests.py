@@ -21,6 +21,7 @@ from loadaction.metrics.registry import Tags
 from loadaction.metrics.sinks import CounterSink, RateSink, TrendSink
 from loadaction.metrics.series import LiveBucket
 from loadaction.plan.model import Renderable, RequestSpec
+from loadaction.plan.templates import Static
 
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 MAX_REDIRECTS = 10  # k6's default maxRedirects
@@ -45,9 +46,11 @@ class RequestSinks:
 
 class PreparedSpec:
     """Per (spec, scenario, group): the header templates merged over the plan's
-    defaults and the tags every sample of this request carries."""
+    defaults and the tags every sample of this request carries. A request
+    whose every part is a constant renders the same each time: `request`
+    keeps the first one built, and later iterations send it again."""
 
-    __slots__ = ("spec", "headers", "base_tags", "sinks", "state")
+    __slots__ = ("spec", "headers", "base_tags", "sinks", "state", "constant", "request")
 
     def __init__(self, state: RunState, spec: RequestSpec, scenario_tags: Tags, group: str) -> None:
         self.state = state
@@ -62,6 +65,9 @@ class PreparedSpec:
         tags.update(name=spec.name, method=spec.method, group=group)
         self.base_tags = tuple(sorted(tags.items()))
         self.sinks: dict[int, RequestSinks] = {}
+        parts = (spec.url, spec.query, spec.json, spec.form, spec.body, *(t for _, t in self.headers))
+        self.constant = all(p is None or isinstance(p, Static) for p in parts)
+        self.request: PreparedRequest | None = None
 
     def sinks_for(self, status: int) -> RequestSinks:
         sinks = self.sinks.get(status)
@@ -100,6 +106,10 @@ class Requester:
         self._urls: dict[str, tuple[URL, str]] = {}
 
     def build(self, prepared: PreparedSpec, ctx: Mapping[str, Any]) -> PreparedRequest:
+        """The request to send; rendered afresh unless every part is constant
+        (nothing downstream mutates a PreparedRequest, so one can be resent)."""
+        if prepared.request is not None:
+            return prepared.request
         spec = prepared.spec
         url, text = self._url(spec.url.render(ctx))
         if spec.query is not None:
@@ -120,7 +130,10 @@ class Requester:
             raw = spec.body.render(ctx)
             body = raw if isinstance(raw, bytes) else _as_text(raw).encode()
         timeout = spec.timeout if spec.timeout is not None else self.state.plan.timeout
-        return PreparedRequest(spec.method, text, headers, body, timeout, url)
+        req = PreparedRequest(spec.method, text, headers, body, timeout, url)
+        if prepared.constant:
+            prepared.request = req
+        return req
 
     def _url(self, text: str) -> tuple[URL, str]:
         """The absolute URL for a rendered `url`, parsed and as text; both
@@ -139,11 +152,22 @@ class Requester:
 
     async def send(self, prepared: PreparedSpec, req: PreparedRequest) -> ResponseView:
         """Send, following redirects only to allowed hosts, and record every hop."""
+        state = self.state
+        await state.guard.admit()
+        result = await state.transport.send(req)
+        self.record(prepared, result)
+        if result.status in REDIRECTS:
+            result = await self._follow(prepared, req, result)
+        if result.error:
+            state.errors.add(self.scenario, result.error)
+        return ResponseView(prepared.spec.name, result)
+
+    async def _follow(self, prepared: PreparedSpec, req: PreparedRequest,
+                      result: HttpResult) -> HttpResult:
+        """Follow `result`'s redirect and the ones after it (up to MAX_REDIRECTS);
+        the last response is the request's."""
         guard = self.state.guard
-        for _ in range(MAX_REDIRECTS + 1):
-            await guard.admit()
-            result = await self.state.transport.send(req)
-            self.record(prepared, result)
+        for hop in range(MAX_REDIRECTS + 1):
             location = result.headers.get("Location") if result.status in REDIRECTS else None
             if location is None:
                 break
@@ -159,22 +183,25 @@ class Requester:
                                       req.timeout, url)
             else:
                 req = PreparedRequest(req.method, str(url), req.headers, req.body, req.timeout, url)
-        if result.error:
-            self.state.errors.add(self.scenario, result.error)
-        return ResponseView(prepared.spec.name, result)
+            if hop == MAX_REDIRECTS:
+                break  # k6's limit: the last redirect is the response
+            await guard.admit()
+            result = await self.state.transport.send(req)
+            self.record(prepared, result)
+        return result
 
     def record(self, prepared: PreparedSpec, result: HttpResult) -> None:
-        sinks = prepared.sinks_for(result.status)
+        sinks = prepared.sinks.get(result.status) or prepared.sinks_for(result.status)
+        duration = result.duration_us
         sinks.reqs.count += 1
-        sinks.duration.add_us(result.duration_us)
+        sinks.duration.add_us(duration)
         sinks.blocked.add_us(result.blocked_us)
         sinks.connecting.add_us(result.connecting_us)
-        failed = not sinks.expected
-        sinks.failed.add(failed)
+        sinks.failed.add(not sinks.expected)
         sinks.sent.count += result.sent_bytes
         sinks.received.count += result.received_bytes
         bucket = self.bucket
         bucket.reqs += 1
-        bucket.durations.add_us(result.duration_us)
-        if failed:
+        bucket.durations.add_us(duration)
+        if not sinks.expected:
             bucket.failed += 1
