@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from itertools import chain
 from time import perf_counter_ns
 from typing import Any, Protocol
 
@@ -30,6 +31,15 @@ class PreparedRequest:
     # `url` parsed (the requester keeps both per URL it has built), so the
     # transport hands aiohttp a URL and aiohttp does not parse it again.
     parsed_url: URL | None = None
+    # data_sent for this request: request line, headers and body, estimated
+    # once here rather than on every send of a request that is sent again.
+    sent_bytes: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        size = len(self.method) + len(self.url) + 12 + (len(self.body) if self.body else 0)
+        for k, v in self.headers.items():
+            size += len(k) + len(v) + 4
+        self.sent_bytes = size
 
 
 @dataclass(slots=True)
@@ -75,10 +85,15 @@ def timing_cell() -> ConnectTiming:
     return cell
 
 
+# The base methods, bound once: super() builds a proxy object per call.
+_CONNECT = aiohttp.TCPConnector.connect
+_CREATE = aiohttp.TCPConnector._create_connection
+
+
 class _TimedConnector(aiohttp.TCPConnector):
     async def connect(self, req: Any, traces: Any, timeout: Any) -> Any:
         start = perf_counter_ns()
-        conn = await super().connect(req, traces, timeout)
+        conn = await _CONNECT(self, req, traces, timeout)
         cell = CONNECT_TIMING.get(None)
         if cell is not None:
             cell.acquire_ns = perf_counter_ns() - start
@@ -86,7 +101,7 @@ class _TimedConnector(aiohttp.TCPConnector):
 
     async def _create_connection(self, req: Any, traces: Any, timeout: Any) -> Any:
         start = perf_counter_ns()
-        proto = await super()._create_connection(req, traces, timeout)
+        proto = await _CREATE(self, req, traces, timeout)
         cell = CONNECT_TIMING.get(None)
         if cell is not None:
             cell.connect_ns = perf_counter_ns() - start
@@ -132,12 +147,9 @@ class AiohttpTransport:
         return self._session
 
     async def send(self, req: PreparedRequest) -> HttpResult:
-        session = self._get_session()
-        cell = timing_cell()
+        session = self._session if self._session is not None else self._get_session()
+        cell = CONNECT_TIMING.get(None) or timing_cell()
         cell.acquire_ns = cell.connect_ns = 0
-        sent = len(req.method) + len(req.url) + 12 + (len(req.body) if req.body else 0)
-        for k, v in req.headers.items():
-            sent += len(k) + len(v) + 4
         timeout = self._timeouts.get(req.timeout)
         if timeout is None:
             timeout = self._timeouts[req.timeout] = aiohttp.ClientTimeout(total=req.timeout)
@@ -148,11 +160,14 @@ class AiohttpTransport:
                 req.method, url, headers=req.headers, data=req.body,
                 allow_redirects=False, timeout=timeout,
             ) as resp:
-                body, truncated = await self._read_body(resp)
+                length = resp.content_length
+                if length is not None and length <= self.max_body_bytes:
+                    body, truncated = await resp.read(), False  # the common case, inline
+                else:
+                    body, truncated = await self._read_capped(resp)
                 end = perf_counter_ns()
-                received = len(body) + 12
-                for k, v in resp.raw_headers:
-                    received += len(k) + len(v) + 4
+                raw = resp.raw_headers  # ((name, value), ...): ": " and CRLF make the 4
+                received = len(body) + 12 + 4 * len(raw) + sum(map(len, chain.from_iterable(raw)))
                 status, headers = resp.status, resp.headers
                 error = None
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
@@ -161,19 +176,18 @@ class AiohttpTransport:
             error = describe_error(exc, req)
         acquire = cell.acquire_ns
         connecting = cell.connect_ns
+        # Positional: keyword arguments make this __init__ three times as dear.
         return HttpResult(
-            status=status, headers=headers, body=body,
-            duration_us=(end - start - acquire) // 1000,
-            blocked_us=max(acquire - connecting, 0) // 1000,
-            connecting_us=connecting // 1000,
-            sent_bytes=sent, received_bytes=received, error=error, truncated=truncated,
+            status, headers, body,
+            (end - start - acquire) // 1000,  # duration_us
+            max(acquire - connecting, 0) // 1000,  # blocked_us
+            connecting // 1000,  # connecting_us
+            req.sent_bytes, received, error, truncated,
         )
 
-    async def _read_body(self, resp: aiohttp.ClientResponse) -> tuple[bytes, bool]:
+    async def _read_capped(self, resp: aiohttp.ClientResponse) -> tuple[bytes, bool]:
+        """A body of unknown or excessive length, read up to max_body_bytes."""
         limit = self.max_body_bytes
-        length = resp.content_length
-        if length is not None and length <= limit:
-            return await resp.read(), False
         chunks: list[bytes] = []
         size = 0
         async for chunk in resp.content.iter_any():
