@@ -265,8 +265,19 @@ class TrendSink:
         """Rebuild exactly from the encoded histogram (so runs merge exactly)."""
         sink = cls()
         if data.get("hdr"):
-            sink._hist.decode_and_add(data["hdr"])
+            _add_counts(sink._hist, HdrHistogram.decode(data["hdr"]))
         return sink
+
+
+def _add_counts(into: HdrHistogram, other: HdrHistogram) -> None:
+    """HdrHistogram.add for a decoded histogram. Decoding yields 8-byte
+    counters, so hdrh's add takes its slow path and calls a method for each
+    of the 23k buckets; this records only the populated ones, the same way."""
+    lo, hi = _populated_range(other)
+    value_at = other.get_value_from_index
+    for index, n in enumerate(other.counts[lo:hi], lo):
+        if n:
+            into.record_value(value_at(index), n)
 
 
 def _populated_range(hist: HdrHistogram) -> tuple[int, int]:
