@@ -289,6 +289,155 @@ class DataSource:
     source: Source
 
 
+# ---------------------------------------------------------------- chaos
+
+@dataclass(frozen=True, slots=True)
+class HttpCall:
+    """One call of the `http` fault adapter (to start or to stop a fault)."""
+
+    method: str
+    url: Renderable
+    source: Source
+    headers: tuple[tuple[str, Renderable], ...] = ()
+    json: Renderable | None = None
+    body: Renderable | None = None
+    expect: tuple[int, ...] | None = None  # None: any 2xx
+    timeout: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class HttpFault:
+    start: HttpCall
+    stop: HttpCall
+    kind: Literal["http"] = "http"
+
+
+@dataclass(frozen=True, slots=True)
+class CommandFault:
+    start: Renderable  # a shell command line, run with /bin/sh -c
+    stop: Renderable
+    timeout: float = 30.0
+    kind: Literal["command"] = "command"
+
+
+@dataclass(frozen=True, slots=True)
+class ToxiproxyFault:
+    api: Renderable  # Toxiproxy's REST API base URL, e.g. http://127.0.0.1:8474
+    proxy: str
+    toxic_type: str  # latency, bandwidth, slow_close, timeout, reset_peer, slicer, limit_data
+    attributes: Renderable  # renders to a mapping
+    stream: Literal["upstream", "downstream"] = "downstream"
+    toxicity: float = 1.0
+    kind: Literal["toxiproxy"] = "toxiproxy"
+
+
+@dataclass(frozen=True, slots=True)
+class ChaosToolkitFault:
+    """Chaos Toolkit activities in its own format (`type`, `name`, `provider`)."""
+
+    action: Mapping[str, Any]
+    rollback: Mapping[str, Any]
+    configuration: Mapping[str, Any] = field(default_factory=dict)
+    kind: Literal["chaostoolkit"] = "chaostoolkit"
+
+
+@dataclass(frozen=True, slots=True)
+class AbortFault:
+    """Close the connection once the request is sent, before reading the response."""
+
+    requests: tuple[str, ...]  # request names the fault applies to
+    probability: float = 1.0
+    kind: Literal["abort"] = "abort"
+
+
+@dataclass(frozen=True, slots=True)
+class DuplicateFault:
+    """Deliver the same request again: at once (`delay` None) or after `delay` seconds."""
+
+    requests: tuple[str, ...]
+    probability: float = 1.0
+    copies: int = 1
+    delay: float | None = None
+    kind: Literal["duplicate"] = "duplicate"
+
+
+@dataclass(frozen=True, slots=True)
+class ReorderFault:
+    """Hold up to `window` matching requests and deliver them shuffled."""
+
+    requests: tuple[str, ...]
+    window: int = 5
+    max_wait: float = 1.0  # a partly filled window is flushed after this long
+    kind: Literal["reorder"] = "reorder"
+
+
+TamperMode = Literal["body", "signature", "stale", "missing-header", "rotation"]
+
+
+@dataclass(frozen=True, slots=True)
+class TamperFault:
+    """Corrupt a signed request; `expect` is the answer a correct system gives
+    (400 for every mode but `rotation`, where a second, valid v1 must pass: 200)."""
+
+    requests: tuple[str, ...]
+    mode: TamperMode
+    expect: tuple[int, ...]
+    header: str = "Stripe-Signature"
+    secret: Renderable | None = None  # needed by `stale` and `rotation` to sign anew
+    probability: float = 1.0
+    kind: Literal["tamper"] = "tamper"
+
+
+RetryMode = Literal["retry", "different-body", "concurrent"]
+
+
+@dataclass(frozen=True, slots=True)
+class TimeoutRetryFault:
+    """Give up after a short client `timeout` and retry with the same idempotency
+    key (`retry`); or reuse the key with another body (`different-body`), or
+    send the same key twice at once (`concurrent`)."""
+
+    requests: tuple[str, ...]
+    mode: RetryMode = "retry"
+    timeout: float = 0.05
+    retries: int = 1
+    header: str = "Idempotency-Key"
+    kind: Literal["timeout-retry"] = "timeout-retry"
+
+
+FaultAction = (
+    HttpFault | CommandFault | ToxiproxyFault | ChaosToolkitFault
+    | AbortFault | DuplicateFault | ReorderFault | TamperFault | TimeoutRetryFault
+)
+CLIENT_FAULT_KINDS = frozenset({"abort", "duplicate", "reorder", "tamper", "timeout-retry"})
+
+
+@dataclass(frozen=True, slots=True)
+class RecoveryBudget:
+    """How fast the system must be back once the fault ends: `expr` holds for
+    `stable` seconds in a row, starting within `within` seconds of the end.
+    Judged from the per-second series: `http_req_duration` with avg/med/max/p(N),
+    or `http_req_failed` with rate, optionally `{scenario:name}`."""
+
+    metric: str
+    tags: tuple[tuple[str, str], ...]
+    expr: ThresholdExpr
+    within: float
+    source: Source
+    stable: float = 3.0
+
+
+@dataclass(frozen=True, slots=True)
+class Fault:
+    name: str
+    action: FaultAction
+    at: float  # seconds after `anchor` started (the run's start when anchor is None)
+    duration: float
+    source: Source
+    anchor: str | None = None  # a scenario name
+    recovery: tuple[RecoveryBudget, ...] = ()
+
+
 @dataclass(frozen=True, slots=True)
 class Limits:
     """Safety caps; None means uncapped."""
@@ -320,3 +469,4 @@ class Plan:
     teardown: Flow | None = None
     profile: str | None = None
     max_body_bytes: int = 1 << 20  # response bodies are read up to this size
+    chaos: tuple[Fault, ...] = ()
