@@ -61,9 +61,22 @@ def field_text(value: Any) -> str:
     return "null" if value is None else str(value)
 
 
+class ScenarioShared:
+    """What all VUs of one scenario can share, because it depends on the
+    scenario and the plan only: prepared requests (tags, merged headers,
+    sinks, constant requests) and metric sinks. Kept once rather than per VU,
+    it is most of what 10,000 VUs would otherwise hold ten thousand times."""
+
+    __slots__ = ("prepared", "sinks")
+
+    def __init__(self) -> None:
+        self.prepared: dict[tuple[int, str], PreparedSpec] = {}
+        self.sinks: dict[tuple[str, Tags], Any] = {}
+
+
 class VirtualUser:
     def __init__(self, state: RunState, scenario: str, vu_id: int, bucket: LiveBucket,
-                 scenario_tags: Tags) -> None:
+                 scenario_tags: Tags, shared: ScenarioShared | None = None) -> None:
         self.state = state
         self.scenario = scenario
         self.id = vu_id
@@ -71,9 +84,17 @@ class VirtualUser:
         self.scenario_tags = scenario_tags
         self.requester = Requester(state, scenario, bucket)
         self.vars: dict[str, Any] = dict(state.global_vars)
-        self.rng = random.Random()
-        self._prepared: dict[tuple[int, str], PreparedSpec] = {}
-        self._sinks: dict[tuple[str, Tags], Any] = {}
+        self._rng: random.Random | None = None
+        shared = shared if shared is not None else ScenarioShared()
+        self._prepared = shared.prepared
+        self._sinks = shared.sinks
+
+    @property
+    def rng(self) -> random.Random:
+        """Created on first use: its state is 2.5 KB, and most flows never draw."""
+        if self._rng is None:
+            self._rng = random.Random()
+        return self._rng
 
     # ------------------------------------------------------------ iteration
 

@@ -15,7 +15,7 @@ from time import monotonic, perf_counter_ns
 from loadaction.engine.data import DataExhausted
 from loadaction.engine.safety import CapReached
 from loadaction.engine.state import RunState
-from loadaction.engine.vu import StepError, VirtualUser
+from loadaction.engine.vu import ScenarioShared, StepError, VirtualUser
 from loadaction.plan.model import Scenario
 
 
@@ -41,6 +41,7 @@ class ScenarioRun:
         self.ended = False  # the executor's own end: no new iterations
         self.start_mono: float | None = None
         self.end_mono: float | None = None
+        self.shared = ScenarioShared()  # prepared requests and sinks, for all its VUs
         self._iter_count = state.registry.sink("iterations", self.tags)
         self._iter_duration = state.registry.sink("iteration_duration", self.tags)
         self._dropped = state.registry.sink("dropped_iterations", self.tags)
@@ -81,7 +82,7 @@ class ScenarioRun:
     def new_vu(self) -> VirtualUser:
         self.vus_max += 1
         vu_id = self.state.next_vu_id()
-        return VirtualUser(self.state, self.scenario.name, vu_id, self.bucket, self.tags)
+        return VirtualUser(self.state, self.scenario.name, vu_id, self.bucket, self.tags, self.shared)
 
     def drop(self) -> None:
         self.dropped += 1
