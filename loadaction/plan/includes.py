@@ -17,7 +17,7 @@ from loadaction.plan.source import Entry, Map, Node, Seq, read_yaml
 
 ROOT_KEYS = (
     "name", "target", "allowedHosts", "include", "secrets", "vars", "defaults", "data",
-    "metrics", "thresholds", "profiles", "setup", "teardown", "flows", "scenarios",
+    "metrics", "thresholds", "profiles", "setup", "teardown", "flows", "scenarios", "chaos",
 )
 PARTIAL_KEYS = ("include", "flows", "scenarios", "thresholds", "metrics", "data", "vars", "secrets")
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 from loadaction.errors import PlanError, Source, did_you_mean
+from loadaction.plan.chaos import assigned_vars, parse_chaos, phase_values, select_faults
 from loadaction.plan.data import parse_data
 from loadaction.plan.durations import parse_size
 from loadaction.plan.fields import check_keys, expect_duration, expect_map, expect_str
@@ -66,21 +67,30 @@ def load_plan(path: str | Path, *, target: str | None = None, profile: str | Non
 
     profiles = parse_profiles(root.get("profiles"), document.named["scenarios"])
     chosen = select_profile(profiles, profile)
-    thresholds = parse_thresholds(document.thresholds, metrics, document.named["scenarios"])
+    own_vars = {var for var, _ in plan_vars}
+    faults = parse_chaos(root.get("chaos"), templates=templates, flows=flows,
+                         scenarios=document.named["scenarios"], profile=chosen,
+                         vars=own_vars | assigned_vars(setup), secrets=secrets)
+    phases = phase_values(faults) if faults else None
+    thresholds = parse_thresholds(document.thresholds, metrics, document.named["scenarios"],
+                                  phases=phases)
     selected: list[Scenario] = []
     for scenario_name, entry in document.named["scenarios"].items():
         scenario, own_thresholds = parse_scenario(scenario_name, entry, flows=flows,
-                                                  metrics=metrics, profile=chosen)
+                                                  metrics=metrics, profile=chosen,
+                                                  phases=phases)
         thresholds.extend(own_thresholds)
         if not scenarios or scenario_name in scenarios:
             selected.append(scenario)
     if not selected:
         raise PlanError("the plan has no scenarios", Source(root.source.file, 1))
     running = {scenario.name for scenario in selected}
-    thresholds = [threshold for threshold in thresholds if _applies(threshold, running)]
+    chaos = select_faults(faults, running)
+    running_phases = set(phase_values(chaos)) if chaos else set()
+    thresholds = [threshold for threshold in thresholds
+                  if _applies(threshold, running, running_phases)]
 
-    check_references(templates.references,
-                     vars={var for var, _ in plan_vars} | flow_parser.defined_vars,
+    check_references(templates.references, vars=own_vars | flow_parser.defined_vars,
                      secrets=secrets, data=data)
     if not limits.allow_live_keys:
         check_live_keys(_live_key_candidates(document, vars, secrets, templates, env))
@@ -106,6 +116,7 @@ def load_plan(path: str | Path, *, target: str | None = None, profile: str | Non
         teardown=teardown,
         profile=chosen.name if chosen else None,
         max_body_bytes=max_body,
+        chaos=chaos,
     )
 
 
@@ -116,10 +127,12 @@ def _check_selection(names: Iterable[str], scenarios: Mapping[str, Entry]) -> No
                             hint=did_you_mean(name, scenarios))
 
 
-def _applies(threshold: Threshold, running: Collection[str]) -> bool:
-    """A budget on a scenario that does not run could only end as `no data`."""
-    scenario = dict(threshold.tags).get("scenario")
-    return scenario is None or scenario in running
+def _applies(threshold: Threshold, running: Collection[str], phases: Collection[str]) -> bool:
+    """A budget on a scenario that does not run, or on the phase of a fault
+    dropped with its scenario, could only end as `no data`."""
+    tags = dict(threshold.tags)
+    scenario, phase = tags.get("scenario"), tags.get("phase")
+    return (scenario is None or scenario in running) and (phase is None or phase in phases)
 
 
 def _secrets(nodes: Iterable[Node], env: Mapping[str, str]) -> dict[str, tuple[str, Source]]:

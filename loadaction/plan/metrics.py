@@ -73,10 +73,13 @@ def _declaration(name: str, entry: Entry) -> MetricDecl:
 
 
 def parse_thresholds(entries: Iterable[tuple[str, Entry]], metrics: Mapping[str, MetricDecl],
-                     scenarios: Collection[str], scenario: str | None = None) -> list[Threshold]:
+                     scenarios: Collection[str], scenario: str | None = None,
+                     phases: Collection[str] | None = None) -> list[Threshold]:
     """`selector: [expr, {threshold: expr, abortOnFail: true}, ...]`; under a
     scenario, every selector gets `scenario:<name>` added. A `scenario` tag
-    must name one of `scenarios`: a typo there would only show as `no data`."""
+    must name one of `scenarios`, and a `phase` tag one of `phases` (None:
+    the plan has no chaos, so no sample has a phase): a typo there would
+    only show as `no data`."""
     kinds = {**BUILTIN_METRICS, **{name: decl.kind for name, decl in metrics.items()}}
     thresholds = []
     for selector, entry in entries:
@@ -97,10 +100,23 @@ def parse_thresholds(entries: Iterable[tuple[str, Entry]], metrics: Mapping[str,
             if key == "scenario" and value not in scenarios:
                 raise PlanError(f"unknown scenario '{value}' in thresholds", entry.key_source,
                                 did_you_mean(value, scenarios))
+            if key == "phase":
+                _check_phase(value, phases, entry)
         items = entry.value.items if isinstance(entry.value, Seq) else (entry.value,)
         for item in items:
             thresholds.append(_threshold(item, metric, tags, kinds[metric]))
     return thresholds
+
+
+def _check_phase(value: str, phases: Collection[str] | None, entry: Entry) -> None:
+    if phases is None:
+        raise PlanError(f"tag 'phase:{value}' in thresholds: the plan has no chaos faults",
+                        entry.key_source, "samples get a phase (before, during:<fault>, "
+                        "after:<fault>) only when the plan has a chaos section")
+    if value not in phases:
+        raise PlanError(f"unknown phase '{value}' in thresholds", entry.key_source,
+                        did_you_mean(value, phases)
+                        or f"phases: {', '.join(phases)}")
 
 
 def _threshold(node: Node, metric: str, tags: tuple[tuple[str, str], ...],

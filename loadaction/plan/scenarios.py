@@ -20,7 +20,8 @@ _ALL_OPTIONS = tuple(dict.fromkeys(key for keys in EXECUTOR_OPTIONS.values() for
 
 def parse_scenario(name: str, entry: Entry, *, flows: Collection[str],
                    metrics: Mapping[str, MetricDecl],
-                   profile: Profile | None) -> tuple[Scenario, list[Threshold]]:
+                   profile: Profile | None,
+                   phases: Collection[str] | None = None) -> tuple[Scenario, list[Threshold]]:
     """The scenario as the profile shapes it, and its own thresholds."""
     where = f"in scenario '{name}'"
     override = profile.overrides.get(name) if profile else None
@@ -45,7 +46,8 @@ def parse_scenario(name: str, entry: Entry, *, flows: Collection[str],
     if thresholds is None:
         return scenario, []
     entries = expect_map(thresholds, "thresholds").items()
-    return scenario, parse_thresholds(entries, metrics, (name,), scenario=name)
+    return scenario, parse_thresholds(entries, metrics, (name,), scenario=name,
+                                      phases=phases)
 
 
 def _check_keys(node: Map, executor: str | None, where: str) -> None:

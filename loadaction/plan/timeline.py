@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from loadaction.plan.executors import executor_length
 from loadaction.plan.model import (
-    ConstantArrivalRate, ConstantVUs, ExecutorSpec, PerVUIterations, Plan, RampingArrivalRate,
-    RampingVUs, SharedIterations,
+    AbortFault, ChaosToolkitFault, CommandFault, ConstantArrivalRate, ConstantVUs, DuplicateFault,
+    ExecutorSpec, Fault, FaultAction, HttpFault, PerVUIterations, Plan, RampingArrivalRate,
+    RampingVUs, ReorderFault, SharedIterations, TamperFault, TimeoutRetryFault, ToxiproxyFault,
 )
+from loadaction.plan.templates import Static
 
 
 def _shape(spec: ExecutorSpec) -> str:
@@ -37,8 +41,80 @@ def describe(plan: Plan) -> str:
         end = s.start_time + executor_length(s.executor)
         lines.append(f"  {s.start_time:>7.1f}s - {end:>7.1f}s  {s.name}  {s.executor.kind}: "
                      f"{_shape(s.executor)}  (flow {s.exec}, gracefulStop {s.graceful_stop:g}s)")
+    if plan.chaos:
+        lines.extend(_chaos(plan))
     lines.append(f"thresholds: {len(plan.thresholds)}")
     for t in plan.thresholds:
         flags = "".join([" abortOnFail" if t.abort_on_fail else "", " optional" if t.optional else ""])
         lines.append(f"  {t.selector}  {t.expr.text}{flags}  ({t.source})")
     return "\n".join(lines)
+
+
+def _chaos(plan: Plan) -> list[str]:
+    """Each fault at the run times it is active (anchored offsets resolved)."""
+    starts = {s.name: s.start_time for s in plan.scenarios}
+
+    def begins(fault: Fault) -> float:
+        return fault.at + (starts[fault.anchor] if fault.anchor is not None else 0.0)
+
+    lines = [f"chaos: {len(plan.chaos)}"]
+    for fault in sorted(plan.chaos, key=begins):
+        start = begins(fault)
+        anchor = f", {fault.at:g}s after {fault.anchor} starts" if fault.anchor else ""
+        lines.append(f"  {start:>7.1f}s - {start + fault.duration:>7.1f}s  {fault.name}  "
+                     f"{fault.action.kind}: {_action(fault.action)}  ({fault.source}{anchor})")
+        for budget in fault.recovery:
+            tags = ",".join(f"{key}:{value}" for key, value in budget.tags)
+            selector = budget.metric + (f"{{{tags}}}" if tags else "")
+            lines.append(f"      recovery: {selector}  {budget.expr.text} within "
+                         f"{budget.within:g}s of the end, stable {budget.stable:g}s  "
+                         f"({budget.source})")
+    return lines
+
+
+def _action(action: FaultAction) -> str:
+    match action:
+        case HttpFault():
+            return (f"{action.start.method} {_text(action.start.url)}, "
+                    f"stop: {action.stop.method} {_text(action.stop.url)}")
+        case CommandFault():
+            return f"{_text(action.start)!r}, stop: {_text(action.stop)!r}"
+        case ToxiproxyFault():
+            attributes = (f" {action.attributes.value}"
+                          if isinstance(action.attributes, Static) else "")
+            return (f"{action.toxic_type} toxic on proxy {action.proxy} ({action.stream}, "
+                    f"toxicity {action.toxicity:g}){attributes} via {_text(action.api)}")
+        case ChaosToolkitFault():
+            return f"{_activity(action.action)}, rollback: {_activity(action.rollback)}"
+        case AbortFault():
+            return f"{_names(action.requests)}, probability {action.probability:g}"
+        case DuplicateFault():
+            when = "at once" if action.delay is None else f"after {action.delay:g}s"
+            return (f"{_names(action.requests)}, {action.copies} more {when}, "
+                    f"probability {action.probability:g}")
+        case ReorderFault():
+            return (f"{_names(action.requests)}, shuffled in windows of {action.window} "
+                    f"(flushed after {action.max_wait:g}s)")
+        case TamperFault():
+            expect = ", ".join(str(status) for status in action.expect)
+            return (f"{_names(action.requests)}, mode {action.mode} ({action.header}), "
+                    f"expect {expect}, probability {action.probability:g}")
+        case TimeoutRetryFault():
+            return (f"{_names(action.requests)}, mode {action.mode} ({action.header}), "
+                    f"timeout {action.timeout * 1000:g}ms, retries {action.retries}")
+    raise AssertionError(action)
+
+
+def _text(value: Any) -> str:
+    """A template as written, or a constant, shortened for one line."""
+    text = str(value.value if isinstance(value, Static) else getattr(value, "text", value))
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _names(requests: tuple[str, ...]) -> str:
+    return "requests " + ", ".join(requests)
+
+
+def _activity(activity: Any) -> str:
+    provider = activity.get("provider", {})
+    return f"{activity.get('type')} {activity.get('name')} ({provider.get('type')})"
