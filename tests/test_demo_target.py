@@ -31,6 +31,8 @@ from loadaction.demo import (
     serve_in_thread,
 )
 from loadaction.cli import main as loadaction_main
+from loadaction.demo.faults import parse_flags
+from loadaction.demo.idempotency import IdempotencyKeys, Saved, fingerprint
 from loadaction.demo.stripe_signature import compute_signature, sign_header, verify
 from tests.conftest import postgres_url
 
@@ -160,6 +162,80 @@ def test_checkout_rejects_bad_input_and_unknown_events():
         status, doc = await c.call("POST", path, {**good, "event_id": str(uuid.uuid4())}, key="anon")
         assert (status, doc) == (404, {"error": "event_not_found"})
     run(scenario)
+
+
+async def keyed_checkout(c: Client, key: str, body: dict[str, Any] | bytes
+                         ) -> tuple[int, bytes, str | None]:
+    """Status, raw body and the replay header of a checkout with an Idempotency-Key."""
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    async with c.session.post(c.target.url + "/functions/v1/create-checkout-session", data=raw,
+                              headers={**c.headers("anon"), "Idempotency-Key": key}) as resp:
+        return resp.status, await resp.read(), resp.headers.get("Idempotent-Replayed")
+
+
+def test_checkout_idempotency_keys_replay_refuse_and_never_sell_twice(database_url):
+    async def scenario(c: Client) -> None:
+        event = (await c.seed(tickets=0, inventory=10))["event_id"]
+        good = {"event_id": event, "quantity": 2, "email": "a@example.com"}
+        status, first, replayed = await keyed_checkout(c, "key-1", good)
+        assert (status, replayed) == (200, None)
+        # Same key, same parameters (in another key order): the same answer, byte for byte.
+        reordered = json.dumps(dict(reversed(list(good.items())))).encode()
+        for body in (good, reordered):
+            assert await keyed_checkout(c, "key-1", body) == (200, first, "true")
+        stats = await c.stats(event)
+        assert (stats["checkouts"], stats["inventory_left"]) == (1, 8)
+
+        # Same key, other parameters: refused, nothing sold.
+        status, raw, _ = await keyed_checkout(c, "key-1", {**good, "quantity": 1})
+        assert (status, json.loads(raw)) == (400, {"error": "idempotency_key_reuse"})
+        # Another key is another checkout; a body that fails validation leaves its key unused.
+        assert (await keyed_checkout(c, "key-2", {**good, "quantity": 0}))[0] == 400
+        status, second, _ = await keyed_checkout(c, "key-2", good)
+        assert status == 200 and second != first
+        status, raw, _ = await keyed_checkout(c, "k" * 256, good)
+        assert (status, json.loads(raw)) == (400, {"error": "idempotency_key_too_long"})
+        assert (await c.stats(event))["inventory_left"] == 6
+
+        # The same key five times at once: one checkout; the others wait their turn
+        # (409 while it runs) or get the replay.
+        answers = await gather(*(keyed_checkout(c, "key-3", good) for _ in range(5)))
+        assert (await c.stats(event))["checkouts"] == 3
+        created = [raw for status, raw, replayed in answers if status == 200]
+        assert created and all(raw == created[0] for raw in created)
+        assert all(json.loads(raw) == {"error": "idempotency_key_in_use"}
+                   for status, raw, _ in answers if status == 409)
+
+        # The `no_idempotency` fault ignores the key: each retry sells again.
+        await c.set_faults(no_idempotency=True)
+        one, two = [await keyed_checkout(c, "key-4", good) for _ in range(2)]
+        assert one[0] == two[0] == 200 and one[1] != two[1] and two[2] is None
+        assert (await c.stats(event))["checkouts"] == 5
+    run(scenario, database_url)
+
+
+def test_idempotency_keys_in_flight_expiry_and_cap():
+    now = [0.0]
+    keys = IdempotencyKeys(clock=lambda: now[0], ttl_s=100, max_keys=3)
+    print_ = fingerprint({"a": 1})
+    assert keys.begin("/r", "k", print_) == "new"
+    assert keys.begin("/r", "k", print_) == "in_use"
+    assert keys.begin("/r", "k", fingerprint({"a": 2})) == "reuse"
+    assert keys.begin("/other", "k", print_) == "new"  # keys are per route
+    keys.abandon("/other", "k")
+    assert keys.begin("/other", "k", print_) == "new"
+    saved = Saved(200, b"{}", "application/json", "utf-8")
+    keys.finish("/r", "k", saved)
+    assert keys.begin("/r", "k", print_) == saved
+    now[0] = 99.0
+    assert keys.begin("/r", "k", print_) == saved
+    now[0] = 100.5  # 24 h in the target; 100 s here
+    assert keys.begin("/r", "k", print_) == "new"
+    for i in range(5):
+        keys.begin("/r", f"n{i}", print_)
+    assert len(keys) <= 3  # the oldest are dropped first
+    assert keys.begin("/r", "n4", print_) == "in_use"
+    assert parse_flags(["no-idempotency"]) == Faults(no_idempotency=True)
 
 
 # --- scanning -----------------------------------------------------------------------
@@ -428,8 +504,10 @@ def test_latency_and_error_rate_faults_via_the_control_endpoint():
         assert all([(await c.call("GET", "/_control/faults"))[0] == 200 for _ in range(8)])
         status, doc = await c.call("DELETE", "/_control/faults")
         assert status == 200
-        assert {k: doc[k] for k in ("latency_ms", "error_rate", "race", "double_webhook")} == \
-            {"latency_ms": 0, "error_rate": 0.0, "race": False, "double_webhook": False}
+        assert {k: doc[k] for k in ("latency_ms", "error_rate", "race", "double_webhook",
+                                    "no_idempotency")} == \
+            {"latency_ms": 0, "error_rate": 0.0, "race": False, "double_webhook": False,
+             "no_idempotency": False}
         assert all([(await c.call("GET", "/rest/v1/events"))[0] == 200 for _ in range(8)])
 
         for bad in ({"latency": 5}, {"latency_ms": -1}, {"error_rate": 2}, {"race": "yes"},

@@ -13,14 +13,21 @@ import asyncio
 import secrets
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
 
 from loadaction.demo.auth import DemoKeys, Denied, Role, authenticate
 from loadaction.demo.faults import FaultState, Invalid, parse_update
+from loadaction.demo.idempotency import (
+    MAX_KEY_LENGTH,
+    IdempotencyKeys,
+    Saved,
+    fingerprint,
+)
 from loadaction.demo.payloads import (
+    CheckoutRequest,
     parse_checkout,
     parse_event_ref,
     parse_json,
@@ -44,6 +51,7 @@ class Context:
     keys: DemoKeys
     faults: FaultState
     clock: Callable[[], float]  # wall clock, for signature timestamps
+    idempotency: IdempotencyKeys = field(default_factory=IdempotencyKeys)
 
 
 CONTEXT = web.AppKey("demo_context", Context)
@@ -120,13 +128,44 @@ async def _body(request: web.Request, *, empty: Any = None) -> Any | Invalid:
 
 # --- edge functions ---------------------------------------------------------------
 
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+
+
 async def create_checkout_session(request: web.Request) -> web.Response:
+    """Honours `Idempotency-Key` as Stripe does (see `idempotency`), unless
+    the `no_idempotency` fault makes it ignore the key."""
+    ctx = _ctx(request)
     body = await _body(request)
     checkout = body if isinstance(body, Invalid) else parse_checkout(body)
     if isinstance(checkout, Invalid):
         return _error(400, checkout.message)
+    key = request.headers.get(IDEMPOTENCY_HEADER)
+    if not key or ctx.faults.current().no_idempotency:
+        return await _create_session(ctx, checkout)
+    if len(key) > MAX_KEY_LENGTH:
+        return _error(400, "idempotency_key_too_long")
+    keys, route = ctx.idempotency, request.path
+    begun = keys.begin(route, key, fingerprint(body))
+    if begun == "reuse":
+        return _error(400, "idempotency_key_reuse")
+    if begun == "in_use":
+        return _error(409, "idempotency_key_in_use")
+    if isinstance(begun, Saved):
+        return web.Response(body=begun.body, status=begun.status, content_type=begun.content_type,
+                            charset=begun.charset, headers={"Idempotent-Replayed": "true"})
+    try:
+        response = await _create_session(ctx, checkout)
+    except BaseException:
+        keys.abandon(route, key)
+        raise
+    raw = response.body if isinstance(response.body, bytes) else b""  # json_response: bytes
+    keys.finish(route, key, Saved(response.status, raw, response.content_type, response.charset))
+    return response
+
+
+async def _create_session(ctx: Context, checkout: CheckoutRequest) -> web.Response:
     session_id = f"cs_test_{secrets.token_hex(16)}"
-    outcome = await _ctx(request).store.checkout(
+    outcome = await ctx.store.checkout(
         event_id=checkout.event_id, quantity=checkout.quantity, email=checkout.email,
         session_id=session_id)
     if outcome == "unknown_event":

@@ -37,8 +37,8 @@ def add_demo_target_parser(subparsers: Any) -> argparse.ArgumentParser:
                         help="postgresql://… to use PostgreSQL (needs asyncpg); default SQLite "
                              "in memory")
     parser.add_argument("--fault", action="append", default=[], metavar="SPEC",
-                        help="start with a fault: latency=MS, errors=RATE, race, double-webhook "
-                             "(repeatable; change later via /_control/faults)")
+                        help="start with a fault: latency=MS, errors=RATE, race, double-webhook, "
+                             "no-idempotency (repeatable; change later via /_control/faults)")
     return parser
 
 

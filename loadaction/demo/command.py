@@ -30,7 +30,7 @@ def add_demo_parser(subparsers: Any) -> argparse.ArgumentParser:
                              f"plan's numbers (about seven minutes)")
     parser.add_argument("--fault", action="append", default=[], metavar="SPEC",
                         help="break the target on purpose: latency=MS, errors=RATE, race, "
-                             "double-webhook (repeatable)")
+                             "double-webhook, no-idempotency (repeatable)")
     parser.add_argument("--database-url", metavar="URL",
                         help="postgresql://… to back the target with PostgreSQL (default SQLite)")
     parser.add_argument("--scenario", action="append", default=[], metavar="NAME",

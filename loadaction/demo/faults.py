@@ -1,5 +1,6 @@
-"""Fault knobs of the demo target: added latency, injected errors, and two
-deliberate bugs (a non-atomic scan, a non-idempotent webhook).
+"""Fault knobs of the demo target: added latency, injected errors, and three
+deliberate bugs (a non-atomic scan, a non-idempotent webhook, a checkout that
+ignores its Idempotency-Key).
 
 They exist so tests can prove each budget catches what it should. Faults set
 with `expires_in_s` revert by themselves: a chaos run that dies before its
@@ -14,7 +15,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-FAULT_KEYS = ("latency_ms", "error_rate", "race", "double_webhook")
+FAULT_KEYS = ("latency_ms", "error_rate", "race", "double_webhook", "no_idempotency")
 MAX_LATENCY_MS = 60_000
 
 
@@ -26,6 +27,7 @@ class Faults:
     error_rate: float = 0.0
     race: bool = False
     double_webhook: bool = False
+    no_idempotency: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -87,12 +89,13 @@ def parse_update(body: Any) -> FaultUpdate | Invalid:
 
 
 def parse_flags(specs: Iterable[str]) -> Faults | Invalid:
-    """Read the CLI's `--fault` values: latency=MS, errors=RATE, race, double-webhook."""
+    """Read the CLI's `--fault` values: latency=MS, errors=RATE, race, double-webhook,
+    no-idempotency."""
     faults = HEALTHY
     for spec in specs:
         name, sep, raw = spec.partition("=")
         name = name.strip().lower()
-        if name in ("race", "double-webhook") and not sep:
+        if name in ("race", "double-webhook", "no-idempotency") and not sep:
             faults = replace(faults, **{name.replace("-", "_"): True})
             continue
         if name in ("latency", "errors") and sep:
@@ -106,7 +109,8 @@ def parse_flags(specs: Iterable[str]) -> Faults | Invalid:
                 return Invalid(f"--fault {spec}: {checked.message}")
             faults = replace(faults, **{key: checked})
             continue
-        return Invalid(f"--fault {spec!r}: expected latency=MS, errors=RATE, race or double-webhook")
+        return Invalid(f"--fault {spec!r}: expected latency=MS, errors=RATE, race, double-webhook "
+                       "or no-idempotency")
     return faults
 
 
