@@ -74,6 +74,8 @@ class ConnectTiming:
 
 CONNECT_TIMING: ContextVar[ConnectTiming] = ContextVar("loadaction_connect_timing")
 EMPTY_HEADERS: CIMultiDict[str] = CIMultiDict()
+USER_AGENT = "loadaction/0.1"
+ABORTED_BY_CHAOS = "aborted by chaos"
 
 
 def timing_cell() -> ConnectTiming:
@@ -141,7 +143,7 @@ class AiohttpTransport:
                 auto_decompress=True,
                 # A default User-Agent header already keeps aiohttp's own out;
                 # skip_auto_headers would cost a CIMultiDict build per request.
-                headers={"User-Agent": "loadaction/0.1"},
+                headers={"User-Agent": USER_AGENT},
                 cookie_jar=aiohttp.DummyCookieJar(),
             )
         return self._session
@@ -198,7 +200,81 @@ class AiohttpTransport:
                 return b"".join(chunks)[:limit], True
         return b"".join(chunks), False
 
+    async def send_and_abort(self, req: PreparedRequest) -> HttpResult:
+        """The `abort` chaos fault: see `send_and_abort`."""
+        return await send_and_abort(req)
+
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+# ---------------------------------------------------------------- chaos: abort
+
+_FRAMING = frozenset({"host", "content-length", "transfer-encoding", "connection"})
+
+
+def _request_head(req: PreparedRequest, url: URL) -> bytes:
+    """The HTTP/1.1 request head aiohttp would write for `req`: same target, the
+    caller's headers, a Host and User-Agent unless given, and this function's
+    own framing (`Content-Length`, `Connection: close`)."""
+    lines = [f"{req.method} {url.raw_path_qs or '/'} HTTP/1.1"]
+    names = {k.lower(): v for k, v in req.headers.items()}
+    lines.append(f"Host: {names.get('host') or url.host_port_subcomponent}")
+    if "user-agent" not in names:
+        lines.append(f"User-Agent: {USER_AGENT}")
+    for name, value in req.headers.items():
+        if name.lower() in _FRAMING:
+            continue  # Host is written above; the framing is this function's own
+        if any(c in name or c in value for c in "\r\n"):
+            raise ValueError(f"header {name!r} contains a line break")
+        lines.append(f"{name}: {value}")
+    if req.body is not None:
+        lines.append(f"Content-Length: {len(req.body)}")
+    lines.append("Connection: close")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+async def send_and_abort(req: PreparedRequest) -> HttpResult:
+    """Write `req` whole on a connection of its own, then close it before a byte
+    of the answer is read: the server got the request and may act on it, the
+    client never learns what happened (status 0, "aborted by chaos").
+
+    A connection of its own, not one from the pool: a pooled connection closed
+    mid-exchange would poison the next request sent on it, and aiohttp has no
+    public way to stop between writing and reading. Timings: `connecting` is the
+    connect (and TLS handshake), `duration` the writing.
+    """
+    url = req.parsed_url if req.parsed_url is not None else URL(req.url)
+    start = perf_counter_ns()
+    try:
+        head = _request_head(req, url)
+        secure = url.scheme in ("https", "wss")
+        _reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(url.host, url.port, ssl=True if secure else None,
+                                    server_hostname=url.host if secure else None),
+            req.timeout)
+    except (OSError, TimeoutError, ValueError) as exc:
+        end = perf_counter_ns()
+        error = (f"cannot connect to {url.host}:{url.port}: {exc.strerror or exc}"
+                 if isinstance(exc, OSError) else describe_error(exc, req))
+        return HttpResult(0, EMPTY_HEADERS, b"", (end - start) // 1000, 0, 0, 0, 0, error)
+    connected = perf_counter_ns()
+    error = ABORTED_BY_CHAOS
+    try:
+        writer.write(head)
+        if req.body:
+            writer.write(req.body)
+        await asyncio.wait_for(writer.drain(), req.timeout)
+    except (OSError, TimeoutError) as exc:
+        error = describe_error(exc, req)
+    finally:
+        writer.close()
+        try:
+            await asyncio.wait_for(writer.wait_closed(), 1.0)
+        except (OSError, TimeoutError):
+            pass  # the request is out; how the close ends does not matter
+    end = perf_counter_ns()
+    return HttpResult(0, EMPTY_HEADERS, b"", (end - connected) // 1000, 0,
+                      (connected - start) // 1000, req.sent_bytes, 0, error)
