@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from time import perf_counter_ns
 from typing import Any
 
 from loadaction.engine.data import DataExhausted, IterationData
+from loadaction.engine.http import PreparedRequest
 from loadaction.engine.requests import PreparedSpec, Requester
 from loadaction.engine.response import ResponseView
 from loadaction.engine.safety import RequestRefused
@@ -98,8 +99,12 @@ class VirtualUser:
 
     # ------------------------------------------------------------ iteration
 
-    async def iteration(self, flow: Flow, n: int, scenario_iteration: int) -> None:
-        """Run the flow once; raises StepError (or DataExhausted, CapReached)."""
+    def iteration(self, flow: Flow, n: int, scenario_iteration: int) -> Coroutine[Any, Any, None]:
+        """Run the flow once (await it); raises StepError (or DataExhausted, CapReached).
+
+        A plain function handing back the steps' coroutine, not a coroutine
+        itself: each layer of coroutines costs on every request, as every
+        resumption passes through all of them."""
         plan = self.state.plan
         ctx: dict[str, Any] = {
             "env": plan.env, "secrets": plan.secrets, "vars": self.vars, "vu": self.id,
@@ -107,14 +112,15 @@ class VirtualUser:
             "data": IterationData(self.state.feeders), "response": None,
         }
         responses: dict[str, ResponseView] = {}
-        await self._steps(flow.steps, ctx, responses, "")
+        return self._steps(flow.steps, ctx, responses, "")
 
     async def _steps(self, steps: tuple[Step, ...], ctx: dict[str, Any],
                      responses: dict[str, ResponseView], group: str) -> None:
         for step in steps:
             match step:
                 case RequestStep(request=spec):
-                    view = await self._request(spec, ctx, group)
+                    prepared, req = self._build(spec, ctx, group)
+                    view = await self.requester.send(prepared, req)
                     responses[spec.name] = view
                     ctx["response"] = view
                 case BatchStep(requests=specs):
@@ -159,6 +165,11 @@ class VirtualUser:
     # ------------------------------------------------------------ steps
 
     async def _request(self, spec: RequestSpec, ctx: Mapping[str, Any], group: str) -> ResponseView:
+        prepared, req = self._build(spec, ctx, group)
+        return await self.requester.send(prepared, req)
+
+    def _build(self, spec: RequestSpec, ctx: Mapping[str, Any],
+               group: str) -> tuple[PreparedSpec, PreparedRequest]:
         key = (id(spec), group)
         prepared = self._prepared.get(key)
         if prepared is None:
@@ -171,7 +182,7 @@ class VirtualUser:
             raise
         except Exception as exc:  # a template error in the user's plan
             raise StepError(f"{spec.source}: request '{spec.name}' could not be rendered: {exc}") from None
-        return await self.requester.send(prepared, req)
+        return prepared, req
 
     def _response(self, name: str | None, ctx: Mapping[str, Any],
                   responses: Mapping[str, ResponseView]) -> ResponseView:
