@@ -44,7 +44,6 @@ import shlex
 import shutil
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -337,6 +336,8 @@ def run_client(tools: Tools, client: str, w: Workload, tmp: Path) -> Measurement
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
         return Measurement(client, w, proc, 0, 0, note=f"{why}: {' | '.join(tail)}"[:300])
     note = proc.killed
+    if note is None and proc.returncode != 0:
+        note = f"exit code {proc.returncode}"
     if note is None and requests and failed > requests * 0.01:
         note = f"{failed} of {requests} requests failed"
     return Measurement(client, w, proc, requests, failed, note)
@@ -384,7 +385,7 @@ async def bare_loop(url: str, vus: int, duration_s: float, think_s: float) -> tu
                     await r.read()
                     if r.status >= 400:
                         failed += 1
-            except (aiohttp.ClientError, OSError, asyncio.TimeoutError):
+            except (TimeoutError, aiohttp.ClientError, OSError):
                 failed += 1
             requests += 1
             if think_s:
@@ -462,19 +463,21 @@ def throughput_table(runs: dict[str, list[Measurement]], args: argparse.Namespac
         f"### Throughput: {args.vus} VUs, {args.duration:g} s, no think time "
         f"(median of {args.repeat})",
         "",
-        "| client | req/CPU-s (median) | each run | requests | CPU s (user+sys) | req/s (wall) |",
-        "|---|---:|---|---:|---:|---:|",
+        "| client | req/CPU-s (median) | each run | requests | CPU s (user+sys) | req/s (wall) "
+        "| CPU use |",
+        "|---|---:|---|---:|---:|---:|---:|",
     ]
     medians: dict[str, float] = {}
     for client, ms in runs.items():
         med = median_run(ms)
         each = " / ".join(f"{m.per_cpu_s:,.0f}" if m.ok else "failed" for m in ms)
         if med is None:
-            lines.append(f"| {LABELS[client]} | failed | {each} | | | |")
+            lines.append(f"| {LABELS[client]} | failed | {each} | | | | |")
             continue
         medians[client] = med.per_cpu_s
         lines.append(f"| {LABELS[client]} | {med.per_cpu_s:,.0f} | {each} | {med.requests:,} | "
-                     f"{med.proc.cpu_s:.2f} | {med.requests / med.proc.wall_s:,.0f} |")
+                     f"{med.proc.cpu_s:.2f} | {med.requests / med.proc.wall_s:,.0f} | "
+                     f"{med.proc.cpu_s / med.proc.wall_s:.0%} |")
     lines += ["", "| ratio (req/CPU-s) | value |", "|---|---:|"]
     for a, b, goal in (("loadaction", "bare", GOAL_VS_BARE), ("k6", "bare", None),
                        ("loadaction", "k6", None)):
@@ -484,6 +487,10 @@ def throughput_table(runs: dict[str, list[Measurement]], args: argparse.Namespac
                 text += f" (goal ≥ {goal:.2f}: {'met' if medians[a] / medians[b] >= goal else 'not met'})"
             lines.append(f"| {a} / {b} | {text} |")
     notes = [f"- {LABELS[m.client]} run: {m.note}" for ms in runs.values() for m in ms if m.note]
+    lines += ["", "Each run counts the whole client process, start-up and final report included. "
+              "CPU use = CPU s / wall s of the median run: a client with no think time is "
+              "CPU-bound, so well under 100% means it was kept off its CPU (a busy machine), "
+              "which makes that run's figure less reliable."]
     return "\n".join(lines + ([""] + notes if notes else []))
 
 
@@ -492,8 +499,9 @@ def memory_table(results: list[Measurement], args: argparse.Namespace) -> str:
         f"### Memory: constant VUs, each one request then sleep {args.think:g} s, "
         f"{args.mem_duration:g} s",
         "",
-        "| client | VUs | peak RSS (MB) | KB per VU (total / VUs) | KB per added VU | requests |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| client | VUs | peak RSS (MB) | KB per VU (total / VUs) | KB per added VU | requests "
+        "| of schedule |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     by_client: dict[str, list[Measurement]] = {}
     for m in results:
@@ -504,18 +512,24 @@ def memory_table(results: list[Measurement], args: argparse.Namespace) -> str:
             rss_mb = m.proc.maxrss_kb / 1024
             if m.proc.killed:
                 lines.append(f"| {LABELS[client]} | {m.workload.vus:,} | > {rss_mb:,.0f} "
-                             f"({m.proc.killed}) | | | |")
+                             f"({m.proc.killed}) | | | | |")
                 continue
+            w = m.workload
+            schedule = f"{m.requests / (w.vus * w.duration_s / w.think_s):.0%}" if w.think_s > 0 else ""
             marginal = ""
             if prev is not None and not prev.proc.killed:
                 added = m.workload.vus - prev.workload.vus
                 marginal = f"{(m.proc.maxrss_kb - prev.proc.maxrss_kb) / added:,.1f}"
             lines.append(f"| {LABELS[client]} | {m.workload.vus:,} | {rss_mb:,.1f} | "
-                         f"{m.proc.maxrss_kb / m.workload.vus:,.1f} | {marginal} | {m.requests:,} |")
+                         f"{m.proc.maxrss_kb / m.workload.vus:,.1f} | {marginal} | {m.requests:,} | "
+                         f"{schedule} |")
             prev = m
     notes = [f"- {LABELS[m.client]} at {m.workload.vus:,} VUs: {m.note}" for m in results if m.note]
     lines += ["", "KB per added VU: the growth in peak RSS from the row above, per VU added "
-              "(what each VU costs once the process itself is paid for)."]
+              "(what each VU costs once the process itself is paid for). Of schedule: requests "
+              "sent / (VUs x duration / think time), the share of its schedule the client kept; "
+              "far below 100% means it ran out of CPU (every client has one CPU here) and its "
+              "VUs spent the time waiting rather than sleeping."]
     return "\n".join(lines + ([""] + notes if notes else []))
 
 
@@ -563,9 +577,10 @@ def reproduce_command(args: argparse.Namespace) -> str:
 
 def report(sections: list[str], tools: Tools, server_kind: str, args: argparse.Namespace,
            server_cpus: set[int] | None, client_cpus: set[int] | None) -> str:
-    now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     rows = "\n".join(f"| {k} | {v} |" for k, v in machine(tools, server_kind))
-    pinning = (f"server pinned to CPU {sorted(server_cpus)}, clients to CPU {sorted(client_cpus)}"
+    pinning = (f"server pinned to CPU {sorted(server_cpus)}, clients to CPU {sorted(client_cpus)} "
+               f"(so k6's Go runtime, too, runs on {len(client_cpus)} CPU)"
                if server_cpus and client_cpus else "not pinned")
     return "\n".join([
         "# loadaction benchmark",
@@ -584,7 +599,8 @@ def report(sections: list[str], tools: Tools, server_kind: str, args: argparse.N
         "CPU = user + sys of the client process (os.wait4); peak RSS = its ru_maxrss. "
         "Requests are each tool's own count: loadaction's results.json `http_reqs`, "
         "k6's `--summary-export`, the bare loop's counter. See bench/bench.py's docstring "
-        "for the method.",
+        "for the method. Other load on the machine is not controlled: the CPU use column "
+        "shows when a run was starved.",
         "",
     ])
 
