@@ -25,9 +25,12 @@ from loadaction.report.results_io import write_results
 AfterRun = Callable[[dict[str, Any], ExitCode], Awaitable[None]]
 
 
-def exit_code(status: str, violations: int) -> ExitCode:
+def exit_code(status: str, violations: int, rollback_failures: int = 0) -> ExitCode:
+    """A fault left in place outranks a budget: staging is broken until someone acts."""
     if status == "crashed":
         return ExitCode.CRASH
+    if rollback_failures:
+        return ExitCode.NOT_CARRIED_OUT
     if status == "aborted" or (status == "complete" and violations):
         return ExitCode.THRESHOLDS_FAILED
     if status != "complete":
@@ -70,7 +73,13 @@ async def run_and_report(plan: Plan, *, out: Path | None, quiet: bool = False,
     if outcome.status not in ("complete", "aborted"):
         print(f"loadaction: run {outcome.status}: {run.state.masker(outcome.reason or '')}",
               file=sys.stderr)
-    code = exit_code(outcome.status, len(outcome.violations))
+    for record in outcome.rollback_failures:
+        print(run.state.masker(f"loadaction: ERROR: fault '{record.fault.name}' ({record.fault.source}) "
+                               f"was NOT rolled back: {record.rollback_error}; staging may still be "
+                               f"broken"), file=sys.stderr)
+    failed_recoveries = sum(r.verdict != "pass" for r in outcome.recoveries)
+    code = exit_code(outcome.status, len(outcome.violations) + failed_recoveries,
+                     len(outcome.rollback_failures))
     if after is not None:
         await after(doc, code)
     return code

@@ -41,7 +41,6 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from loadaction.chaos.client_base import (
-    CHAOS_METRICS,
     Admit,
     Deliver,
     Delivery,
@@ -60,7 +59,7 @@ from loadaction.engine.http import (
     Transport,
     send_and_abort,
 )
-from loadaction.metrics.registry import Metric, MetricInfo, Registry, Tags
+from loadaction.metrics.registry import CHAOS_METRICS, Metric, MetricInfo, Registry, Tags
 from loadaction.plan.model import (
     AbortFault,
     DuplicateFault,

@@ -28,16 +28,6 @@ Deliver = Callable[[PreparedRequest], Awaitable[HttpResult]]
 RecordExtra = Callable[[HttpResult], None]
 Admit = Callable[[], Awaitable[None]]
 
-CHAOS_METRICS: Mapping[str, MetricInfo] = {
-    "chaos_aborted": MetricInfo("counter"),
-    "chaos_duplicates": MetricInfo("counter"),
-    "chaos_duplicate_mismatch": MetricInfo("counter"),
-    "chaos_reordered": MetricInfo("counter"),
-    "chaos_tamper_rejected": MetricInfo("counter"),
-    "chaos_tamper_accepted": MetricInfo("counter"),
-    "chaos_retries": MetricInfo("counter"),
-    "chaos_idempotency_violations": MetricInfo("counter"),
-}
 
 
 class Delivery:

@@ -16,7 +16,9 @@ from loadaction.errors import PlanError, RunError
 from loadaction.plan import load_plan
 from loadaction.session import run_and_report
 
-PLAN = Path(__file__).resolve().parents[2] / "scenarios" / "ticketing.yml"
+SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
+PLAN = SCENARIOS / "ticketing.yml"
+CHAOS_PLAN = SCENARIOS / "chaos.yml"
 DEFAULT_PROFILE = "pr"  # about a minute
 
 
@@ -31,6 +33,10 @@ def add_demo_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--fault", action="append", default=[], metavar="SPEC",
                         help="break the target on purpose: latency=MS, errors=RATE, race, "
                              "double-webhook, no-idempotency (repeatable)")
+    parser.add_argument("--chaos", action="store_true",
+                        help="run scenarios/chaos.yml: the same scenarios with faults on their "
+                             "timeline (duplicated, reordered and forged webhooks, aborted and "
+                             "retried checkouts, a slow target with a recovery budget)")
     parser.add_argument("--database-url", metavar="URL",
                         help="postgresql://… to back the target with PostgreSQL (default SQLite)")
     parser.add_argument("--scenario", action="append", default=[], metavar="NAME",
@@ -47,7 +53,7 @@ async def _demo(args: argparse.Namespace) -> int:
         raise PlanError(faults.message)
     try:
         async with running_target(database_url=args.database_url, faults=faults) as target:
-            plan = load_plan(PLAN, target=target.url, profile=args.profile,
+            plan = load_plan(CHAOS_PLAN if args.chaos else PLAN, target=target.url, profile=args.profile,
                              scenarios=args.scenario, env={**os.environ, **target.env})
             return await run_and_report(plan, out=args.out, quiet=args.quiet,
                                         progress_interval_s=args.progress_interval)
@@ -61,8 +67,9 @@ async def _demo(args: argparse.Namespace) -> int:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    if not PLAN.is_file():
-        raise RunError(f"the bundled scenarios are missing ({PLAN})")
+    plan = CHAOS_PLAN if args.chaos else PLAN
+    if not plan.is_file():
+        raise RunError(f"the bundled scenarios are missing ({plan})")
     return asyncio.run(_demo(args))
 
 

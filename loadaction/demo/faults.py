@@ -116,16 +116,18 @@ def parse_flags(specs: Iterable[str]) -> Faults | Invalid:
 
 @dataclass(slots=True)
 class FaultState:
-    """The faults of one target instance (never module-global: tests run many)."""
+    """The faults of one target instance (never module-global: tests run many).
+
+    `base` is what the target was started with (`--fault`); the control
+    endpoint layers transient faults over it, and clearing or expiry goes back
+    to `base`, so a target started slow stays slow whatever a chaos run undoes.
+    """
 
     base: Faults = HEALTHY
     clock: Callable[[], float] = time.monotonic
     _set: dict[str, Any] = field(default_factory=dict)
     _expiry: dict[str, float] = field(default_factory=dict)
     _error_credit: float = 0.0
-
-    def __post_init__(self) -> None:
-        self._set = {k: v for k, v in self.base.as_dict().items() if v != getattr(HEALTHY, k)}
 
     def _expire(self) -> None:
         now = self.clock()
@@ -135,7 +137,7 @@ class FaultState:
 
     def current(self) -> Faults:
         self._expire()
-        return replace(HEALTHY, **self._set)
+        return replace(self.base, **self._set)
 
     def describe(self) -> dict[str, Any]:
         """Current faults plus seconds left for those that expire."""

@@ -64,19 +64,23 @@ class PreparedSpec:
         tags.update(spec.tags)
         tags.update(name=spec.name, method=spec.method, group=group)
         self.base_tags = tuple(sorted(tags.items()))
-        self.sinks: dict[int, RequestSinks] = {}
+        self.sinks: dict[int | tuple[int, str], RequestSinks] = {}
         parts = (spec.url, spec.query, spec.json, spec.form, spec.body, *(t for _, t in self.headers))
         self.constant = all(p is None or isinstance(p, Static) for p in parts)
         self.request: PreparedRequest | None = None
 
-    def sinks_for(self, status: int) -> RequestSinks:
-        sinks = self.sinks.get(status)
+    def sinks_for(self, status: int, phase: str | None) -> RequestSinks:
+        """The sinks for a status (and, while a plan has faults, a chaos phase)."""
+        key = status if phase is None else (status, phase)
+        sinks = self.sinks.get(key)
         if sinks is None:
             expect = self.spec.expect
             expected = status in expect if expect is not None else 200 <= status < 400
-            tags = tuple(sorted((*self.base_tags, ("status", str(status)),
-                                 ("expected_response", "true" if expected else "false"))))
-            sinks = self.sinks[status] = RequestSinks(self.state, tags, expected)
+            tags = [*self.base_tags, ("status", str(status)),
+                    ("expected_response", "true" if expected else "false")]
+            if phase is not None:
+                tags.append(("phase", phase))
+            sinks = self.sinks[key] = RequestSinks(self.state, tuple(sorted(tags)), expected)
         return sinks
 
 
@@ -154,13 +158,29 @@ class Requester:
         """Send, following redirects only to allowed hosts, and record every hop."""
         state = self.state
         await state.guard.admit()
-        result = await state.transport.send(req)
+        faults = state.client_faults.active_for(prepared.spec.name) if state.client_faults else ()
+        if faults:
+            result = await self._send_with_faults(prepared, req, faults)
+        else:
+            result = await state.transport.send(req)
         self.record(prepared, result)
         if result.status in REDIRECTS:
             result = await self._follow(prepared, req, result)
         if result.error:
             state.errors.add(self.scenario, result.error)
         return ResponseView(prepared.spec.name, result)
+
+    async def _send_with_faults(self, prepared: PreparedSpec, req: PreparedRequest,
+                                faults: tuple[Any, ...]) -> HttpResult:
+        """Client-side chaos: extra deliveries (duplicates, retries) are admitted
+        by the safety caps and recorded like any request."""
+        state = self.state
+        tags = prepared.base_tags
+        if state.phase is not None:
+            tags = tuple(sorted((*tags, ("phase", state.phase))))
+        return await state.client_faults.send(
+            faults, req, state.transport, tags,
+            record_extra=lambda extra: self.record(prepared, extra), admit=state.guard.admit)
 
     async def _follow(self, prepared: PreparedSpec, req: PreparedRequest,
                       result: HttpResult) -> HttpResult:
@@ -191,7 +211,9 @@ class Requester:
         return result
 
     def record(self, prepared: PreparedSpec, result: HttpResult) -> None:
-        sinks = prepared.sinks.get(result.status) or prepared.sinks_for(result.status)
+        phase = self.state.phase
+        sinks = ((prepared.sinks.get(result.status) if phase is None else None)
+                 or prepared.sinks_for(result.status, phase))
         duration = result.duration_us
         sinks.reqs.count += 1
         sinks.duration.add_us(duration)

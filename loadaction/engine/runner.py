@@ -18,6 +18,10 @@ from typing import Any
 
 from yarl import URL
 
+from loadaction.chaos.client import ClientFaults
+from loadaction.chaos.phases import judge_phases
+from loadaction.chaos.recovery import RecoveryResult, judge_recovery
+from loadaction.chaos.timeline import ChaosTimeline, FaultRecord
 from loadaction.engine.data import Feeder
 from loadaction.engine.executors import Executor, ScenarioRun, executor_for
 from loadaction.engine.http import AiohttpTransport, Transport
@@ -25,7 +29,7 @@ from loadaction.engine.safety import Guard
 from loadaction.engine.state import ErrorLog, RunClock, RunControl, RunState
 from loadaction.engine.vu import StepError, VirtualUser
 from loadaction.masking import Masker
-from loadaction.metrics.registry import MetricInfo, Registry
+from loadaction.metrics.registry import CHAOS_METRICS, MetricInfo, Registry
 from loadaction.metrics.series import LiveBucket, SeriesRecorder
 from loadaction.metrics.sinks import RateSink, TrendSink
 from loadaction.plan.model import Flow, Plan
@@ -66,6 +70,13 @@ class RunOutcome:
     scenarios: list[tuple[ScenarioRun, Executor]]
     thresholds: list[ThresholdResult] = field(default_factory=list)
     crash: Exception | None = None
+    faults: list[FaultRecord] = field(default_factory=list)
+    phase_verdicts: list[dict[str, Any]] = field(default_factory=list)
+    recoveries: list[RecoveryResult] = field(default_factory=list)
+
+    @property
+    def rollback_failures(self) -> list[FaultRecord]:
+        return [r for r in self.faults if r.rollback_error is not None and not r.rolled_back]
 
     @property
     def violations(self) -> list[ThresholdResult]:
@@ -95,10 +106,13 @@ class Run:
         self.control = RunControl()
         clock = RunClock()
         rng = random.Random(seed)
+        metrics = custom_metric_infos(plan)
+        if plan.chaos:
+            metrics.update(CHAOS_METRICS)
         self.state = RunState(
             plan=plan,
             transport=transport or AiohttpTransport(max_body_bytes=plan.max_body_bytes),
-            registry=Registry(custom_metric_infos(plan)),
+            registry=Registry(metrics),
             series=SeriesRecorder(s.name for s in plan.scenarios),
             guard=Guard(plan.allowed_hosts, plan.limits.max_rps, plan.limits.max_requests),
             masker=Masker(plan.secrets.values()),
@@ -113,6 +127,13 @@ class Run:
                           (ScenarioRun(self.state, s) for s in plan.scenarios)]
         self._scenarios_task: asyncio.Task[None] | None = None
         self.crash: Exception | None = None
+        self.timeline: ChaosTimeline | None = None
+        if plan.chaos:
+            self.state.client_faults = ClientFaults(self.state.registry, rng,
+                                                    render=self._render_for_chaos)
+            self.timeline = ChaosTimeline(
+                plan.chaos, render=self._render_for_chaos, client=self.state.client_faults,
+                stop=self.control.stop, on_phase=self._set_phase)
 
     def hard_stop(self) -> None:
         self.control.request_stop("cancelled", "cancelled")
@@ -144,10 +165,21 @@ class Run:
             root = first_leaf(exc)
             self.control.request_stop("crashed", f"internal error: {type(root).__name__}: {root}")
         finally:
+            if self.timeline is not None:
+                await self.timeline.close()  # before teardown: never leave a fault behind
             if setup_done and self.plan.teardown is not None:
                 await self._teardown()
             await state.transport.close()
         return self._outcome(started_at)
+
+    # ------------------------------------------------------------ chaos hooks
+
+    def _render_for_chaos(self, tpl: Any) -> Any:
+        return tpl.render({"env": self.plan.env, "secrets": self.plan.secrets,
+                           "vars": self.state.global_vars})
+
+    def _set_phase(self, phase: str) -> None:
+        self.state.phase = phase
 
     async def _preflight(self) -> None:
         """Fail fast, with a clear message, when the target cannot be reached at all."""
@@ -206,6 +238,8 @@ class Run:
 
     async def _run_scenarios(self) -> None:
         t0 = monotonic()
+        if self.timeline is not None:
+            self.timeline.start(t0)
         async with asyncio.TaskGroup() as tg:
             tasks = [tg.create_task(self._scenario(run, ex, t0)) for run, ex in self.scenarios]
             ticker = tg.create_task(self._tick(t0))
@@ -217,6 +251,8 @@ class Run:
         if await run.sleep_until(t0 + run.scenario.start_time):
             return
         run.start_mono = monotonic()
+        if self.timeline is not None:
+            await self.timeline.scenario_started(run.scenario.name)
         try:
             await executor.execute()
         finally:
@@ -286,8 +322,18 @@ class Run:
         ended_at = datetime.now(UTC)
         duration = (ended_at - started_at).total_seconds()
         thresholds = judge_all(self.plan.thresholds, self.state.registry, duration)
+        faults: list[FaultRecord] = []
+        phases: list[dict[str, Any]] = []
+        recoveries: list[RecoveryResult] = []
+        if self.timeline is not None:
+            faults = self.timeline.records
+            phases = judge_phases(self.plan.thresholds, self.plan.chaos, self.state.registry, duration)
+            series = self.state.series.points
+            recoveries = [judge_recovery(r.fault.name, r.ended_at_s, budget, series)
+                          for r in faults for budget in r.fault.recovery]
         return RunOutcome(
             plan=self.plan, state=self.state, started_at=started_at, ended_at=ended_at,
             duration_s=duration, status=self.control.status, reason=self.control.reason,
             scenarios=self.scenarios, thresholds=thresholds, crash=self.crash,
+            faults=faults, phase_verdicts=phases, recoveries=recoveries,
         )

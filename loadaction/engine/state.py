@@ -80,6 +80,10 @@ class RunState:
     notices: list[str] = field(default_factory=list)
     global_vars: dict[str, Any] = field(default_factory=dict)
     vu_seq: int = 0
+    # chaos: the `phase` tag of every sample (None without faults), and the
+    # client-side faults requests consult (None without faults)
+    phase: str | None = None
+    client_faults: Any = None
 
     def next_vu_id(self) -> int:
         """VU numbers are unique across the run, 1-based, like k6's __VU."""

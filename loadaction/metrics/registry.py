@@ -44,6 +44,19 @@ BUILTIN_METRICS: Mapping[str, MetricInfo] = {
 }
 
 
+CHAOS_METRICS: Mapping[str, MetricInfo] = {
+    "chaos_aborted": MetricInfo("counter"),
+    "chaos_duplicates": MetricInfo("counter"),
+    "chaos_duplicate_mismatch": MetricInfo("counter"),
+    "chaos_reordered": MetricInfo("counter"),
+    "chaos_tamper_rejected": MetricInfo("counter"),
+    "chaos_tamper_accepted": MetricInfo("counter"),
+    "chaos_retries": MetricInfo("counter"),
+    "chaos_idempotency_violations": MetricInfo("counter"),
+}
+"""What client-side faults count; they exist (and budgets may name them) when a plan has chaos."""
+
+
 @dataclass(slots=True)
 class Metric:
     name: str

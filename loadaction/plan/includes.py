@@ -11,12 +11,12 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from loadaction.errors import PlanError
+from loadaction.errors import PlanError, Source
 from loadaction.plan.fields import check_keys, expect_map, expect_seq, expect_str
 from loadaction.plan.source import Entry, Map, Node, Seq, read_yaml
 
 ROOT_KEYS = (
-    "name", "target", "allowedHosts", "include", "secrets", "vars", "defaults", "data",
+    "name", "target", "allowedHosts", "extends", "include", "secrets", "vars", "defaults", "data",
     "metrics", "thresholds", "profiles", "setup", "teardown", "flows", "scenarios", "chaos",
 )
 PARTIAL_KEYS = ("include", "flows", "scenarios", "thresholds", "metrics", "data", "vars", "secrets")
@@ -38,13 +38,40 @@ class PlanDocument:
     secrets: list[Node] = field(default_factory=list)
 
 
-def read_plan(path: Path) -> PlanDocument:
-    display = str(path)
-    root = expect_map(read_yaml(path, display), "plan")
+MERGED_KEYS = ("include", "thresholds", "secrets", *NAMED_SECTIONS)
+"""Sections a plan that `extends` another adds to; its other top-level keys replace the base's."""
+
+
+def read_plan(path: Path, display: str | None = None,
+              chain: tuple[tuple[Path, str], ...] = (), cited_at: Source | None = None) -> PlanDocument:
+    display = display or str(path)
+    root = expect_map(read_yaml(path, display, cited_at), "plan")
     check_keys(root, ROOT_KEYS, "at the top level")
-    document = PlanDocument(root)
-    _Merger(document).merge(root, ((path.resolve(), display),))
+    link = (path.resolve(), display)
+    base_node = root.get("extends")
+    if base_node is None:
+        document = PlanDocument(root)
+    else:
+        document = _extend(root, base_node, (*chain, link))
+    _Merger(document).merge(root, (link,))
     return document
+
+
+def _extend(root: Map, base_node: Node, chain: tuple[tuple[Path, str], ...]) -> PlanDocument:
+    """`extends: base.yml`: the base plan with this file's top-level keys over it
+    and its named sections, thresholds and secrets added (names stay unique)."""
+    real, display = chain[-1]
+    relative = expect_str(base_node, "extends")
+    base_real = (real.parent / relative).resolve()
+    base_display = os.path.normpath(os.path.join(os.path.dirname(display), relative))
+    if base_real in [link[0] for link in chain]:
+        names = " -> ".join((*(link[1] for link in chain), base_display))
+        raise PlanError(f"extends cycle: {names}", base_node.source)
+    base = read_plan(base_real, base_display, chain, base_node.source)
+    entries = {k: e for k, e in base.root.entries.items() if k not in ("extends", *MERGED_KEYS)}
+    entries.update({k: e for k, e in root.entries.items() if k not in ("extends", *MERGED_KEYS)})
+    return PlanDocument(Map(entries, root.source), named=base.named,
+                        thresholds=base.thresholds, secrets=base.secrets)
 
 
 class _Merger:

@@ -13,6 +13,7 @@ from types import MappingProxyType
 from typing import cast, get_args
 
 from loadaction.errors import PlanError, did_you_mean
+from loadaction.metrics.registry import CHAOS_METRICS
 from loadaction.metrics.thresholds import VALID_AGGREGATIONS, parse_selector, parse_threshold
 from loadaction.plan.fields import (
     check_keys, expect_bool, expect_choice, expect_duration, expect_str, required,
@@ -81,6 +82,8 @@ def parse_thresholds(entries: Iterable[tuple[str, Entry]], metrics: Mapping[str,
     the plan has no chaos, so no sample has a phase): a typo there would
     only show as `no data`."""
     kinds = {**BUILTIN_METRICS, **{name: decl.kind for name, decl in metrics.items()}}
+    if phases is not None:  # the plan has faults: their own counters exist
+        kinds.update({name: info.kind for name, info in CHAOS_METRICS.items()})
     thresholds = []
     for selector, entry in entries:
         try:

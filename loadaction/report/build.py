@@ -55,14 +55,17 @@ def _metrics(outcome: RunOutcome) -> dict[str, Any]:
 
 
 def _checks(outcome: RunOutcome) -> list[dict[str, Any]]:
-    checks = outcome.state.registry["checks"]
-    rows = []
-    for tags, sink in checks.sinks.items():
+    """One row per check, scenario and group; chaos phases are summed (the
+    per-phase view is `chaos.phases`)."""
+    rows: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for tags, sink in outcome.state.registry["checks"].sinks.items():
         t = dict(tags)
-        rows.append({"name": t.get("check", ""), "scenario": t.get("scenario", ""),
-                     "group": t.get("group", ""), "passes": sink.passes,
-                     "fails": sink.total - sink.passes})
-    return rows
+        key = (t.get("check", ""), t.get("scenario", ""), t.get("group", ""))
+        row = rows.setdefault(key, {"name": key[0], "scenario": key[1], "group": key[2],
+                                    "passes": 0, "fails": 0})
+        row["passes"] += sink.passes
+        row["fails"] += sink.total - sink.passes
+    return list(rows.values())
 
 
 def build_results(outcome: RunOutcome) -> dict[str, Any]:
@@ -99,4 +102,10 @@ def build_results(outcome: RunOutcome) -> dict[str, Any]:
         "errors": errors,
         "notices": notices,
     }
+    if plan.chaos:
+        doc["chaos"] = {
+            "faults": [r.as_dict() for r in outcome.faults],
+            "phases": outcome.phase_verdicts,
+            "recovery": [r.as_dict() for r in outcome.recoveries],
+        }
     return state.masker.deep(doc)
