@@ -197,11 +197,14 @@ class VirtualUser:
             self._check_sink(cond, group).add(matches(cond.matcher, present, value))
 
     def _check_sink(self, cond: Condition, group: str) -> Any:
-        key = (cond.name, (("group", group),))
+        phase = self.state.phase
+        key = ("checks", cond.name, group, phase)
         sink = self._sinks.get(key)
         if sink is None:
-            tags = tuple(sorted((*self.scenario_tags, ("check", cond.name), ("group", group))))
-            sink = self._sinks[key] = self.state.registry.sink("checks", tags)
+            tags = [*self.scenario_tags, ("check", cond.name), ("group", group)]
+            if phase is not None:
+                tags.append(("phase", phase))
+            sink = self._sinks[key] = self.state.registry.sink("checks", tuple(sorted(tags)))
         return sink
 
     def _record(self, step: RecordStep, ctx: Mapping[str, Any], group: str) -> None:
@@ -223,11 +226,16 @@ class VirtualUser:
             raise StepError(f"{step.source}: record '{step.metric}': value {value!r} is not a number") from None
 
     def _sink(self, metric: str, group: str) -> Any:
-        key = (metric, (("group", group),))
+        """The sink of a custom metric (or group_duration) here; while a plan has
+        faults, samples also carry the chaos `phase`."""
+        phase = self.state.phase
+        key = (metric, group, phase)
         sink = self._sinks.get(key)
         if sink is None:
-            tags = tuple(sorted((*self.scenario_tags, ("group", group))))
-            sink = self._sinks[key] = self.state.registry.sink(metric, tags)
+            tags = [*self.scenario_tags, ("group", group)]
+            if phase is not None:
+                tags.append(("phase", phase))
+            sink = self._sinks[key] = self.state.registry.sink(metric, tuple(sorted(tags)))
         return sink
 
     @staticmethod
