@@ -8,6 +8,14 @@ A long run has thousands of points, which neither reads well nor fits in a
 comment, so buckets are merged down to MAX_POINTS. Their histograms are
 merged rather than their p95s averaged: an average of percentiles is not a
 percentile, and a spike would be smoothed away.
+
+A chaos run's p95 chart marks when faults were in force. xychart cannot
+shade a region, and its x-axis is either a numeric range (no labels of our
+own) or categories (sixty labels overlap into noise), so the marking is a
+second series: a bar as tall as the chart's highest p95 at every point a
+fault overlaps, drawn before the line so the line stays on top. Adjacent
+bars form a band that reads as shading on GitHub's light and dark themes.
+xychart draws no legend, so the title says what the bars are.
 """
 
 from __future__ import annotations
@@ -16,9 +24,11 @@ import math
 import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from itertools import zip_longest
 from typing import Any
 
 from loadaction.metrics.sinks import TrendSink
+from loadaction.report.chaos import Window, fault_windows
 
 MAX_POINTS = 60
 MAX_TITLE_CHARS = 80
@@ -45,6 +55,11 @@ class ScenarioCharts:
     throughput: str
 
 
+_Series = tuple[str, str, Sequence[float]]  # (bar | line, title, values)
+# One interval of the run: when it ended, and the points of it (one per scenario).
+_Bucket = tuple[float, Sequence[Mapping[str, Any]]]
+
+
 def mermaid_text(value: object) -> str:
     """`value` reduced to characters that are inert in a quoted Mermaid
     string inside a Markdown code fence, on one line and bounded."""
@@ -66,15 +81,22 @@ def downsample(
     """At most `max_points` points, each merging `group_size` consecutive
     buckets. req/s is over the time the merged buckets span (the last bucket
     of a run is often shorter than `interval_s`)."""
-    size = group_size(len(points), max_points)
+    return _downsample([(float(p["t"]), [p]) for p in points], interval_s, max_points)
+
+
+def _downsample(
+    buckets: Sequence[_Bucket], interval_s: float, max_points: int = MAX_POINTS
+) -> list[ChartPoint]:
+    size = group_size(len(buckets), max_points)
     merged = []
     previous_t = 0.0
-    for start in range(0, len(points), size):
-        group = points[start : start + size]
-        end_t = float(group[-1]["t"])
+    for start in range(0, len(buckets), size):
+        group = buckets[start : start + size]
+        end_t = group[-1][0]
         span = end_t - previous_t if end_t > previous_t else interval_s * len(group)
-        reqs = sum(p.get("reqs") or 0 for p in group)
-        merged.append(ChartPoint(end_t, _p95(group), reqs / span))
+        points = [p for _, bucket in group for p in bucket]
+        reqs = sum(p.get("reqs") or 0 for p in points)
+        merged.append(ChartPoint(end_t, _p95(points), reqs / span))
         previous_t = end_t
     return merged
 
@@ -127,23 +149,57 @@ class TimeAxis:
 def latency_chart(scenario: str, axis: TimeAxis, points: Sequence[ChartPoint]) -> str:
     """p95 as a line; seconds without requests read 0 (xychart has no gaps)."""
     values = [p.p95_ms or 0.0 for p in points]
-    return _xychart(f"{scenario}: p95 latency", axis, "ms", "line", values)
+    return _xychart(f"{scenario}: p95 latency", axis, "ms", [("line", "", values)])
 
 
 def throughput_chart(scenario: str, axis: TimeAxis, points: Sequence[ChartPoint]) -> str:
     values = [p.req_per_s for p in points]
-    return _xychart(f"{scenario}: throughput", axis, "req/s", "bar", values)
+    return _xychart(f"{scenario}: throughput", axis, "req/s", [("bar", "", values)])
 
 
-def _xychart(title: str, axis: TimeAxis, unit: str, kind: str, values: Sequence[float]) -> str:
-    # Two decimals, never an exponent: xychart's numbers are plain decimals.
-    data = ", ".join(f"{v:.2f}".rstrip("0").rstrip(".") for v in values)
-    return "\n".join(
-        [
-            "xychart-beta",
-            f'    title "{mermaid_text(title)}"',
-            axis.line(len(values)),
-            f'    y-axis "{unit}"',
-            f"    {kind} [{data}]",
-        ]
-    )
+def fault_chart(doc: Mapping[str, Any]) -> str | None:
+    """p95 over all scenarios with the seconds faults were in force marked
+    (see the module docstring); None without series or without a fault that
+    started. Scenarios' buckets close together at every tick, so the i-th
+    points of all scenarios cover the same interval and merge exactly."""
+    windows = fault_windows(doc)
+    if not windows:
+        return None
+    series = doc.get("series") or {}
+    by_scenario = (series.get("scenarios") or {}).values()
+    buckets: list[_Bucket] = [
+        (max(float(p["t"]) for p in tick), tick)
+        for tick in ([p for p in column if p is not None] for column in zip_longest(*by_scenario))
+    ]
+    if not buckets:
+        return None
+    interval_s = float(series.get("interval_s") or 1.0)
+    merged = _downsample(buckets, interval_s)
+    axis = TimeAxis(round(merged[0].t), max(round(group_size(len(buckets)) * interval_s), 1))
+    p95 = [p.p95_ms or 0.0 for p in merged]
+    top = max(p95) or 1.0
+    starts = [0.0, *(p.t for p in merged[:-1])]
+    active = [top if _overlaps(start, p.t, windows) else 0.0 for start, p in zip(starts, merged)]
+    title = "p95 latency, all scenarios (bars: fault active)"
+    return _xychart(title, axis, "ms", [("bar", "fault active", active), ("line", "p95", p95)])
+
+
+def _overlaps(start: float, end: float, windows: Sequence[Window]) -> bool:
+    """Whether the interval (start, end] shares any time with a window, so a
+    fault shorter than a merged point still shows."""
+    return any(w_start < end and w_end > start for w_start, w_end in windows)
+
+
+def _xychart(title: str, axis: TimeAxis, unit: str, series: Sequence[_Series]) -> str:
+    lines = [
+        "xychart-beta",
+        f'    title "{mermaid_text(title)}"',
+        axis.line(len(series[0][2])),
+        f'    y-axis "{unit}"',
+    ]
+    for kind, name, values in series:
+        # Two decimals, never an exponent: xychart's numbers are plain decimals.
+        data = ", ".join(f"{v:.2f}".rstrip("0").rstrip(".") for v in values)
+        label = f' "{mermaid_text(name)}"' if name else ""
+        lines.append(f"    {kind}{label} [{data}]")
+    return "\n".join(lines)

@@ -2,9 +2,11 @@
 reporter actions, GitLab, Jenkins) list budgets and checks as test cases.
 
 One <testsuite> per scenario holds the thresholds filtered on that scenario,
-one more holds the plan-wide thresholds, and a `checks` suite holds the
-checks. Reporters group and annotate by suite, classname, file and line, so
-every threshold case carries the plan file and line it came from.
+one more holds the plan-wide thresholds, a `chaos` suite holds the recovery
+budgets and the rollbacks of the faults that needed one, and a `checks`
+suite holds the checks. Reporters group and annotate by suite, classname,
+file and line, so every threshold, recovery budget and rollback case
+carries the plan file and line it came from.
 """
 
 from __future__ import annotations
@@ -15,7 +17,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from loadaction.metrics.thresholds import format_value
-from loadaction.report.results_io import is_violation
+from loadaction.report.chaos import recovery_label, recovery_outcome
+from loadaction.report.results_io import (
+    ROLLBACK_NOT_NEEDED,
+    chaos_faults,
+    is_violation,
+    recovery_budgets,
+    rollback_failure,
+)
 from loadaction.report.text import (
     aggregation_label,
     format_percent,
@@ -24,6 +33,7 @@ from loadaction.report.text import (
 )
 
 PLAN_WIDE = "all"
+CHAOS = "chaos"
 _COUNTS = ("tests", "failures", "errors", "skipped")
 # XML 1.0 cannot carry most control characters, even as references; a
 # server's error text could hold any of them.
@@ -35,7 +45,9 @@ def render_junit(doc: Mapping[str, Any]) -> str:
     complete adds a failing `run completed` case, so a cancelled run whose
     budgets held so far does not read as green. Suites without cases are
     left out."""
-    suites = [s for s in (*_threshold_suites(doc), _checks_suite(doc)) if len(s)]
+    suites = [
+        s for s in (*_threshold_suites(doc), _chaos_suite(doc), _checks_suite(doc)) if len(s)
+    ]
     root = ET.Element("testsuites", name=_text(f"loadaction {doc['plan'].get('name', '')}"))
     for key in _COUNTS:
         root.set(key, str(sum(int(suite.get(key, "0")) for suite in suites)))
@@ -74,14 +86,10 @@ def _threshold_case(
 ) -> ET.Element:
     name = f"{threshold['metric']} {threshold['expression']}"
     case = _case(name, f"loadaction.{scenario}")
-    source = threshold.get("source") or {}
-    if source.get("file"):
-        case.set("file", _text(source["file"]))
-    if source.get("line") is not None:
-        case.set("line", _text(source["line"]))
+    source = _set_source(case, threshold)
     value = observed_value(doc, threshold)
     observed = f"observed {aggregation_label(threshold['expression'])}={value}"
-    where = f" ({source['file']}:{source.get('line')})" if source.get("file") else ""
+    where = _where(source)
     if threshold["verdict"] == "pass":
         _child(case, "system-out", text=f"{name}: {observed}")
     elif threshold["verdict"] == "fail":
@@ -92,6 +100,57 @@ def _threshold_case(
         _child(case, "failure", message="no data", type="no data", text=detail)
     else:
         _child(case, "skipped", message="no data (optional)")
+    return case
+
+
+def _set_source(case: ET.Element, item: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Point the case at the plan line `item` came from; returns the source."""
+    source: Mapping[str, Any] = item.get("source") or {}
+    if source.get("file"):
+        case.set("file", _text(source["file"]))
+    if source.get("line") is not None:
+        case.set("line", _text(source["line"]))
+    return source
+
+
+def _where(source: Mapping[str, Any]) -> str:
+    return f" ({source['file']}:{source.get('line')})" if source.get("file") else ""
+
+
+def _chaos_suite(doc: Mapping[str, Any]) -> ET.Element:
+    """Recovery budgets, then rollbacks. A fault that needed no rollback (a
+    client-side fault, or one that never started) has no case: there was
+    nothing to test."""
+    cases = [_recovery_case(budget) for budget in recovery_budgets(doc)]
+    cases += [
+        _rollback_case(fault) for fault in chaos_faults(doc)
+        if fault["rollback"] != ROLLBACK_NOT_NEEDED
+    ]
+    return _suite(doc, CHAOS, cases)
+
+
+def _recovery_case(budget: Mapping[str, Any]) -> ET.Element:
+    name = recovery_label(budget)
+    case = _case(name, f"loadaction.{CHAOS}")
+    where = _where(_set_source(case, budget))
+    outcome = recovery_outcome(budget)
+    if is_violation(budget):
+        detail = f"{name}: {outcome}{where}"
+        _child(case, "failure", message=outcome, type="recovery", text=detail)
+    else:
+        _child(case, "system-out", text=f"{name}: {outcome}")
+    return case
+
+
+def _rollback_case(fault: Mapping[str, Any]) -> ET.Element:
+    case = _case(f"rollback {fault['name']}", f"loadaction.{CHAOS}")
+    where = _where(_set_source(case, fault))
+    why = rollback_failure(fault)
+    if why is None:
+        _child(case, "system-out", text=f"fault {fault['name']} ({fault['kind']}) rolled back")
+    else:
+        detail = f"fault {fault['name']} ({fault['kind']}) was not rolled back: {why}{where}"
+        _child(case, "failure", message=f"not rolled back: {why}", type="rollback", text=detail)
     return case
 
 

@@ -11,11 +11,12 @@ summary at 1 MiB), and a run with thousands of distinct errors or dozens of
 scenarios can exceed that. Cutting the text would leave half a table or an
 unclosed <details>, so `render_markdown` shrinks the template's *context*
 instead, least important parts first, and renders again until it fits; the
-headline and the budgets table go last. A user template that lays out the
-same context lists shrinks the same way.
+headline and the budgets table go last, with the chaos timeline and the
+recovery budgets (budgets too) just before them. A user template that lays
+out the same context lists shrinks the same way.
 
 A user template may reuse the bundled one: `{% extends "loadaction/report.md.j2" %}`
-and override any of its blocks (headline, budgets, scenarios, checks,
+and override any of its blocks (headline, budgets, chaos, scenarios, checks,
 custom_metrics, charts, scenario_details, errors, notices, truncation, footer).
 """
 
@@ -52,8 +53,23 @@ from loadaction.report.baseline import (
     threshold_key,
     thresholds_by_key,
 )
-from loadaction.report.chart import scenario_charts
-from loadaction.report.results_io import is_violation, select_sink, tally_budgets
+from loadaction.report.chaos import (
+    actual_window,
+    phase_table,
+    planned_window,
+    recovery_outcome,
+    span,
+)
+from loadaction.report.chart import fault_chart, scenario_charts
+from loadaction.report.results_io import (
+    chaos_faults,
+    failed_rollbacks,
+    is_violation,
+    recovery_budgets,
+    rollback_failure,
+    select_sink,
+    tally_budgets,
+)
 from loadaction.report.text import (
     format_duration,
     format_percent,
@@ -71,16 +87,37 @@ TRUNCATION_NOTE = "_Details truncated to fit GitHub's limit; the full report is 
 
 Context = dict[str, Any]
 Renderer = Callable[[Context], str]
+Expendable = Callable[[Mapping[str, Any]], bool]
 
-# When the report is too long, the <details> blocks go first, in this order...
-_DETAILS_DROP_ORDER = ("errors", "charts", "scenario_details", "notices")
+
+def _rolled_back(row: Mapping[str, Any]) -> bool:
+    return row["rollback_error"] is None
+
+
+def _held(row: Mapping[str, Any]) -> bool:
+    return not row["violated"]
+
+
+# When the report is too long, the <details> blocks and the chaos section's
+# per-phase table go first, in this order...
+_DETAILS_DROP_ORDER = (
+    "errors", "charts", "scenario_details", "fault_charts", "phase_rows", "notices",
+)
 # ...then table rows, the least important table first. Within a table, rows
-# for which the function is true (nothing wrong there) go before the others.
-_TABLE_SHRINK_ORDER: tuple[tuple[str, Callable[[Mapping[str, Any]], bool]], ...] = (
-    ("custom_metrics", lambda row: True),
-    ("checks", lambda row: bool(row["ok"])),
-    ("scenarios", lambda row: True),
-    ("thresholds", lambda row: not row["violated"]),
+# for which the function is true (nothing wrong there) go before the others;
+# a step marked True drops only those. The chaos timeline and the recovery
+# budgets rank with the budgets, so the rows that show nothing wrong go from
+# all three before any row that shows a problem.
+_TABLE_SHRINK_ORDER: tuple[tuple[str, Expendable, bool], ...] = (
+    ("custom_metrics", lambda row: True, False),
+    ("checks", lambda row: bool(row["ok"]), False),
+    ("scenarios", lambda row: True, False),
+    ("faults", _rolled_back, True),
+    ("recoveries", _held, True),
+    ("thresholds", _held, True),
+    ("faults", _rolled_back, False),
+    ("recoveries", _held, False),
+    ("thresholds", _held, False),
 )
 
 _CONTROL = {chr(c): None for c in (*range(0x20), 0x7F)}
@@ -148,8 +185,8 @@ def _fit(render: Renderer, context: Context, max_chars: int | None) -> str:
         text = render(context)
         if len(text) <= max_chars:
             return text
-    for key, expendable in _TABLE_SHRINK_ORDER:
-        context, text = _shrink_table(render, context, key, expendable, max_chars)
+    for key, expendable, spare_problems in _TABLE_SHRINK_ORDER:
+        context, text = _shrink_table(render, context, key, expendable, spare_problems, max_chars)
         if len(text) <= max_chars:
             return text
     return _cut_lines(text, max_chars)
@@ -159,14 +196,17 @@ def _shrink_table(
     render: Renderer,
     context: Context,
     key: str,
-    expendable: Callable[[Mapping[str, Any]], bool],
+    expendable: Expendable,
+    spare_problems: bool,
     max_chars: int,
 ) -> tuple[Context, str]:
     """The most rows of table `key` that fit (by bisection: the text grows
     with the rows), keeping the rows that show a problem longest and the
-    kept ones in their order; with no rows at all when even that is too long."""
+    kept ones in their order; with no rows at all when even that is too long,
+    or with just the rows that show a problem when `spare_problems`."""
     rows: list[Mapping[str, Any]] = context[key]
     ranked = sorted(range(len(rows)), key=lambda i: (expendable(rows[i]), i))
+    floor = sum(1 for row in rows if not expendable(row)) if spare_problems else 0
     omitted_before = context.get(f"{key}_omitted", 0)
 
     def attempt(keep: int) -> tuple[Context, str]:
@@ -174,10 +214,10 @@ def _shrink_table(
         shrunk = {**context, key: kept, f"{key}_omitted": omitted_before + len(rows) - keep}
         return shrunk, render(shrunk)
 
-    best = attempt(0)
+    best = attempt(floor)
     if len(best[1]) > max_chars:
         return best
-    fits, too_many = 0, len(rows)  # the caller found all rows too long
+    fits, too_many = floor, len(rows)  # the caller found all rows too long
     while too_many - fits > 1:
         middle = (fits + too_many) // 2
         candidate = attempt(middle)
@@ -272,6 +312,7 @@ def report_context(doc: Mapping[str, Any], baseline: Mapping[str, Any] | None = 
         "thresholds_omitted": 0,
         "scenarios": [_scenario_row(doc, s, baseline) for s in doc["scenarios"]],
         "scenarios_omitted": 0,
+        **_chaos_context(doc),
         "checks": [_check_row(c) for c in doc["checks"]],
         "checks_omitted": 0,
         "check_groups": any(c.get("group") for c in doc["checks"]),
@@ -329,6 +370,61 @@ def _threshold_row(doc: Mapping[str, Any], threshold: Mapping[str, Any]) -> dict
         "baseline": None,
         "delta": None,
     }
+
+
+def _chaos_context(doc: Mapping[str, Any]) -> Context:
+    """The chaos section's tables; `chaos` says whether the run had faults,
+    so the section stays (with its omitted counts) when its rows are shrunk."""
+    table = phase_table(doc)
+    chart = fault_chart(doc)
+    return {
+        "chaos": doc.get("chaos") is not None,
+        "rollbacks_failed": len(failed_rollbacks(doc)),
+        "faults": [_fault_row(f) for f in chaos_faults(doc)],
+        "faults_omitted": 0,
+        "recoveries": [_recovery_row(r) for r in recovery_budgets(doc)],
+        "recoveries_omitted": 0,
+        "phase_columns": list(table.phases),
+        "phase_rows": [
+            {"metric": row.metric, "expression": row.expression,
+             "cells": [_phase_cell(doc, cell) for cell in row.cells]}
+            for row in table.rows
+        ],
+        "fault_charts": [chart] if chart is not None else [],
+    }
+
+
+def _fault_row(fault: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "name": fault["name"],
+        "kind": fault["kind"],
+        "planned": planned_window(fault),
+        "ran": actual_window(fault),
+        "start_error": fault.get("start_error"),
+        "rollback": fault["rollback"],
+        "rollback_error": rollback_failure(fault),
+    }
+
+
+def _recovery_row(budget: Mapping[str, Any]) -> dict[str, Any]:
+    recovered = budget["time_to_recover_s"]
+    return {
+        "fault": budget["fault"],
+        "metric": budget["metric"],
+        "expression": budget["expression"],
+        "within": span(budget["within_s"]),
+        "recovered_in": span(recovered) if recovered is not None else None,
+        "outcome": recovery_outcome(budget),
+        "verdict": budget["verdict"],
+        "violated": is_violation(budget),
+    }
+
+
+def _phase_cell(doc: Mapping[str, Any], cell: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """None when the phase got no samples: there is nothing to judge there."""
+    if cell is None or cell["verdict"] == "no data":
+        return None
+    return {"verdict": cell["verdict"], "observed": observed_value(doc, cell)}
 
 
 @dataclass(frozen=True, slots=True)

@@ -50,6 +50,21 @@ _ITEM_FIELDS: Mapping[str, Mapping[str, str]] = {
     "errors": {"message": "string", "count": "number"},
 }
 
+# The optional `chaos` section: every list is there whenever the section is.
+# A trailing `?` admits null (a fault that never started has no start time).
+_CHAOS_ITEM_FIELDS: Mapping[str, Mapping[str, str]] = {
+    "faults": {
+        "name": "string", "kind": "string", "duration_s": "number", "planned_at_s": "number?",
+        "started_at_s": "number?", "ended_at_s": "number?", "rollback": "string",
+    },
+    "phases": {"metric": "string", "expression": "string", "phase": "string", "verdict": "string"},
+    "recovery": {
+        "fault": "string", "metric": "string", "expression": "string", "within_s": "number",
+        "verdict": "string", "time_to_recover_s": "number?",
+    },
+}
+ROLLBACK_OK, ROLLBACK_NOT_NEEDED, ROLLBACK_FAILED = "ok", "not needed", "failed:"
+
 # Summary fields per metric kind, always present / present once there is data.
 _SUMMARY_FIELDS: Mapping[str, tuple[str, ...]] = {
     "counter": ("count", "rate"),
@@ -158,7 +173,32 @@ def _find_problem(doc: dict[str, Any]) -> str | None:
         problem = _metric_problem(metric, f"metrics.{name}")
         if problem:
             return problem
+    if doc.get("chaos") is not None:
+        return _chaos_problem(doc["chaos"])
     return None
+
+
+def _chaos_problem(chaos: object) -> str | None:
+    problem = _object_problem(chaos, dict.fromkeys(_CHAOS_ITEM_FIELDS, "array"), "chaos")
+    if problem:
+        return problem
+    assert isinstance(chaos, dict)
+    for key, fields in _CHAOS_ITEM_FIELDS.items():
+        for index, item in enumerate(chaos[key]):
+            where = f"chaos.{key}[{index}]"
+            problem = _object_problem(item, fields, where)
+            if problem:
+                return problem
+            if "verdict" in fields and item["verdict"] not in VERDICTS:
+                return _not_one_of(f"{where}.verdict", VERDICTS, item["verdict"])
+            if key == "faults" and not _known_rollback(item["rollback"]):
+                return (f"'{where}.rollback' must be \"ok\", \"not needed\" or "
+                        f"\"failed: <why>\", got {json.dumps(item['rollback'])}")
+    return None
+
+
+def _known_rollback(rollback: str) -> bool:
+    return rollback in (ROLLBACK_OK, ROLLBACK_NOT_NEEDED) or rollback.startswith(ROLLBACK_FAILED)
 
 
 def _metric_problem(metric: object, where: str) -> str | None:
@@ -207,9 +247,13 @@ def _field_problem(item: dict[str, Any], key: str, kind: str, prefix: str) -> st
     if key not in item:
         return f"missing '{prefix}{key}'"
     value = item[key]
-    if isinstance(value, bool) or not isinstance(value, _JSON_TYPES[kind]):
-        article = "an" if kind[0] in "aeiou" else "a"
-        return f"'{prefix}{key}' must be {article} {kind}, got {_json_type(value)}"
+    base = kind.removesuffix("?")
+    if value is None and base != kind:
+        return None
+    if isinstance(value, bool) or not isinstance(value, _JSON_TYPES[base]):
+        article = "an" if base[0] in "aeiou" else "a"
+        nullable = " or null" if base != kind else ""
+        return f"'{prefix}{key}' must be {article} {base}{nullable}, got {_json_type(value)}"
     return None
 
 
@@ -258,10 +302,33 @@ def is_violation(threshold: Mapping[str, Any]) -> bool:
     return verdict == "fail" or (verdict == "no data" and not threshold.get("optional", False))
 
 
+def chaos_faults(doc: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The chaos faults, in the plan's order; none for a run without chaos."""
+    return list((doc.get("chaos") or {}).get("faults", ()))
+
+
+def recovery_budgets(doc: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """Recovery budgets gate the run like thresholds, and have no `optional`,
+    so `is_violation` reads them as it reads a required threshold."""
+    return list((doc.get("chaos") or {}).get("recovery", ()))
+
+
+def rollback_failure(fault: Mapping[str, Any]) -> str | None:
+    """Why the fault's rollback failed, None when it did not fail."""
+    rollback: str = fault["rollback"]
+    if not rollback.startswith(ROLLBACK_FAILED):
+        return None
+    return rollback.removeprefix(ROLLBACK_FAILED).strip()
+
+
+def failed_rollbacks(doc: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    return [f for f in chaos_faults(doc) if rollback_failure(f) is not None]
+
+
 @dataclass(frozen=True, slots=True)
 class Budgets:
-    """How the thresholds came out; `no_data` counts the violations that are
-    violations only because nothing was measured."""
+    """How the thresholds and recovery budgets came out; `no_data` counts the
+    violations that are violations only because nothing was measured."""
 
     total: int
     violated: int
@@ -269,7 +336,9 @@ class Budgets:
 
 
 def tally_budgets(doc: Mapping[str, Any]) -> Budgets:
-    thresholds = doc["thresholds"]
-    violated = [t for t in thresholds if is_violation(t)]
-    no_data = sum(1 for t in violated if t["verdict"] == "no data")
-    return Budgets(len(thresholds), len(violated), no_data)
+    """One count for every place that states it (headline, the `violations`
+    output, JUnit failures), so recovery budgets are budgets too."""
+    budgets = [*doc["thresholds"], *recovery_budgets(doc)]
+    violated = [b for b in budgets if is_violation(b)]
+    no_data = sum(1 for b in violated if b["verdict"] == "no data")
+    return Budgets(len(budgets), len(violated), no_data)

@@ -10,9 +10,24 @@ from dataclasses import dataclass
 from typing import Any
 
 from loadaction.metrics.thresholds import format_value, parse_selector, parse_threshold
-from loadaction.report.results_io import is_violation, select_sink, tally_budgets
+from loadaction.report.chaos import (
+    actual_window,
+    phase_table,
+    planned_window,
+    recovery_label,
+    recovery_outcome,
+)
+from loadaction.report.results_io import (
+    chaos_faults,
+    failed_rollbacks,
+    is_violation,
+    recovery_budgets,
+    rollback_failure,
+    select_sink,
+    tally_budgets,
+)
 
-PASS, FAIL = "✓", "✗"
+PASS, FAIL, NOT_JUDGED = "✓", "✗", "–"
 _GREEN, _RED, _YELLOW, _BOLD, _RESET = "\x1b[32m", "\x1b[31m", "\x1b[33m", "\x1b[1m", "\x1b[0m"
 # k6's default summaryTrendStats: (summary field, label).
 _TREND_STATS = (
@@ -151,11 +166,12 @@ def render_text(doc: Mapping[str, Any], color: bool = False) -> str:
         _header(doc, paint),
         _scenarios(doc),
         _thresholds(doc, paint),
+        _chaos(doc, paint),
         _checks(doc, paint),
         _metrics(doc),
         _errors(doc),
         _notices(doc),
-        [_verdict(doc, paint)],
+        _verdict(doc, paint),
     ]
     return "\n\n".join("\n".join(lines) for lines in sections if lines) + "\n"
 
@@ -212,6 +228,76 @@ def _thresholds(doc: Mapping[str, Any], paint: _Paint) -> list[str]:
             outcome += " (optional)"
         lines.append(f"    {mark} {clean(t['metric'])}  {clean(t['expression'])}  {outcome}")
     return ["  THRESHOLDS", ""] + lines if lines else []
+
+
+def _chaos(doc: Mapping[str, Any], paint: _Paint) -> list[str]:
+    """Faults, recovery budgets and thresholds by phase, each part only when
+    the document has it."""
+    if doc.get("chaos") is None:
+        return []
+    parts = [_fault_lines(doc, paint), _recovery_lines(doc, paint), _phase_lines(doc)]
+    lines = ["  CHAOS"]
+    for part in parts:
+        if part:
+            lines += ["", *part]
+    return lines
+
+
+def _fault_lines(doc: Mapping[str, Any], paint: _Paint) -> list[str]:
+    rows = []
+    for fault in chaos_faults(doc):
+        ran = actual_window(fault)
+        outcome = _rollback_text(fault, paint)
+        if fault.get("start_error"):
+            outcome = f"start failed: {clean(fault['start_error'])}; {outcome}"
+        rows.append([
+            clean(fault["name"]),
+            clean(fault["kind"]),
+            f"planned {clean(planned_window(fault))}",
+            f"ran {ran}" if ran else "not started",
+            outcome,
+        ])
+    return [f"    {line}" for line in _columns(rows)]
+
+
+def _rollback_text(fault: Mapping[str, Any], paint: _Paint) -> str:
+    """A fault left in place breaks the target for everyone after this run,
+    so a failed rollback is the loudest line of the summary."""
+    why = rollback_failure(fault)
+    if why is None:
+        return f"rollback {clean(fault['rollback'])}"
+    return paint(f"rollback FAILED: {clean(why)}", _BOLD + _RED)
+
+
+def _recovery_lines(doc: Mapping[str, Any], paint: _Paint) -> list[str]:
+    lines = []
+    for budget in recovery_budgets(doc):
+        mark = paint(FAIL, _RED) if is_violation(budget) else paint(PASS, _GREEN)
+        lines.append(f"    {mark} {clean(recovery_label(budget))} — {recovery_outcome(budget)}")
+    return lines
+
+
+def _phase_lines(doc: Mapping[str, Any]) -> list[str]:
+    """Uncoloured: colour codes would throw the columns out of line, and the
+    marks already say it."""
+    table = phase_table(doc)
+    if not table.rows:
+        return []
+    header = ["threshold", *map(clean, table.phases)]
+    rows = [
+        [f"{clean(row.metric)} {clean(row.expression)}",
+         *(_phase_cell(doc, cell) for cell in row.cells)]
+        for row in table.rows
+    ]
+    return [f"    {line}" for line in _columns([header, *rows])]
+
+
+def _phase_cell(doc: Mapping[str, Any], cell: Mapping[str, Any] | None) -> str:
+    if cell is None or cell["verdict"] == "no data":
+        return NOT_JUDGED
+    mark = PASS if cell["verdict"] == "pass" else FAIL
+    value = observed_value(doc, cell)
+    return f"{mark} {value}" if value is not None else mark
 
 
 def _checks(doc: Mapping[str, Any], paint: _Paint) -> list[str]:
@@ -315,7 +401,17 @@ def _notices(doc: Mapping[str, Any]) -> list[str]:
     return ["  NOTICES", ""] + [f"    {clean(n)}" for n in notices] if notices else []
 
 
-def _verdict(doc: Mapping[str, Any], paint: _Paint) -> str:
+def _verdict(doc: Mapping[str, Any], paint: _Paint) -> list[str]:
+    """The budgets' verdict, then any fault left in place: budgets holding
+    says nothing about a target a fault still degrades."""
+    return [_budget_verdict(doc, paint), *(
+        "  " + paint(f"{FAIL} fault {clean(f['name'])} NOT rolled back: the target may still be "
+                     "degraded", _BOLD + _RED)
+        for f in failed_rollbacks(doc)
+    )]
+
+
+def _budget_verdict(doc: Mapping[str, Any], paint: _Paint) -> str:
     budgets = tally_budgets(doc)
     if not budgets.total:
         return "  no budgets defined"
