@@ -2,7 +2,8 @@
 and hands on once the run is over.
 
 Masks go first, before anything else is printed. After the run, in order:
-each scenario's log as a group, an error annotation per violated budget,
+each scenario's log as a group, an error annotation per violated budget
+(recovery budgets too) and per fault left in place,
 report.md beside results.json, the job summary, the sticky PR comment, and
 the step outputs (last, because they include the comment's URL). Each part
 that fails becomes a `::warning::` and the rest still happens: none of this
@@ -19,7 +20,7 @@ from typing import Any
 
 from loadaction.errors import ExitCode
 from loadaction.github import commands
-from loadaction.github.annotations import budget_errors, run_error
+from loadaction.github.annotations import budget_errors, chaos_errors, run_error
 from loadaction.github.comments import DEFAULT_RETRY, Failed, Posted, RetryPolicy
 from loadaction.github.environment import Environment, EventError
 from loadaction.github.outputs import (
@@ -73,15 +74,18 @@ class GitHubStep:
 
     async def after_run(self, doc: Mapping[str, Any], code: ExitCode) -> None:
         """Everything GitHub gets from a finished (or stopped) run; `code` is
-        the run's own verdict, before --no-fail-on-violation."""
+        the run's own verdict, before --no-fail-on-violation. `passed` never
+        contradicts the annotations: a recovery budget or rollback that failed
+        in the document makes it false whatever `code` says."""
         for line in scenario_groups(doc):
             self._write(line)
-        for line in budget_errors(doc, self._env.relative_path):
+        chaos = chaos_errors(doc, self._env.relative_path)
+        for line in [*budget_errors(doc, self._env.relative_path), *chaos]:
             self._write(line)
         if (line := run_error(doc)) is not None:
             self._write(line)
         outputs = {
-            "passed": "true" if code == ExitCode.OK else "false",
+            "passed": "true" if code == ExitCode.OK and not chaos else "false",
             "violations": str(tally_budgets(doc).violated),
             "results-json": "",
             "report-md": "",
