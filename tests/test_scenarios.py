@@ -101,3 +101,24 @@ def test_the_scenarios_webhook_signatures_verify_with_stripes_own_library(tmp_pa
         assert event["data"]["object"]["metadata"]["event_id"] == "evt-fixed"
     with pytest.raises(stripe.SignatureVerificationError):
         stripe.WebhookSignature.verify_header(received[0][0].decode(), received[0][1], "whsec_other", 300)
+
+
+def test_the_chaos_plan_passes_on_a_healthy_target(tmp_path):
+    code, doc = _demo(tmp_path, "--chaos")
+    assert _failed(doc) == set()
+    assert code == 0
+    faults = {f["name"]: f for f in doc["chaos"]["faults"]}
+    assert faults["slow-target"]["rollback"] == "ok"
+    assert all(f["started_at_s"] is not None for f in faults.values())
+    assert doc["chaos"]["recovery"][0]["verdict"] == "pass"
+
+
+@pytest.mark.parametrize("fault, violated", [
+    ("race", "successful_scans{scenario:scanner-race} count==1"),
+    ("double-webhook", "webhook_duplicates_processed{scenario:webhook-redelivery} count==0"),
+    ("no-idempotency", "chaos_idempotency_violations count==0"),
+])
+def test_the_chaos_plan_catches_a_broken_target(tmp_path, fault, violated):
+    code, doc = _demo(tmp_path, "--chaos", "--fault", fault)
+    assert code == 99
+    assert violated in _failed(doc)
