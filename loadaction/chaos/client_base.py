@@ -22,7 +22,7 @@ from loadaction.engine.http import (
     PreparedRequest,
     Transport,
 )
-from loadaction.metrics.registry import MetricInfo, Registry, Tags
+from loadaction.metrics.registry import Registry, Tags
 
 Deliver = Callable[[PreparedRequest], Awaitable[HttpResult]]
 RecordExtra = Callable[[HttpResult], None]

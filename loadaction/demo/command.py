@@ -28,8 +28,8 @@ def add_demo_parser(subparsers: Any) -> argparse.ArgumentParser:
         description="Start the demo target on 127.0.0.1, run scenarios/ticketing.yml against it, "
                     "print the summary, write results, stop the target. Exit code as for `run`.")
     parser.add_argument("--profile", default=DEFAULT_PROFILE, choices=("smoke", "pr", "full"),
-                        help=f"smoke: seconds; pr: about a minute (default); full: the original "
-                             f"plan's numbers (about seven minutes)")
+                        help="smoke: seconds; pr: about a minute (default); full: the original "
+                             "plan's numbers (about seven minutes)")
     parser.add_argument("--fault", action="append", default=[], metavar="SPEC",
                         help="break the target on purpose: latency=MS, errors=RATE, race, "
                              "double-webhook, no-idempotency (repeatable)")

@@ -21,7 +21,7 @@ from loadaction.plan.model import (
     HttpFault, ReorderFault, Renderable, RetryMode, TamperFault, TamperMode,
     TimeoutRetryFault, ToxiproxyFault,
 )
-from loadaction.plan.requests import METHODS, parse_headers
+from loadaction.plan.requests import METHODS, parse_expect, parse_headers
 from loadaction.plan.source import Map, Node, Scalar, Seq, plain
 from loadaction.plan.templates import Static, Templates, is_template
 
@@ -110,7 +110,7 @@ def _http_call(node: Node, what: str, templates: Templates) -> HttpCall:
         json=templates.compile_node(json) if json is not None else None,
         body=(templates.compile_string(expect_text(body, "body"), body.source)
               if body is not None else None),
-        expect=_statuses(expect) if expect is not None else None,
+        expect=parse_expect(expect),
         timeout=expect_duration(timeout, "timeout", positive=True) if timeout is not None else 10.0,
     )
 
@@ -261,7 +261,7 @@ def _tamper(fault: Map, templates: Templates, requests: Collection[str]) -> Tamp
     return TamperFault(
         requests=_requests(fault, requests),
         mode=mode,
-        expect=_statuses(expect) if expect is not None else ((200,) if mode == "rotation"
+        expect=parse_expect(expect) if expect is not None else ((200,) if mode == "rotation"
                                                             else (400,)),
         header=_header(fault, "Stripe-Signature"),
         secret=(templates.compile_string(expect_str(secret, "secret"), secret.source)
@@ -327,19 +327,6 @@ def _header(fault: Map, default: str) -> str:
     if not _HEADER_NAME.fullmatch(name):
         raise PlanError(f"header: '{name}' is not a valid header name", node.source)
     return name
-
-
-def _statuses(node: Node) -> tuple[int, ...]:
-    items = node.items if isinstance(node, Seq) else (node,)
-    statuses = []
-    for item in items:
-        status = expect_int(item, "expect")
-        if not 100 <= status <= 599:
-            raise PlanError(f"expect: {status} is not an HTTP status (100-599)", item.source)
-        statuses.append(status)
-    if not statuses:
-        raise PlanError("expect: the list is empty", node.source)
-    return tuple(statuses)
 
 
 ACTION_PARSERS: Mapping[str, ActionParser] = {

@@ -49,7 +49,7 @@ def parse_request(node: Node, templates: Templates,
         body=(templates.compile_string(expect_text(body, "body"), body.source)
               if body is not None else None),
         timeout=expect_duration(timeout, "timeout", positive=True) if timeout is not None else None,
-        expect=_expect(request.get("expect")),
+        expect=parse_expect(request.get("expect")),
         tags=string_pairs(tags, "tags") if tags is not None else (),
     )
 
@@ -76,7 +76,8 @@ def _method(node: Node | None) -> str:
     return method
 
 
-def _expect(node: Node | None) -> tuple[int, ...] | None:
+def parse_expect(node: Node | None) -> tuple[int, ...] | None:
+    """`expect: 200` or `expect: [200, 409]`: statuses that count as the right answer."""
     if node is None:
         return None
     items = node.items if isinstance(node, Seq) else (node,)
