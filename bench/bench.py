@@ -482,9 +482,10 @@ def throughput_table(runs: dict[str, list[Measurement]], args: argparse.Namespac
     for a, b, goal in (("loadaction", "bare", GOAL_VS_BARE), ("k6", "bare", None),
                        ("loadaction", "k6", None)):
         if a in medians and b in medians:
-            text = f"{medians[a] / medians[b]:.2f}"
+            ratio = medians[a] / medians[b]
+            text = f"{ratio:.3f}"
             if goal is not None:
-                text += f" (goal ≥ {goal:.2f}: {'met' if medians[a] / medians[b] >= goal else 'not met'})"
+                text += f" (goal ≥ {goal:.2f}: {'met' if ratio >= goal else 'not met'})"
             lines.append(f"| {a} / {b} | {text} |")
     notes = [f"- {LABELS[m.client]} run: {m.note}" for ms in runs.values() for m in ms if m.note]
     lines += ["", "Each run counts the whole client process, start-up and final report included. "
