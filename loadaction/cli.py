@@ -115,6 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--format", choices=("text", "json", "md", "junit"), default="text")
     report.add_argument("--template", type=Path, metavar="FILE",
                         help="a Jinja2 Markdown template of your own (for --format md)")
+    report.add_argument("--baseline", type=Path, metavar="FILE",
+                        help="an earlier results.json: Markdown shows the changes against it")
     return parser
 
 
@@ -139,9 +141,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "report":
             from loadaction.report import render
             from loadaction.report.results_io import load_results
+            baseline = load_results(args.baseline) if args.baseline else None
             sys.stdout.write(render(load_results(args.results), args.format,
                                     color=args.format == "text" and sys.stdout.isatty(),
-                                    template=args.template))
+                                    template=args.template, baseline=baseline))
             return ExitCode.OK
         if args.command == "validate":
             from loadaction.plan.timeline import describe

@@ -94,10 +94,12 @@ def test_report_renders_saved_results_in_each_format(target, write_plan, run_pla
     assert run_plan(plan)[0] == 0
     capsys.readouterr()
     results = tmp_path / "out" / "results.json"
-    for fmt in ("text", "json", "md"):
+    for fmt in ("text", "json", "md", "junit"):
         assert main(["report", str(results), "--format", fmt]) == 0
         out = capsys.readouterr().out
         assert "p(95)" in out and "5000" in out
+    assert main(["report", str(results), "--format", "md", "--baseline", str(results)]) == 0
+    assert "±0" in capsys.readouterr().out  # the same run as its own baseline: no change
 
 
 def test_validate_prints_the_timeline_and_sends_nothing(target, write_plan, capsys):
