@@ -11,7 +11,8 @@ from a repeated seed would replay another run's answers on the same staging).
 Modes, and what counts in `chaos_idempotency_violations`:
 
 - `retry`: the first attempt goes out with the fault's short `timeout`. If it
-  is answered in time nothing else happens. Otherwise it is retried up to
+  is answered in time with a 2xx, the same key and body go out once more and
+  must replay it exactly (a different 2xx body is a violation). Otherwise it is retried up to
   `retries` times with the request's normal timeout, again while an attempt
   gets no answer or a 409 (the key still in use), with a short backoff; the
   flow sees the last attempt. The timed-out attempt's answer was never read,
@@ -109,6 +110,13 @@ class TimeoutRetryEffect:
         fault = self.fault
         first = await inner(with_changes(req, timeout=min(fault.timeout, req.timeout)))
         if first.status != 0:
+            # answered in time (a fast server beats any short timeout): the client
+            # retries anyway, as one whose answer was lost would, and the replay
+            # must be identical
+            if is_2xx(first.status):
+                again = await self._again(req, inner, delivery)
+                delivery.extra(again)
+                self._judge(delivery, is_2xx(again.status) and again.body != first.body)
             return first
         last = first
         for attempt in range(fault.retries):
