@@ -184,3 +184,23 @@ def test_a_rollback_that_keeps_failing_exits_3_loudly(tmp_path, monkeypatch, cap
     assert code == 3
     assert doc["chaos"]["faults"][0]["rollback"].startswith("failed: DELETE")
     assert "was NOT rolled back" in capsys.readouterr().err
+
+
+def test_abort_on_fail_rolls_the_fault_back(tmp_path, monkeypatch):
+    """The fault makes a budget cross; abortOnFail stops the run and the fault
+    is rolled back at once, though its own window had 50 s to go."""
+    with serve_in_thread() as target:
+        plan = _plan(tmp_path, duration="60s", fault="50s")
+        plan.write_text(plan.read_text().replace('''thresholds:
+  http_req_failed: ["rate<0.01"]''', '''thresholds:
+  http_req_failed: ["rate<0.01"]
+  http_req_duration:
+    - threshold: "p(95)<100"
+      abortOnFail: true
+      delayAbortEval: 2s'''))
+        start = time.monotonic()
+        code, doc = _run(tmp_path, target, monkeypatch, plan)
+        assert _latency_now(target) == 0
+    assert time.monotonic() - start < 15
+    assert code == 99 and doc["status"] == "aborted"
+    assert doc["chaos"]["faults"][0]["rollback"] == "ok"
