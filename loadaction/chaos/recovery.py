@@ -27,8 +27,7 @@ class RecoveryResult:
 
     def as_dict(self) -> dict[str, Any]:
         b = self.budget
-        selector = b.metric + ("{" + ",".join(f"{k}:{v}" for k, v in b.tags) + "}" if b.tags else "")
-        return {"fault": self.fault, "metric": selector, "expression": b.expr.text,
+        return {"fault": self.fault, "metric": b.selector, "expression": b.expr.text,
                 "within_s": b.within, "stable_s": b.stable, "verdict": self.verdict,
                 "time_to_recover_s": self.time_to_recover_s, "source": b.source.as_dict()}
 

@@ -11,7 +11,7 @@ one that still fails is reported loudly, since it leaves staging broken.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from time import monotonic
 from typing import Any, Protocol
@@ -49,6 +49,11 @@ class FaultRecord:
     @property
     def active(self) -> bool:
         return self.started_at_s is not None and self.ended_at_s is None
+
+    @property
+    def rollback_failed(self) -> bool:
+        """Started, and still in place after every rollback attempt."""
+        return self.rollback_error is not None and not self.rolled_back
 
     def as_dict(self) -> dict[str, Any]:
         f = self.fault
@@ -116,10 +121,6 @@ class ChaosTimeline:
             event.set()
             for _ in range(3):
                 await asyncio.sleep(0)
-
-    @property
-    def rollback_failures(self) -> list[FaultRecord]:
-        return [r for r in self.records if r.rollback_error is not None and not r.rolled_back]
 
     # ------------------------------------------------------------ scheduling
 
@@ -222,10 +223,3 @@ class ChaosTimeline:
                 if not record.rolled_back:
                     record.rollback_error = record.rollback_error or (
                         f"rollback did not finish within {ROLLBACK_BUDGET_S:g}s")
-
-    def describe_failures(self) -> list[str]:
-        return [f"fault '{r.fault.name}' ({r.fault.source}) was not rolled back: {r.rollback_error}"
-                for r in self.rollback_failures]
-
-    def records_by_name(self) -> Mapping[str, FaultRecord]:
-        return {r.fault.name: r for r in self.records}

@@ -76,7 +76,7 @@ class RunOutcome:
 
     @property
     def rollback_failures(self) -> list[FaultRecord]:
-        return [r for r in self.faults if r.rollback_error is not None and not r.rolled_back]
+        return [r for r in self.faults if r.rollback_failed]
 
     @property
     def violations(self) -> list[ThresholdResult]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import operator
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from types import MappingProxyType
@@ -116,6 +116,12 @@ def parse_threshold(text: str) -> ThresholdExpr:
 
 def _selector_error(text: str, detail: str) -> ValueError:
     return ValueError(f"invalid metric selector {text!r}: {detail}")
+
+
+def format_selector(metric: str, tags: Iterable[tuple[str, str]]) -> str:
+    """The inverse of `parse_selector`: `http_req_duration{scenario:a,name:b}`."""
+    pairs = ",".join(f"{k}:{v}" for k, v in tags)
+    return f"{metric}{{{pairs}}}" if pairs else metric
 
 
 def parse_selector(text: str) -> tuple[str, tuple[tuple[str, str], ...]]:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from loadaction.errors import Source
-from loadaction.metrics.thresholds import ThresholdExpr
+from loadaction.metrics.thresholds import ThresholdExpr, format_selector
 
 
 class Renderable(Protocol):
@@ -273,9 +273,7 @@ class Threshold:
     @property
     def selector(self) -> str:
         """The metric as written in k6 syntax: `http_req_duration{scenario:a}`."""
-        if not self.tags:
-            return self.metric
-        return self.metric + "{" + ",".join(f"{k}:{v}" for k, v in self.tags) + "}"
+        return format_selector(self.metric, self.tags)
 
 
 DataMode = Literal["unique", "sequential", "random"]
@@ -425,6 +423,10 @@ class RecoveryBudget:
     within: float
     source: Source
     stable: float = 3.0
+
+    @property
+    def selector(self) -> str:
+        return format_selector(self.metric, self.tags)
 
 
 @dataclass(frozen=True, slots=True)

@@ -44,7 +44,7 @@ from jinja2.sandbox import SandboxedEnvironment, SecurityError
 from loadaction.errors import PlanError, Source
 from loadaction.metrics.registry import BUILTIN_METRICS
 from loadaction.metrics.sinks import CounterSink, RateSink, TrendSink
-from loadaction.metrics.thresholds import format_value
+from loadaction.metrics.thresholds import format_selector, format_value
 from loadaction.report.baseline import (
     baseline_label,
     change,
@@ -357,8 +357,7 @@ def _threshold_rows(
 def _threshold_row(doc: Mapping[str, Any], threshold: Mapping[str, Any]) -> dict[str, Any]:
     name, tags = threshold_metric(threshold["metric"])
     scenario = tags.pop("scenario", "all")
-    if tags:
-        name += "{" + ",".join(f"{k}:{v}" for k, v in tags.items()) + "}"
+    name = format_selector(name, tags.items())
     return {
         "scenario": scenario,
         "metric": name,
