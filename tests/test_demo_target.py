@@ -22,6 +22,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from loadaction.demo import (
     DemoKeys,
@@ -31,8 +32,10 @@ from loadaction.demo import (
     serve_in_thread,
 )
 from loadaction.cli import main as loadaction_main
-from loadaction.demo.faults import parse_flags
+from loadaction.demo.app import make_app
+from loadaction.demo.faults import FaultState, parse_flags
 from loadaction.demo.idempotency import IdempotencyKeys, Saved, fingerprint
+from loadaction.demo.serve import make_store
 from loadaction.demo.stripe_signature import compute_signature, sign_header, verify
 from tests.conftest import postgres_url
 
@@ -212,6 +215,59 @@ def test_checkout_idempotency_keys_replay_refuse_and_never_sell_twice(database_u
         assert one[0] == two[0] == 200 and one[1] != two[1] and two[2] is None
         assert (await c.stats(event))["checkouts"] == 5
     run(scenario, database_url)
+
+
+class GatedStore:
+    """A store whose checkouts wait for `gate`: holds a request in flight at will."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self.gate = asyncio.Event()
+        self.reached = asyncio.Event()  # a checkout is waiting at the gate
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    async def checkout(self, **kwargs: Any) -> Any:
+        self.reached.set()
+        await self.gate.wait()
+        return await self._inner.checkout(**kwargs)
+
+
+def test_checkout_409s_tell_a_sell_out_from_a_key_in_use(database_url):
+    """Both are 409; only the body says which, and the purchase scenario counts
+    only `insufficient_inventory` as sold out."""
+    async def main() -> None:
+        store = GatedStore(make_store(database_url))
+        await store.start()
+        keys = DemoKeys.generate()
+        runner = web.AppRunner(make_app(store, keys), access_log=None)  # type: ignore[arg-type]
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, "127.0.0.1", 0).start()
+            url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+            async with aiohttp.ClientSession() as session:
+                c = Client(session, DemoTarget(url, keys, "gated", FaultState()))
+                event = (await c.seed(tickets=0, inventory=1))["event_id"]
+                good = {"event_id": event, "quantity": 1, "email": "a@example.com"}
+                first = asyncio.create_task(keyed_checkout(c, "key-1", good))
+                await asyncio.wait_for(store.reached.wait(), 10)  # key-1 is in flight
+                status, in_use, _ = await keyed_checkout(c, "key-1", good)
+                store.gate.set()
+                assert (await first)[0] == 200
+                # the last ticket is gone: a new checkout is sold out, a replay is not
+                status_sold, sold_out = await c.checkout(event)
+                replay = await keyed_checkout(c, "key-1", good)
+                stats = await c.stats(event)
+        finally:
+            await runner.cleanup()
+            await store.close()
+        assert (status, json.loads(in_use)) == (409, {"error": "idempotency_key_in_use"})
+        assert (status_sold, sold_out) == (409, {"error": "insufficient_inventory"})
+        assert json.loads(in_use) != sold_out
+        assert (replay[0], replay[2]) == (200, "true")
+        assert (stats["checkouts"], stats["inventory_left"]) == (1, 0)
+    asyncio.run(main())
 
 
 def test_idempotency_keys_in_flight_expiry_and_cap():

@@ -133,7 +133,11 @@ IDEMPOTENCY_HEADER = "Idempotency-Key"
 
 async def create_checkout_session(request: web.Request) -> web.Response:
     """Honours `Idempotency-Key` as Stripe does (see `idempotency`), unless
-    the `no_idempotency` fault makes it ignore the key."""
+    the `no_idempotency` fault makes it ignore the key.
+
+    Two answers share the status 409 and differ in the body: sold out is
+    `{"error": "insufficient_inventory"}`, a key whose first request is still
+    running `{"error": "idempotency_key_in_use"}` (retry later: no sell-out)."""
     ctx = _ctx(request)
     body = await _body(request)
     checkout = body if isinstance(body, Invalid) else parse_checkout(body)
