@@ -99,6 +99,28 @@ def select_faults(faults: Iterable[Fault], running: Collection[str]) -> tuple[Fa
     return tuple(selected)
 
 
+def shift_faults(faults: Iterable[Fault], by: float) -> tuple[Fault, ...]:
+    """The faults of a run whose clock starts `by` seconds into the plan's
+    timeline (--scenario: the earliest selected scenario starts at once).
+    A fault anchored with `from` moves with its scenario and is kept as is. A
+    fault timed from the run's start moves `by` earlier: one that would have
+    ended by the new start is dropped, one active at it starts at 0 and keeps
+    its end."""
+    if by <= 0:
+        return tuple(faults)
+    shifted = []
+    for fault in faults:
+        if fault.anchor is not None:
+            shifted.append(fault)
+            continue
+        start, end = fault.at - by, fault.at + fault.duration - by
+        if end <= 0:
+            continue
+        start = max(start, 0.0)
+        shifted.append(replace(fault, at=start, duration=end - start))
+    return tuple(shifted)
+
+
 def phase_values(faults: Iterable[Fault]) -> tuple[str, ...]:
     """The values the `phase` tag takes in a plan with these faults."""
     names = [fault.name for fault in faults]

@@ -8,18 +8,21 @@ from __future__ import annotations
 
 import os
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from types import MappingProxyType
 
 from loadaction.errors import PlanError, Source, did_you_mean
-from loadaction.plan.chaos import assigned_vars, parse_chaos, phase_values, select_faults
+from loadaction.plan.chaos import (
+    assigned_vars, parse_chaos, phase_values, select_faults, shift_faults,
+)
 from loadaction.plan.data import parse_data
 from loadaction.plan.durations import parse_size
 from loadaction.plan.fields import check_keys, expect_duration, expect_map, expect_str
 from loadaction.plan.hosts import allowed_hosts, resolve_target
 from loadaction.plan.includes import PlanDocument, read_plan
 from loadaction.plan.metrics import parse_metrics, parse_thresholds
-from loadaction.plan.model import Flow, Limits, Plan, Renderable, Scenario, Threshold
+from loadaction.plan.model import Fault, Flow, Limits, Plan, Renderable, Scenario, Threshold
 from loadaction.plan.profiles import parse_profiles, select_profile
 from loadaction.plan.references import check_references
 from loadaction.plan.requests import parse_headers
@@ -86,6 +89,8 @@ def load_plan(path: str | Path, *, target: str | None = None, profile: str | Non
         raise PlanError("the plan has no scenarios", Source(root.source.file, 1))
     running = {scenario.name for scenario in selected}
     chaos = select_faults(faults, running)
+    if scenarios:
+        selected, chaos = _start_at_once(selected, chaos)
     running_phases = set(phase_values(chaos)) if chaos else set()
     thresholds = [threshold for threshold in thresholds
                   if _applies(threshold, running, running_phases)]
@@ -127,9 +132,22 @@ def _check_selection(names: Iterable[str], scenarios: Mapping[str, Entry]) -> No
                             hint=did_you_mean(name, scenarios))
 
 
+def _start_at_once(selected: Sequence[Scenario], faults: Sequence[Fault]
+                   ) -> tuple[list[Scenario], tuple[Fault, ...]]:
+    """A --scenario subset does not idle until its plan start times: the
+    earliest selected scenario starts at 0, the others keep their offsets
+    from it, and faults timed from the run's start move with them."""
+    shift = min(scenario.start_time for scenario in selected)
+    if shift <= 0:
+        return list(selected), tuple(faults)
+    return ([replace(scenario, start_time=scenario.start_time - shift) for scenario in selected],
+            shift_faults(faults, shift))
+
+
 def _applies(threshold: Threshold, running: Collection[str], phases: Collection[str]) -> bool:
     """A budget on a scenario that does not run, or on the phase of a fault
-    dropped with its scenario, could only end as `no data`."""
+    that does not (dropped with its scenario, or over before a --scenario
+    subset starts), could only end as `no data`."""
     tags = dict(threshold.tags)
     scenario, phase = tags.get("scenario"), tags.get("phase")
     return (scenario is None or scenario in running) and (phase is None or phase in phases)
