@@ -33,9 +33,6 @@ class Source:
     def __str__(self) -> str:
         return f"{self.file}:{self.line}"
 
-    def as_dict(self) -> dict[str, object]:
-        return {"file": self.file, "line": self.line}
-
 
 class LoadactionError(Exception):
     """Base for expected failures; `exit_code` tells the CLI how to end."""

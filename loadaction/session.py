@@ -1,8 +1,9 @@
-"""Runs a loaded plan the way a terminal user expects: live progress, signals
-handled (first one graceful, second one at once), results written, the summary
-printed, and the exit code decided. `run` and `demo` both end here; `after`
-lets a caller act on the results document (the GitHub step) without this
-module knowing what it does."""
+"""The composition root of a run: wires the plan, the engine, its plugins
+(chaos) and the results, and runs it the way a terminal user expects: live
+progress, signals handled (first one graceful, second one at once), results
+written, the summary printed, and the exit code decided. `run` and `demo`
+both end here; `after` lets a caller act on the results document (the GitHub
+step) without this module knowing what it does."""
 
 from __future__ import annotations
 
@@ -14,37 +15,54 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from loadaction.chaos.plugin import ChaosPlugin, ChaosReport
+from loadaction.engine.hooks import RunPlugin
 from loadaction.engine.runner import Progress, Run
+from loadaction.engine.status import RunStatus
+from loadaction.engine.transport import Transport
 from loadaction.errors import ExitCode
 from loadaction.plan.model import Plan
+from loadaction.progress import progress_lines
 from loadaction.report import render
-from loadaction.report.build import build_results
-from loadaction.report.progress import progress_lines
-from loadaction.report.results_io import write_results
+from loadaction.results.build import build_results
+from loadaction.results.io import write_results
 
 AfterRun = Callable[[dict[str, Any], ExitCode], Awaitable[None]]
 
 
-def exit_code(status: str, violations: int, rollback_failures: int = 0) -> ExitCode:
+def exit_code(status: RunStatus, violations: int, rollback_failures: int = 0) -> ExitCode:
     """A fault left in place outranks a budget: staging is broken until someone acts."""
-    if status == "crashed":
+    if status is RunStatus.CRASHED:
         return ExitCode.CRASH
     if rollback_failures:
         return ExitCode.NOT_CARRIED_OUT
-    if status == "aborted" or (status == "complete" and violations):
+    if status is RunStatus.ABORTED or (status is RunStatus.COMPLETE and violations):
         return ExitCode.THRESHOLDS_FAILED
-    if status != "complete":
+    if status is not RunStatus.COMPLETE:
         return ExitCode.NOT_CARRIED_OUT
     return ExitCode.OK
+
+
+def plugins_for(plan: Plan, seed: int | None = None) -> list[RunPlugin]:
+    """The plugins a plan asks for: chaos when it has faults."""
+    return [ChaosPlugin(plan.chaos, seed=seed)] if plan.chaos else []
+
+
+def build_run(plan: Plan, *, transport: Transport | None = None, seed: int | None = None,
+              progress: Callable[[Progress], None] | None = None,
+              progress_interval_s: float = 5.0) -> Run:
+    """The engine, wired with the plan's plugins."""
+    return Run(plan, transport=transport, plugins=plugins_for(plan, seed), progress=progress,
+               progress_interval_s=progress_interval_s, seed=seed)
 
 
 async def run_and_report(plan: Plan, *, out: Path | None, quiet: bool = False,
                          progress_interval_s: float = 5.0, after: AfterRun | None = None) -> ExitCode:
     def show(progress: Progress) -> None:
         for line in progress_lines(progress):
-            print(run.state.masker(line), file=sys.stderr, flush=True)
+            print(run.masker(line), file=sys.stderr, flush=True)
 
-    run = Run(plan, progress=None if quiet else show, progress_interval_s=progress_interval_s)
+    run = build_run(plan, progress=None if quiet else show, progress_interval_s=progress_interval_s)
     loop = asyncio.get_running_loop()
 
     def on_signal(signum: int) -> None:
@@ -54,7 +72,7 @@ async def run_and_report(plan: Plan, *, out: Path | None, quiet: bool = False,
             run.hard_stop()
         else:
             print(f"loadaction: {name}: stopping gracefully (again to stop at once)", file=sys.stderr)
-            run.control.request_stop("cancelled", name)
+            run.control.request_stop(RunStatus.CANCELLED, name)
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal, sig)
@@ -69,17 +87,19 @@ async def run_and_report(plan: Plan, *, out: Path | None, quiet: bool = False,
     sys.stdout.write(render(doc, "text", color=sys.stdout.isatty()))
     if outcome.crash is not None:
         trace = "".join(traceback.format_exception(outcome.crash))
-        print(run.state.masker(trace), file=sys.stderr, end="")
-    if outcome.status not in ("complete", "aborted"):
-        print(f"loadaction: run {outcome.status}: {run.state.masker(outcome.reason or '')}",
+        print(run.masker(trace), file=sys.stderr, end="")
+    if outcome.status not in (RunStatus.COMPLETE, RunStatus.ABORTED):
+        print(f"loadaction: run {outcome.status}: {run.masker(outcome.reason or '')}",
               file=sys.stderr)
-    for record in outcome.rollback_failures:
-        print(run.state.masker(f"loadaction: ERROR: fault '{record.fault.name}' ({record.fault.source}) "
-                               f"was NOT rolled back: {record.rollback_error}; staging may still be "
-                               f"broken"), file=sys.stderr)
-    failed_recoveries = sum(r.verdict != "pass" for r in outcome.recoveries)
+    chaos = outcome.contributions.get("chaos")
+    rollback_failures = chaos.rollback_failures if isinstance(chaos, ChaosReport) else []
+    failed_recoveries = chaos.failed_recoveries if isinstance(chaos, ChaosReport) else 0
+    for record in rollback_failures:
+        print(run.masker(f"loadaction: ERROR: fault '{record.fault.name}' ({record.fault.source}) "
+                         f"was NOT rolled back: {record.rollback_error}; staging may still be "
+                         f"broken"), file=sys.stderr)
     code = exit_code(outcome.status, len(outcome.violations) + failed_recoveries,
-                     len(outcome.rollback_failures))
+                     len(rollback_failures))
     if after is not None:
         await after(doc, code)
     return code

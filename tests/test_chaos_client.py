@@ -25,7 +25,9 @@ from loadaction.chaos.client_tamper import STALE_AGE_S, tamper
 from loadaction.demo import DemoTarget, Faults, running_target
 from loadaction.demo.faults import HEALTHY
 from loadaction.demo.stripe_signature import sign_header, verify
-from loadaction.engine.http import AiohttpTransport, HttpResult, PreparedRequest
+from loadaction.engine.layers import Outgoing
+from loadaction.engine.transport import ErrorKind, HttpResult, PreparedRequest
+from loadaction.engine.transports.aiohttp import AiohttpTransport
 from loadaction.errors import Source
 from loadaction.metrics.registry import Registry
 from loadaction.plan.model import (
@@ -49,7 +51,7 @@ def fault(action: FaultAction, name: str = "f") -> Fault:
 
 @dataclass
 class Harness:
-    """The chaos client as the engine drives it, with what it recorded."""
+    """The chaos client as the engine drives it (the request-layer port), with what it recorded."""
 
     registry: Registry = field(default_factory=lambda: Registry(ClientFaults.metric_infos()))
     transport: AiohttpTransport = field(default_factory=AiohttpTransport)
@@ -58,18 +60,17 @@ class Harness:
     client: ClientFaults = field(init=False)
 
     def __post_init__(self) -> None:
-        self.client = ClientFaults(self.registry, random.Random(7),
-                                   render=lambda tpl: tpl.render({}))
+        self.client = ClientFaults(random.Random(7), render=lambda tpl: tpl.render({}))
 
     async def _admit(self) -> None:
         self.admitted += 1
 
     async def send(self, req: PreparedRequest, name: str = "hook") -> HttpResult:
-        faults = self.client.active_for(name)
-        if not faults:
+        if not self.client.applies(name, 0.0):
             return await self.transport.send(req)
-        return await self.client.send(faults, req, self.transport, TAGS,
-                                      record_extra=self.extras.append, admit=self._admit)
+        outgoing = Outgoing(name, 0.0, TAGS, self.transport, self.registry,
+                            self.extras.append, self._admit)
+        return await self.client.wrap(self.transport.send, outgoing)(req)
 
     def count(self, metric: str, fault_name: str = "f") -> float | None:
         sink = self.registry.select(metric, (("fault", fault_name),))
@@ -210,7 +211,7 @@ def test_nothing_active_costs_a_lookup_in_an_empty_dict():
 
 def test_registry_knows_the_chaos_metrics_even_when_not_declared():
     registry = Registry()
-    ClientFaults(registry, random.Random(1))
+    ClientFaults.ensure_metrics(registry)
     assert set(ClientFaults.metric_infos()) <= {m.name for m in registry}
     assert all(info.kind == "counter" for info in ClientFaults.metric_infos().values())
 
@@ -223,7 +224,7 @@ def test_abort_sends_the_request_whole_and_closes_before_the_answer():
             h.client.activate(fault(AbortFault(("hook",))))
             body = b'{"order": 42}'
             result = await h.send(post(server.url + "/hook?x=1", body, {"X-Trace": "t-1"}))
-            assert (result.status, result.error) == (0, "aborted by chaos")
+            assert (result.status, result.error_kind) == (0, ErrorKind.ABORTED_BY_CHAOS)
             assert result.sent_bytes > len(body)
             await server.wait_for(1)
             path, seen_body, headers = server.seen[0]
@@ -247,6 +248,7 @@ def test_abort_that_cannot_connect_is_a_connection_error_not_an_abort():
             h.client.activate(fault(AbortFault(("hook",))))
             result = await h.send(post(url + "/hook", b"{}"))
             assert result.status == 0 and result.error and "cannot connect" in result.error
+            assert result.error_kind is ErrorKind.CONNECT
             assert h.count("chaos_aborted") is None
     run(scenario)
 
@@ -502,8 +504,20 @@ def test_a_fault_that_ended_before_send_is_skipped():
         async with recorder() as server, harness() as h:
             abort = fault(AbortFault(("hook",)))
             h.client.activate(abort)
-            faults = h.client.active_for("hook")
+            assert h.client.applies("hook", 0.0)
             h.client.deactivate(abort)
-            result = await h.client.send(faults, post(server.url + "/x", b"1"), h.transport, TAGS)
+            outgoing = Outgoing("hook", 0.0, TAGS, h.transport, h.registry, h.extras.append, h._admit)
+            result = await h.client.wrap(h.transport.send, outgoing)(post(server.url + "/x", b"1"))
             assert result.status == 200
     run(scenario)
+
+
+def test_a_fault_applies_only_to_requests_sent_inside_its_window():
+    """Its planned end is on the run clock: a request sent at or after it is
+    not faulted, even before the timeline gets round to deactivating it."""
+    abort = fault(AbortFault(("hook",)))
+    client = ClientFaults(random.Random(1))
+    client.activate(abort, until_s=10.0)
+    assert client.applies("hook", 9.999)
+    assert not client.applies("hook", 10.0)
+    assert not client.applies("other", 5.0)

@@ -141,10 +141,10 @@ def test_a_signal_mid_fault_rolls_it_back_at_once(tmp_path, signum):
 
 
 def test_an_engine_crash_mid_fault_still_rolls_it_back(tmp_path, monkeypatch):
-    from loadaction.engine.http import AiohttpTransport
-    from loadaction.engine.runner import Run
+    from loadaction.engine.transports.aiohttp import AiohttpTransport
     from loadaction.plan import load_plan
-    from loadaction.report.build import build_results
+    from loadaction.results.build import build_results
+    from loadaction.session import build_run
 
     class BreaksLater(AiohttpTransport):
         async def send(self, req):
@@ -159,7 +159,7 @@ def test_an_engine_crash_mid_fault_still_rolls_it_back(tmp_path, monkeypatch):
         for k, v in target.env.items():
             monkeypatch.setenv(k, v)
         plan = load_plan(_plan(tmp_path, duration="30s", fault="20s"))
-        outcome = asyncio.run(Run(plan, transport=BreaksLater()).execute())
+        outcome = asyncio.run(build_run(plan, transport=BreaksLater()).execute())
         assert _latency_now(target) == 0
     assert outcome.status == "crashed"
     doc = build_results(outcome)

@@ -145,11 +145,10 @@ def test_an_engine_crash_still_reports_what_was_measured(target, write_plan):
     run as `crashed`, with the samples so far in the results and exit code 1."""
     import asyncio
 
-    from loadaction.engine.http import AiohttpTransport
-    from loadaction.engine.runner import Run
+    from loadaction.engine.transports.aiohttp import AiohttpTransport
     from loadaction.plan import load_plan
-    from loadaction.report.build import build_results
-    from loadaction.session import exit_code
+    from loadaction.results.build import build_results
+    from loadaction.session import build_run, exit_code
 
     class BreaksAfterFive(AiohttpTransport):
         sent = 0
@@ -167,7 +166,7 @@ def test_an_engine_crash_still_reports_what_was_measured(target, write_plan):
         flows:
           f: [{{request: {{url: /ok}}}}]
     """))
-    outcome = asyncio.run(Run(plan, transport=BreaksAfterFive()).execute())
+    outcome = asyncio.run(build_run(plan, transport=BreaksAfterFive()).execute())
     assert outcome.status == "crashed"
     assert "RuntimeError: transport bug" in outcome.reason
     assert exit_code(outcome.status, 0) == 1

@@ -1,17 +1,13 @@
 """Client-side faults: what the network and webhook providers do to requests,
 played by the client itself, so no infrastructure is needed.
 
+`ClientFaults` is a request layer (engine/layers.py) the engine is handed.
 The chaos timeline calls `activate`/`deactivate` at a fault's start and end;
-the engine asks `active_for(name)` on every request (a lookup in a dict that is
-empty without chaos) and, when something is active, sends through `send`
-instead of the transport:
-
-    faults = client_faults.active_for(spec.name)
-    if faults:
-        result = await client_faults.send(faults, req, transport, tags,
-                                          record_extra=..., admit=guard.admit)
-    else:
-        result = await transport.send(req)
+the engine asks `applies(name, sent_at)` on every request (a dict lookup), and
+when a fault is active on that request at its send time, sends through
+`wrap`. A fault applies from its activation until its planned end, measured on
+the run clock, so a timeline woken late by a busy event loop never lets a
+fault outlive its window.
 
 Several faults on one request compose as layers, outermost first: tamper
 (the request is forged once), reorder (held with the others), timeout-retry,
@@ -36,30 +32,18 @@ in its own counter, tagged with the request's tags plus `fault:<name>`.
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from loadaction.chaos.client_base import (
-    Admit,
-    Deliver,
-    Delivery,
-    Effect,
-    RecordExtra,
-    is_2xx,
-    isolated,
-)
+from loadaction.chaos.client_base import Deliver, Delivery, Effect, is_2xx
 from loadaction.chaos.client_reorder import ReorderEffect
 from loadaction.chaos.client_retry import TimeoutRetryEffect
 from loadaction.chaos.client_tamper import TamperEffect
-from loadaction.engine.http import (
-    ABORTED_BY_CHAOS,
-    HttpResult,
-    PreparedRequest,
-    Transport,
-    send_and_abort,
-)
-from loadaction.metrics.registry import CHAOS_METRICS, Metric, MetricInfo, Registry, Tags
+from loadaction.engine.layers import Outgoing
+from loadaction.engine.transport import ErrorKind, HttpResult, PreparedRequest
+from loadaction.metrics.registry import CHAOS_METRICS, Metric, MetricInfo, Registry
 from loadaction.plan.model import (
     AbortFault,
     DuplicateFault,
@@ -83,15 +67,14 @@ class AbortEffect:
         self._rng = rng
 
     def wrap(self, inner: Deliver, delivery: Delivery) -> Deliver:
-        transport = delivery.transport
-        abort = getattr(transport, "send_and_abort", None) or send_and_abort
+        abort = delivery.transport.send_and_abort
 
         async def deliver(req: PreparedRequest) -> HttpResult:
             p = self.fault.probability
             if p < 1.0 and self._rng.random() >= p:
                 return await inner(req)
             result: HttpResult = await abort(req)
-            if result.error == ABORTED_BY_CHAOS:  # not when it could not even connect
+            if result.error_kind is ErrorKind.ABORTED_BY_CHAOS:  # not when it could not even connect
                 delivery.count("chaos_aborted", self.name)
             return result
         return deliver
@@ -112,8 +95,8 @@ class DuplicateEffect:
                 for _ in range(fault.copies):  # outside the task group: a cap stops the run plainly
                     await delivery.admit()
                 async with asyncio.TaskGroup() as group:
-                    first = group.create_task(isolated(inner, req))
-                    others = [group.create_task(isolated(inner, req)) for _ in range(fault.copies)]
+                    first = group.create_task(inner(req))
+                    others = [group.create_task(inner(req)) for _ in range(fault.copies)]
                 original = first.result()
                 copies = [task.result() for task in others]
             else:
@@ -134,19 +117,23 @@ class DuplicateEffect:
 
 
 class ClientFaults:
-    """The run's client-side faults; one per run, shared by every VU."""
+    """The run's client-side faults, as one request layer shared by every VU."""
 
-    def __init__(self, registry: Registry, rng: random.Random, *,
+    def __init__(self, rng: random.Random, *,
                  render: Callable[[Renderable], Any] | None = None) -> None:
         """`render` turns a fault's templates (tamper's `secret`) into values at
         activation: the timeline's own render, so the secret is the run's."""
-        self._registry = registry
         self._rng = rng
         self._render = render
         self._effects: dict[str, Effect] = {}
         self._by_request: dict[str, tuple[Fault, ...]] = {}
         self._active: dict[str, Fault] = {}
-        for name, info in CHAOS_METRICS.items():  # a registry built without them still works
+        self._until: dict[str, float] = {}  # fault -> end of its window (run clock)
+
+    @staticmethod
+    def ensure_metrics(registry: Registry) -> None:
+        """A registry built without the chaos metrics still works."""
+        for name, info in CHAOS_METRICS.items():
             if name not in registry.metrics:
                 registry.metrics[name] = Metric(name, info)
 
@@ -156,18 +143,21 @@ class ClientFaults:
 
     # ------------------------------------------------------------ timeline side
 
-    def activate(self, fault: Fault, *, secret: str | None = None) -> None:
-        """Start applying `fault` to its requests. `secret` overrides rendering
-        the fault's own `secret` template. Raises ValueError when a tamper
-        `stale` fault has no secret (it could not sign anew)."""
+    def activate(self, fault: Fault, *, secret: str | None = None, until_s: float = math.inf) -> None:
+        """Start applying `fault` to its requests sent before `until_s` (run
+        clock). `secret` overrides rendering the fault's own `secret`
+        template. Raises ValueError when a tamper `stale` fault has no secret
+        (it could not sign anew)."""
         self._effects[fault.name] = self._effect(fault, secret)
         self._active[fault.name] = fault
+        self._until[fault.name] = until_s
         self._index()
 
     def deactivate(self, fault: Fault) -> None:
         """Stop applying it; a reorder window still held is delivered now."""
         effect = self._effects.pop(fault.name, None)
         self._active.pop(fault.name, None)
+        self._until.pop(fault.name, None)
         self._index()
         if isinstance(effect, ReorderEffect):
             effect.flush()
@@ -201,24 +191,26 @@ class ClientFaults:
 
     # ------------------------------------------------------------ engine side
 
-    def active_for(self, request_name: str) -> tuple[Fault, ...]:
-        """The faults on this request now, outermost layer first; () without chaos."""
-        return self._by_request.get(request_name, ())
+    def active_for(self, request_name: str, sent_at_s: float = -math.inf) -> tuple[Fault, ...]:
+        """The faults on this request at its send time, outermost layer first."""
+        faults = self._by_request.get(request_name, ())
+        if faults:
+            until = self._until
+            faults = tuple(f for f in faults if sent_at_s < until.get(f.name, -math.inf))
+        return faults
 
-    async def send(self, faults: tuple[Fault, ...], req: PreparedRequest, transport: Transport,
-                   tags: Tags, record_extra: RecordExtra | None = None,
-                   admit: Admit | None = None) -> HttpResult:
-        """Send `req` with `faults` applied; the result is the one the flow sees.
+    def applies(self, name: str, sent_at_s: float) -> bool:
+        """The request-layer port: is a fault active on `name` at `sent_at_s`?"""
+        return bool(self._by_request) and bool(self.active_for(name, sent_at_s))
 
-        `record_extra` gets every other request that went out (copies,
-        retries), so http_reqs counts them; `admit` is awaited before each of
-        those (the run's safety caps). A fault that ended between `active_for`
-        and here is skipped.
-        """
-        delivery = Delivery(self._registry, tags, transport, record_extra, admit)
-        deliver: Deliver = transport.send
+    def wrap(self, inner: Deliver, outgoing: Outgoing) -> Deliver:
+        """`inner` with every fault active on this request around it (the
+        faults are chosen at the request's send time)."""
+        delivery = Delivery.of(outgoing)
+        deliver = inner
+        faults = self.active_for(outgoing.name, outgoing.sent_at_s)
         for fault in sorted(faults, key=lambda f: LAYER_ORDER[f.action.kind], reverse=True):
             effect = self._effects.get(fault.name)
             if effect is not None:
                 deliver = effect.wrap(deliver, delivery)
-        return await deliver(req)
+        return deliver

@@ -15,19 +15,12 @@ from collections.abc import Awaitable, Callable, Mapping
 from types import EllipsisType
 from typing import Protocol
 
-from loadaction.engine.http import (
-    CONNECT_TIMING,
-    ConnectTiming,
-    HttpResult,
-    PreparedRequest,
-    Transport,
-)
+from loadaction.engine.layers import Deliver, Outgoing
+from loadaction.engine.transport import HttpResult, PreparedRequest, Transport
 from loadaction.metrics.registry import Registry, Tags
 
-Deliver = Callable[[PreparedRequest], Awaitable[HttpResult]]
 RecordExtra = Callable[[HttpResult], None]
 Admit = Callable[[], Awaitable[None]]
-
 
 
 class Delivery:
@@ -44,6 +37,11 @@ class Delivery:
         self._record_extra = record_extra
         self._admit = admit
         self._tagged: dict[str, Tags] = {}
+
+    @classmethod
+    def of(cls, outgoing: Outgoing) -> Delivery:
+        return cls(outgoing.registry, outgoing.tags, outgoing.transport,
+                   outgoing.record_extra, outgoing.admit)
 
     def count(self, metric: str, fault: str, value: float = 1.0) -> None:
         """Add to a chaos counter. Callers add 0 when they judged and found
@@ -70,14 +68,6 @@ class Effect(Protocol):
     """One active fault's behaviour, as a layer around the next delivery."""
 
     def wrap(self, inner: Deliver, delivery: Delivery) -> Deliver: ...
-
-
-async def isolated(deliver: Deliver, req: PreparedRequest) -> HttpResult:
-    """Deliver from a task of its own with a timing cell of its own: tasks copy
-    the context, so concurrent sends would otherwise share (and overwrite) the
-    VU's connect timings."""
-    CONNECT_TIMING.set(ConnectTiming())
-    return await deliver(req)
 
 
 def is_2xx(status: int) -> bool:

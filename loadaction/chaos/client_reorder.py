@@ -21,7 +21,7 @@ import random
 from dataclasses import dataclass, field
 
 from loadaction.chaos.client_base import Deliver, Delivery
-from loadaction.engine.http import EMPTY_HEADERS, HttpResult, PreparedRequest
+from loadaction.engine.transport import EMPTY_HEADERS, HttpResult, PreparedRequest
 from loadaction.plan.model import ReorderFault
 
 # What a caller is handed: its response and whether it moved; None: send it yourself.

@@ -43,10 +43,9 @@ from loadaction.chaos.client_base import (
     Delivery,
     header_name,
     is_2xx,
-    isolated,
     with_changes,
 )
-from loadaction.engine.http import HttpResult, PreparedRequest
+from loadaction.engine.transport import HttpResult, PreparedRequest
 from loadaction.plan.model import TimeoutRetryFault
 
 RETRY_STATUSES = frozenset({0, 409})  # no answer; Stripe's "idempotency key in use"
@@ -149,8 +148,8 @@ class TimeoutRetryEffect:
         await delivery.admit()  # outside the task group: a cap stops the run plainly
         delivery.count("chaos_retries", self.name)
         async with asyncio.TaskGroup() as group:
-            one = group.create_task(isolated(inner, req))
-            two = group.create_task(isolated(inner, req))
+            one = group.create_task(inner(req))
+            two = group.create_task(inner(req))
         first, second = one.result(), two.result()
         delivery.extra(second)
         if first.status and second.status:

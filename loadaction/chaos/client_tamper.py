@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 
 from loadaction.chaos.client_base import Deliver, Delivery, header_name, with_changes
-from loadaction.engine.http import HttpResult, PreparedRequest
+from loadaction.engine.transport import HttpResult, PreparedRequest
 from loadaction.plan.model import TamperFault
 
 # How old a `stale` signature is. Stripe's tolerance is 300 s; the extra minute

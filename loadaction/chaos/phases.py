@@ -1,21 +1,32 @@
 """Steady-state verdicts per chaos phase.
 
-While a plan has faults, every sample carries a `phase` tag: `before` (no
-fault has started), `during:<fault>` (the latest-started active fault) or
-`after:<fault>` (the last one that ended). Each plan threshold is judged again
-within every phase that got samples, so the report shows whether the steady
-state held before, during and after each fault. These per-phase verdicts are
-informational; a budget that must gate a phase names it (`{phase:during:x}`).
+While a plan has faults, every sample carries a `phase` tag fixed when its
+request was sent: `during:<fault>` for every fault whose window was open then
+(comma-joined when several overlap), else `after:<fault>` (the one that ended
+last) or `before`. Each plan threshold is judged again within every phase that
+got samples, so the report shows whether the steady state held before, during
+and after each fault. These per-phase verdicts are informational; a budget
+that must gate a phase names it (`{phase:during:x}` matches every sample sent
+while `x` was active, whatever else was).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from dataclasses import dataclass
 
 from loadaction.metrics.registry import Registry
+from loadaction.metrics.verdict import Verdict, judge
 from loadaction.plan.model import Fault, Threshold
-from loadaction.verdict import judge
+
+
+@dataclass(frozen=True, slots=True)
+class PhaseVerdict:
+    metric: str  # the threshold's selector
+    expression: str
+    phase: str
+    verdict: Verdict
+    observed: float | None
 
 
 def phase_names(faults: Iterable[Fault]) -> list[str]:
@@ -26,7 +37,7 @@ def phase_names(faults: Iterable[Fault]) -> list[str]:
 
 
 def judge_phases(thresholds: Iterable[Threshold], faults: Iterable[Fault], registry: Registry,
-                 duration_s: float) -> list[dict[str, Any]]:
+                 duration_s: float) -> list[PhaseVerdict]:
     rows = []
     phases = phase_names(faults)
     for threshold in thresholds:
@@ -36,6 +47,6 @@ def judge_phases(thresholds: Iterable[Threshold], faults: Iterable[Fault], regis
             scoped = Threshold(threshold.metric, tuple(sorted((*threshold.tags, ("phase", phase)))),
                                threshold.expr, threshold.source, optional=True)
             result = judge(scoped, registry, duration_s)
-            rows.append({"metric": threshold.selector, "expression": threshold.expr.text,
-                         "phase": phase, "verdict": result.verdict, "observed": result.observed})
+            rows.append(PhaseVerdict(threshold.selector, threshold.expr.text, phase,
+                                     result.verdict, result.observed))
     return rows

@@ -13,8 +13,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from loadaction.metrics.sinks import TrendSink
-from loadaction.metrics.thresholds import evaluate
+from loadaction.metrics.sinks import RateSink, TrendSink
+from loadaction.metrics.thresholds import aggregate, evaluate
+from loadaction.metrics.verdict import Verdict
 from loadaction.plan.model import RecoveryBudget
 
 
@@ -22,41 +23,32 @@ from loadaction.plan.model import RecoveryBudget
 class RecoveryResult:
     fault: str
     budget: RecoveryBudget
-    verdict: str  # pass | fail | no data
+    verdict: Verdict
     time_to_recover_s: float | None
-
-    def as_dict(self) -> dict[str, Any]:
-        b = self.budget
-        return {"fault": self.fault, "metric": b.selector, "expression": b.expr.text,
-                "within_s": b.within, "stable_s": b.stable, "verdict": self.verdict,
-                "time_to_recover_s": self.time_to_recover_s, "source": b.source.as_dict()}
 
 
 def _second_value(budget: RecoveryBudget, points: Sequence[Mapping[str, Any]]) -> float | None:
-    """The budget's aggregate over one second of the selected scenarios' points."""
+    """The budget's aggregate over one second of the selected scenarios'
+    points, by the same aggregation thresholds use."""
     reqs = sum(p["reqs"] for p in points)
     if not reqs:
         return None
     if budget.metric == "http_req_failed":
-        return sum(p["failed"] for p in points) / reqs
+        failed = RateSink()
+        failed.passes = sum(p["failed"] for p in points)
+        failed.total = reqs
+        return aggregate(budget.expr, "rate", failed, 1.0)
     merged = TrendSink()
     for p in points:
         if p.get("hdr"):
             merged.merge(TrendSink.from_summary({"hdr": p["hdr"]}))
-    if not merged.count:
-        return None
-    agg = budget.expr.aggregation
-    if agg == "avg":
-        return merged.avg()
-    if agg == "max":
-        return merged.max()
-    return merged.percentile(50 if agg == "med" else budget.expr.percentile or 50)
+    return aggregate(budget.expr, "trend", merged, 1.0)
 
 
 def judge_recovery(fault: str, ended_at_s: float | None, budget: RecoveryBudget,
                    series: Mapping[str, Sequence[Mapping[str, Any]]]) -> RecoveryResult:
     if ended_at_s is None:
-        return RecoveryResult(fault, budget, "no data", None)
+        return RecoveryResult(fault, budget, Verdict.NO_DATA, None)
     scenario = dict(budget.tags).get("scenario")
     names = [scenario] if scenario else list(series)
     by_second: dict[float, list[Mapping[str, Any]]] = {}
@@ -80,7 +72,7 @@ def judge_recovery(fault: str, ended_at_s: float | None, budget: RecoveryBudget,
             streak += 1
             if streak >= need:
                 ttr = max(0.0, round(streak_start - ended_at_s, 3))  # type: ignore[operator]
-                return RecoveryResult(fault, budget, "pass" if ttr <= budget.within else "fail", ttr)
+                return RecoveryResult(fault, budget, Verdict.PASS if ttr <= budget.within else Verdict.FAIL, ttr)
         else:
             streak, streak_start = 0, None
-    return RecoveryResult(fault, budget, "fail" if seen_data else "no data", None)
+    return RecoveryResult(fault, budget, Verdict.FAIL if seen_data else Verdict.NO_DATA, None)

@@ -14,9 +14,10 @@ from urllib.parse import urlencode
 
 from yarl import URL
 
-from loadaction.engine.http import HttpResult, PreparedRequest
+from loadaction.engine.layers import Deliver, Outgoing
 from loadaction.engine.response import ResponseView
 from loadaction.engine.state import RunState
+from loadaction.engine.transport import ErrorKind, HttpResult, PreparedRequest
 from loadaction.metrics.registry import Tags
 from loadaction.metrics.sinks import CounterSink, RateSink, TrendSink
 from loadaction.metrics.series import LiveBucket
@@ -69,17 +70,17 @@ class PreparedSpec:
         self.constant = all(p is None or isinstance(p, Static) for p in parts)
         self.request: PreparedRequest | None = None
 
-    def sinks_for(self, status: int, phase: str | None) -> RequestSinks:
-        """The sinks for a status (and, while a plan has faults, a chaos phase)."""
-        key = status if phase is None else (status, phase)
+    def sinks_for(self, status: int, label: str | None) -> RequestSinks:
+        """The sinks for a status (and, with an attribution, its send-time label)."""
+        key = status if label is None else (status, label)
         sinks = self.sinks.get(key)
         if sinks is None:
             expect = self.spec.expect
             expected = status in expect if expect is not None else 200 <= status < 400
             tags = [*self.base_tags, ("status", str(status)),
                     ("expected_response", "true" if expected else "false")]
-            if phase is not None:
-                tags.append(("phase", phase))
+            if label is not None:
+                tags.append((self.state.attribution.key, label))  # type: ignore[union-attr]
             sinks = self.sinks[key] = RequestSinks(self.state, tuple(sorted(tags)), expected)
         return sinks
 
@@ -155,35 +156,51 @@ class Requester:
         return known
 
     async def send(self, prepared: PreparedSpec, req: PreparedRequest) -> ResponseView:
-        """Send, following redirects only to allowed hosts, and record every hop."""
+        """Send, following redirects only to allowed hosts, and record every hop.
+
+        The attribution label (chaos: the phase) is fixed here, once the caps
+        have admitted the request and just before it goes out: every sample
+        of this request and of checks on its answer carries it, however long
+        the answer takes."""
         state = self.state
         await state.guard.admit()
-        faults = state.client_faults.active_for(prepared.spec.name) if state.client_faults else ()
-        if faults:
-            result = await self._send_with_faults(prepared, req, faults)
+        label: str | None = None
+        if state.layers or state.attribution is not None:
+            sent_at = state.clock.elapsed()
+            if state.attribution is not None:
+                label = state.attribution.label_at(sent_at)
+            result = await self._send_through_layers(prepared, req, sent_at, label)
         else:
             result = await state.transport.send(req)
-        self.record(prepared, result)
+        self.record(prepared, result, label)
         if result.status in REDIRECTS:
-            result = await self._follow(prepared, req, result)
+            result = await self._follow(prepared, req, result, label)
         if result.error:
-            state.errors.add(self.scenario, result.error)
-        return ResponseView(prepared.spec.name, result)
+            state.errors.add(self.scenario, result.error, result.error_kind or ErrorKind.PROTOCOL)
+        return ResponseView(prepared.spec.name, result, label)
 
-    async def _send_with_faults(self, prepared: PreparedSpec, req: PreparedRequest,
-                                faults: tuple[Any, ...]) -> HttpResult:
-        """Client-side chaos: extra deliveries (duplicates, retries) are admitted
-        by the safety caps and recorded like any request."""
+    async def _send_through_layers(self, prepared: PreparedSpec, req: PreparedRequest,
+                                   sent_at: float, label: str | None) -> HttpResult:
+        """Through the layers that apply to this request at its send time;
+        extra deliveries they make are admitted by the safety caps and
+        recorded like any request."""
         state = self.state
+        name = prepared.spec.name
+        active = [layer for layer in state.layers if layer.applies(name, sent_at)]
+        if not active:
+            return await state.transport.send(req)
         tags = prepared.base_tags
-        if state.phase is not None:
-            tags = tuple(sorted((*tags, ("phase", state.phase))))
-        return await state.client_faults.send(
-            faults, req, state.transport, tags,
-            record_extra=lambda extra: self.record(prepared, extra), admit=state.guard.admit)
+        if label is not None:
+            tags = tuple(sorted((*tags, (state.attribution.key, label))))  # type: ignore[union-attr]
+        outgoing = Outgoing(name, sent_at, tags, state.transport, state.registry,
+                            lambda extra: self.record(prepared, extra, label), state.guard.admit)
+        deliver: Deliver = state.transport.send
+        for layer in reversed(active):
+            deliver = layer.wrap(deliver, outgoing)
+        return await deliver(req)
 
     async def _follow(self, prepared: PreparedSpec, req: PreparedRequest,
-                      result: HttpResult) -> HttpResult:
+                      result: HttpResult, label: str | None) -> HttpResult:
         """Follow `result`'s redirect and the ones after it (up to MAX_REDIRECTS);
         the last response is the request's."""
         guard = self.state.guard
@@ -207,13 +224,12 @@ class Requester:
                 break  # k6's limit: the last redirect is the response
             await guard.admit()
             result = await self.state.transport.send(req)
-            self.record(prepared, result)
+            self.record(prepared, result, label)
         return result
 
-    def record(self, prepared: PreparedSpec, result: HttpResult) -> None:
-        phase = self.state.phase
-        sinks = ((prepared.sinks.get(result.status) if phase is None else None)
-                 or prepared.sinks_for(result.status, phase))
+    def record(self, prepared: PreparedSpec, result: HttpResult, label: str | None) -> None:
+        sinks = ((prepared.sinks.get(result.status) if label is None else None)
+                 or prepared.sinks_for(result.status, label))
         duration = result.duration_us
         sinks.reqs.count += 1
         sinks.duration.add_us(duration)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from loadaction.engine.http import HttpResult
+from loadaction.engine.transport import HttpResult
 from loadaction.plan.model import JsonPath, Subject
 
 _UNPARSED = object()
@@ -14,15 +14,21 @@ _UNPARSED = object()
 class ResponseView:
     """Parses the body lazily: most iterations never look at it."""
 
-    __slots__ = ("name", "status", "headers", "raw", "duration_ms", "error", "_json", "_text")
+    __slots__ = ("name", "status", "headers", "raw", "duration_ms", "error", "error_kind", "label",
+                 "_json", "_text")
 
-    def __init__(self, name: str, result: HttpResult) -> None:
+    def __init__(self, name: str, result: HttpResult, label: str | None = None) -> None:
         self.name = name
         self.status = result.status
         self.headers = result.headers
         self.raw = result.body
         self.duration_ms = result.duration_us / 1000
-        self.error = result.error
+        self.error = result.error  # for people; plans compare `error_kind`
+        kind = result.error_kind
+        self.error_kind = None if kind is None else kind.value
+        # the attribution label fixed when the request was sent: checks and
+        # records made from this response carry it too
+        self.label = label
         self._json: Any = _UNPARSED
         self._text: str | None = None
 

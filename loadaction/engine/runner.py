@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import random
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from time import monotonic
@@ -18,22 +18,22 @@ from typing import Any
 
 from yarl import URL
 
-from loadaction.chaos.client import ClientFaults
-from loadaction.chaos.phases import judge_phases
-from loadaction.chaos.recovery import RecoveryResult, judge_recovery
-from loadaction.chaos.timeline import ChaosTimeline, FaultRecord
+from loadaction.engine.clock import RunClock
 from loadaction.engine.data import Feeder
 from loadaction.engine.executors import Executor, ScenarioRun, executor_for
-from loadaction.engine.http import AiohttpTransport, Transport
+from loadaction.engine.hooks import FinishedLoad, LoadContext, RunPlugin
 from loadaction.engine.safety import Guard
-from loadaction.engine.state import ErrorLog, RunClock, RunControl, RunState
+from loadaction.engine.state import ErrorEntry, ErrorLog, RunControl, RunState
+from loadaction.engine.status import RunStatus
+from loadaction.engine.transport import Transport
+from loadaction.engine.transports.aiohttp import AiohttpTransport
 from loadaction.engine.vu import StepError, VirtualUser
 from loadaction.masking import Masker
-from loadaction.metrics.registry import CHAOS_METRICS, MetricInfo, Registry
+from loadaction.metrics.registry import MetricInfo, Registry
 from loadaction.metrics.series import LiveBucket, SeriesRecorder
 from loadaction.metrics.sinks import RateSink, TrendSink
+from loadaction.metrics.verdict import ThresholdResult, Verdict, judge, judge_all
 from loadaction.plan.model import Flow, Plan
-from loadaction.verdict import ThresholdResult, judge, judge_all
 
 PREFLIGHT_TIMEOUT_S = 10.0
 TEARDOWN_TIMEOUT_S = 60.0
@@ -58,25 +58,65 @@ class Progress:
     checks_rate: float | None
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
+class ScenarioSummary:
+    name: str
+    executor: str
+    exec: str
+    start_time_s: float
+    planned_duration_s: float
+    graceful_stop_s: float
+    iterations: int
+    interrupted_iterations: int
+    dropped_iterations: int
+    vus_max: int
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorRecord:
+    scenario: str
+    message: str
+    kind: str
+    count: int
+    first_seen_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class Timing:
+    """Setup and teardown are timed apart from the load (None: did not run)."""
+
+    setup_s: float | None
+    load_s: float
+    teardown_s: float | None
+
+
+@dataclass(frozen=True)
 class RunOutcome:
+    """A typed snapshot of a finished run: what the results builder reads
+    (never the live engine). `registry` and `series` are metrics, no longer
+    written to; `contributions` are the plugins' records, by plugin name."""
+
     plan: Plan
-    state: RunState
     started_at: datetime
     ended_at: datetime
-    duration_s: float
-    status: str  # complete | aborted | cancelled | capped | failed | crashed
+    timing: Timing
+    status: RunStatus
     reason: str | None
-    scenarios: list[tuple[ScenarioRun, Executor]]
-    thresholds: list[ThresholdResult] = field(default_factory=list)
+    scenarios: tuple[ScenarioSummary, ...]
+    registry: Registry
+    series: Mapping[str, Sequence[Mapping[str, Any]]]
+    series_interval_s: float
+    errors: tuple[ErrorRecord, ...]
+    notices: tuple[str, ...]
+    thresholds: tuple[ThresholdResult, ...]
+    masker: Masker
     crash: Exception | None = None
-    faults: list[FaultRecord] = field(default_factory=list)
-    phase_verdicts: list[dict[str, Any]] = field(default_factory=list)
-    recoveries: list[RecoveryResult] = field(default_factory=list)
+    contributions: Mapping[str, Any] = field(default_factory=dict)
 
     @property
-    def rollback_failures(self) -> list[FaultRecord]:
-        return [r for r in self.faults if r.rollback_failed]
+    def duration_s(self) -> float:
+        """The load's duration: what counter rates are per second of."""
+        return self.timing.load_s
 
     @property
     def violations(self) -> list[ThresholdResult]:
@@ -97,18 +137,24 @@ def custom_metric_infos(plan: Plan) -> dict[str, MetricInfo]:
 
 class Run:
     """One run of a plan. `control` lets signal handlers stop it gracefully;
-    `hard_stop()` ends in-flight iterations at once (a second Ctrl-C)."""
+    `hard_stop()` ends in-flight iterations at once (a second Ctrl-C).
+    `plugins` take part through the run hooks (engine/hooks.py)."""
 
     def __init__(self, plan: Plan, *, transport: Transport | None = None,
+                 plugins: Sequence[RunPlugin] = (),
                  progress: Callable[[Progress], None] | None = None,
                  progress_interval_s: float = 5.0, seed: int | None = None) -> None:
         self.plan = plan
         self.control = RunControl()
+        self.plugins = tuple(plugins)
         clock = RunClock()
         rng = random.Random(seed)
         metrics = custom_metric_infos(plan)
-        if plan.chaos:
-            metrics.update(CHAOS_METRICS)
+        for plugin in self.plugins:
+            metrics.update(plugin.metrics)
+        attributions = [p.attribution for p in self.plugins if p.attribution is not None]
+        if len(attributions) > 1:
+            raise ValueError("at most one plugin may attribute samples")
         self.state = RunState(
             plan=plan,
             transport=transport or AiohttpTransport(max_body_bytes=plan.max_body_bytes),
@@ -120,23 +166,27 @@ class Run:
             clock=clock,
             errors=ErrorLog(clock),
             control=self.control,
+            layers=tuple(layer for p in self.plugins for layer in p.layers),
+            attribution=attributions[0] if attributions else None,
         )
+        for plugin in self.plugins:
+            plugin.attach(self.state.registry)
         self.progress = progress
         self.progress_interval_s = progress_interval_s
         self.scenarios = [(r, executor_for(r)) for r in
                           (ScenarioRun(self.state, s) for s in plan.scenarios)]
         self._scenarios_task: asyncio.Task[None] | None = None
         self.crash: Exception | None = None
-        self.timeline: ChaosTimeline | None = None
-        if plan.chaos:
-            self.state.client_faults = ClientFaults(self.state.registry, rng,
-                                                    render=self._render_for_chaos)
-            self.timeline = ChaosTimeline(
-                plan.chaos, render=self._render_for_chaos, client=self.state.client_faults,
-                stop=self.control.stop, on_phase=self._set_phase)
+        self._setup_s: float | None = None
+        self._load_s = 0.0
+        self._teardown_s: float | None = None
+
+    @property
+    def masker(self) -> Masker:
+        return self.state.masker
 
     def hard_stop(self) -> None:
-        self.control.request_stop("cancelled", "cancelled")
+        self.control.request_stop(RunStatus.CANCELLED, "cancelled")
         if self._scenarios_task is not None:
             self._scenarios_task.cancel()
 
@@ -150,7 +200,11 @@ class Run:
             await self._preflight()
             state.global_vars.update(self._render_vars())
             if self.plan.setup is not None:
-                state.global_vars.update(await self._once(self.plan.setup, "setup"))
+                began = monotonic()
+                try:
+                    state.global_vars.update(await self._once(self.plan.setup, "setup"))
+                finally:
+                    self._setup_s = monotonic() - began
             setup_done = True
             self._scenarios_task = asyncio.create_task(self._run_scenarios())
             try:
@@ -159,27 +213,28 @@ class Run:
                 if asyncio.current_task().cancelling():  # we were cancelled, not hard-stopped
                     raise
         except StepError as exc:
-            self.control.request_stop("failed", str(exc))
+            self.control.request_stop(RunStatus.FAILED, str(exc))
         except Exception as exc:  # a bug: still report what was measured, then say so
             self.crash = exc
             root = first_leaf(exc)
-            self.control.request_stop("crashed", f"internal error: {type(root).__name__}: {root}")
+            self.control.request_stop(RunStatus.CRASHED,
+                                      f"internal error: {type(root).__name__}: {root}")
         finally:
-            if self.timeline is not None:
-                await self.timeline.close()  # before teardown: never leave a fault behind
+            if self._load_s == 0.0 and setup_done:
+                self._load_s = state.clock.elapsed()
+            for plugin in self.plugins:
+                await plugin.close()  # before teardown: never leave a fault behind
             if setup_done and self.plan.teardown is not None:
+                began = monotonic()
                 await self._teardown()
+                self._teardown_s = monotonic() - began
             await state.transport.close()
         return self._outcome(started_at)
 
-    # ------------------------------------------------------------ chaos hooks
-
-    def _render_for_chaos(self, tpl: Any) -> Any:
+    def _render(self, tpl: Any) -> Any:
+        """A plan template outside any VU (plugins' templates): env, secrets, vars."""
         return tpl.render({"env": self.plan.env, "secrets": self.plan.secrets,
                            "vars": self.state.global_vars})
-
-    def _set_phase(self, phase: str) -> None:
-        self.state.phase = phase
 
     async def _preflight(self) -> None:
         """Fail fast, with a clear message, when the target cannot be reached at all."""
@@ -237,27 +292,33 @@ class Run:
             self.state.notice(f"teardown did not finish within {TEARDOWN_TIMEOUT_S:g}s")
 
     async def _run_scenarios(self) -> None:
-        t0 = monotonic()
-        if self.timeline is not None:
-            self.timeline.start(t0)
+        clock = self.state.clock
+        clock.start()
+        t0 = clock.t0
+        ctx = LoadContext(clock, self.control.stop, self.control.request_stop, self._render)
+        for plugin in self.plugins:
+            plugin.load_started(ctx)
         async with asyncio.TaskGroup() as tg:
             tasks = [tg.create_task(self._scenario(run, ex, t0)) for run, ex in self.scenarios]
             ticker = tg.create_task(self._tick(t0))
             await asyncio.wait(tasks)
             ticker.cancel()
-        self._roll(monotonic() - t0)
+        self._load_s = clock.elapsed()
+        self._roll(self._load_s)
 
     async def _scenario(self, run: ScenarioRun, executor: Executor, t0: float) -> None:
         if await run.sleep_until(t0 + run.scenario.start_time):
             return
         run.start_mono = monotonic()
-        if self.timeline is not None:
-            await self.timeline.scenario_started(run.scenario.name)
+        for plugin in self.plugins:
+            await plugin.scenario_started(run.scenario.name)
         try:
             await executor.execute()
         finally:
             run.ended = True
             run.end_mono = monotonic()
+            for plugin in self.plugins:
+                plugin.scenario_ended(run.scenario.name)
 
     # ------------------------------------------------------------ once a second
 
@@ -273,13 +334,13 @@ class Run:
             for threshold in aborters:
                 if elapsed >= threshold.delay_abort_eval:
                     result = judge(threshold, self.state.registry, elapsed)
-                    if result.verdict == "fail":
+                    if result.verdict is Verdict.FAIL:
                         control.request_stop(
-                            "aborted", f"threshold {threshold.selector} {threshold.expr.text} "
+                            RunStatus.ABORTED, f"threshold {threshold.selector} {threshold.expr.text} "
                                        f"crossed (abortOnFail)")
             limit = plan.limits.max_duration
             if limit is not None and elapsed >= limit:
-                control.request_stop("capped", f"max-duration of {limit:g}s reached")
+                control.request_stop(RunStatus.CAPPED, f"max-duration of {limit:g}s reached")
             if self.progress is not None and elapsed >= next_progress:
                 self.progress(self._progress(elapsed, since=t0 + next_progress - self.progress_interval_s))
                 next_progress += self.progress_interval_s
@@ -319,21 +380,34 @@ class Run:
     # ------------------------------------------------------------ the end
 
     def _outcome(self, started_at: datetime) -> RunOutcome:
-        ended_at = datetime.now(UTC)
-        duration = (ended_at - started_at).total_seconds()
-        thresholds = judge_all(self.plan.thresholds, self.state.registry, duration)
-        faults: list[FaultRecord] = []
-        phases: list[dict[str, Any]] = []
-        recoveries: list[RecoveryResult] = []
-        if self.timeline is not None:
-            faults = self.timeline.records
-            phases = judge_phases(self.plan.thresholds, self.plan.chaos, self.state.registry, duration)
-            series = self.state.series.points
-            recoveries = [judge_recovery(r.fault.name, r.ended_at_s, budget, series)
-                          for r in faults for budget in r.fault.recovery]
+        state = self.state
+        load_s = self._load_s
+        thresholds = tuple(judge_all(self.plan.thresholds, state.registry, load_s))
+        finished = FinishedLoad(state.registry, state.series.points, self.plan.thresholds, load_s)
+        contributions = {p.name: p.contribute(finished) for p in self.plugins}
+        errors = tuple(
+            ErrorRecord(scenario, message, entry.kind.value, entry.count,
+                        entry.first_seen - state.clock.t0)  # negative: during setup
+            for (scenario, message), entry in _by_count(state.errors.entries))
+        notices = list(state.notices)
+        if state.errors.dropped:
+            notices.append(f"{state.errors.dropped} further errors with other messages were not kept")
+        scenarios = tuple(
+            ScenarioSummary(
+                run.scenario.name, run.scenario.executor.kind, run.scenario.exec,
+                run.scenario.start_time, ex.planned_duration(), run.scenario.graceful_stop,
+                run.iterations, run.interrupted, run.dropped, run.vus_max)
+            for run, ex in self.scenarios)
         return RunOutcome(
-            plan=self.plan, state=self.state, started_at=started_at, ended_at=ended_at,
-            duration_s=duration, status=self.control.status, reason=self.control.reason,
-            scenarios=self.scenarios, thresholds=thresholds, crash=self.crash,
-            faults=faults, phase_verdicts=phases, recoveries=recoveries,
+            plan=self.plan, started_at=started_at, ended_at=datetime.now(UTC),
+            timing=Timing(self._setup_s, load_s, self._teardown_s),
+            status=self.control.status, reason=self.control.reason, scenarios=scenarios,
+            registry=state.registry, series=state.series.points,
+            series_interval_s=state.series.interval_s, errors=errors, notices=tuple(notices),
+            thresholds=thresholds, masker=state.masker, crash=self.crash,
+            contributions=contributions,
         )
+
+
+def _by_count(entries: Mapping[tuple[str, str], ErrorEntry]) -> list[tuple[tuple[str, str], ErrorEntry]]:
+    return sorted(entries.items(), key=lambda kv: -kv[1].count)

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from time import monotonic
 from typing import Any
 
+from loadaction.engine.clock import RunClock
 from loadaction.engine.data import Feeder
-from loadaction.engine.http import Transport
+from loadaction.engine.hooks import Attribution
+from loadaction.engine.layers import RequestLayer
 from loadaction.engine.safety import Guard
+from loadaction.engine.status import RunStatus
+from loadaction.engine.transport import ErrorKind, Transport
 from loadaction.masking import Masker
 from loadaction.metrics.registry import Registry
 from loadaction.metrics.series import SeriesRecorder
@@ -18,8 +21,9 @@ from loadaction.plan.model import Plan
 
 @dataclass(slots=True)
 class ErrorEntry:
+    kind: ErrorKind
     count: int
-    first_seen_s: float
+    first_seen: float  # the clock's monotonic time
 
 
 class ErrorLog:
@@ -32,23 +36,15 @@ class ErrorLog:
         self.entries: dict[tuple[str, str], ErrorEntry] = {}
         self.dropped = 0
 
-    def add(self, scenario: str, message: str) -> None:
+    def add(self, scenario: str, message: str, kind: ErrorKind = ErrorKind.FLOW) -> None:
         key = (scenario, message)
         entry = self.entries.get(key)
         if entry is not None:
             entry.count += 1
         elif len(self.entries) < self.LIMIT:
-            self.entries[key] = ErrorEntry(1, self._clock.elapsed())
+            self.entries[key] = ErrorEntry(kind, 1, self._clock.monotonic())
         else:
             self.dropped += 1
-
-
-class RunClock:
-    def __init__(self) -> None:
-        self.t0 = monotonic()
-
-    def elapsed(self) -> float:
-        return monotonic() - self.t0
 
 
 @dataclass
@@ -56,10 +52,10 @@ class RunControl:
     """Why and when the run stops early; executors stop starting iterations once set."""
 
     stop: asyncio.Event = field(default_factory=asyncio.Event)
-    status: str = "complete"
+    status: RunStatus = RunStatus.COMPLETE
     reason: str | None = None
 
-    def request_stop(self, status: str, reason: str) -> None:
+    def request_stop(self, status: RunStatus, reason: str) -> None:
         if not self.stop.is_set():
             self.status, self.reason = status, reason
             self.stop.set()
@@ -77,13 +73,18 @@ class RunState:
     clock: RunClock
     errors: ErrorLog
     control: RunControl
+    # what plugins handed the engine: layers around every delivery, and a tag
+    # fixed at each request's send time (chaos: the `phase`)
+    layers: tuple[RequestLayer, ...] = ()
+    attribution: Attribution | None = None
     notices: list[str] = field(default_factory=list)
     global_vars: dict[str, Any] = field(default_factory=dict)
     vu_seq: int = 0
-    # chaos: the `phase` tag of every sample (None without faults), and the
-    # client-side faults requests consult (None without faults)
-    phase: str | None = None
-    client_faults: Any = None
+
+    def label_now(self) -> str | None:
+        """The attribution tag value for something sent now (None without one)."""
+        attribution = self.attribution
+        return None if attribution is None else attribution.label_at(self.clock.elapsed())
 
     def next_vu_id(self) -> int:
         """VU numbers are unique across the run, 1-based, like k6's __VU."""

@@ -14,11 +14,11 @@ from time import perf_counter_ns
 from typing import Any
 
 from loadaction.engine.data import DataExhausted, IterationData
-from loadaction.engine.http import PreparedRequest
 from loadaction.engine.requests import PreparedSpec, Requester
 from loadaction.engine.response import ResponseView
 from loadaction.engine.safety import RequestRefused
 from loadaction.engine.state import RunState
+from loadaction.engine.transport import ErrorKind, PreparedRequest
 from loadaction.metrics.registry import Tags
 from loadaction.metrics.series import LiveBucket
 from loadaction.plan.model import (
@@ -29,6 +29,10 @@ from loadaction.plan.model import (
 
 class StepError(Exception):
     """An iteration cannot go on; the message is what the error log shows."""
+
+    def __init__(self, message: str, kind: ErrorKind = ErrorKind.FLOW) -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 def matches(matcher: Matcher, present: bool, value: Any) -> bool:
@@ -129,7 +133,8 @@ class VirtualUser:
                     for spec, task in zip(specs, tasks):
                         responses[spec.name] = ctx["response"] = task.result()
                 case CheckStep():
-                    self._check(step, self._response(step.response, ctx, responses), group)
+                    view = self._response(step.response, ctx, responses)
+                    self._check(step, view, group)
                 case ExtractStep():
                     view = self._response(step.response, ctx, responses)
                     for item in step.items:
@@ -147,7 +152,7 @@ class VirtualUser:
                     # every mapped counter gets a sample (0 or 1), so `count==0`
                     # is judged on data once the step ran, not reported as no data
                     for expected, metric in step.mapping:
-                        self._sink(metric, group).add(1 if expected == text else 0)
+                        self._sink(metric, group, view.label).add(1 if expected == text else 0)
                 case ThinkStep(min_s=lo, max_s=hi):
                     await asyncio.sleep(lo if hi == lo else self.rng.uniform(lo, hi))
                 case SetStep(assignments=assignments):
@@ -158,9 +163,10 @@ class VirtualUser:
                     await self._steps(chosen, ctx, responses, group)
                 case GroupStep(name=name, steps=inner):
                     path = f"{group}::{name}"
+                    label = self.state.label_now()  # a group is attributed to when it began
                     start = perf_counter_ns()
                     await self._steps(inner, ctx, responses, path)
-                    self._sink("group_duration", path).add_us((perf_counter_ns() - start) // 1000)
+                    self._sink("group_duration", path, label).add_us((perf_counter_ns() - start) // 1000)
 
     # ------------------------------------------------------------ steps
 
@@ -177,7 +183,7 @@ class VirtualUser:
         try:
             req = self.requester.build(prepared, ctx)
         except RequestRefused as exc:
-            raise StepError(str(exc)) from None
+            raise StepError(str(exc), ErrorKind.REFUSED) from None
         except DataExhausted:
             raise
         except Exception as exc:  # a template error in the user's plan
@@ -194,21 +200,24 @@ class VirtualUser:
     def _check(self, step: CheckStep, view: ResponseView, group: str) -> None:
         for cond in step.conditions:
             present, value = view.subject(cond.subject, cond.key)
-            self._check_sink(cond, group).add(matches(cond.matcher, present, value))
+            self._check_sink(cond, group, view.label).add(matches(cond.matcher, present, value))
 
-    def _check_sink(self, cond: Condition, group: str) -> Any:
-        phase = self.state.phase
-        key = ("checks", cond.name, group, phase)
+    def _check_sink(self, cond: Condition, group: str, label: str | None) -> Any:
+        key = ("checks", cond.name, group, label)
         sink = self._sinks.get(key)
         if sink is None:
             tags = [*self.scenario_tags, ("check", cond.name), ("group", group)]
-            if phase is not None:
-                tags.append(("phase", phase))
+            if label is not None:
+                tags.append((self.state.attribution.key, label))  # type: ignore[union-attr]
             sink = self._sinks[key] = self.state.registry.sink("checks", tuple(sorted(tags)))
         return sink
 
     def _record(self, step: RecordStep, ctx: Mapping[str, Any], group: str) -> None:
-        sink = self._sink(step.metric, group)
+        """Attributed like the response it is about (the iteration's latest),
+        or to now when there is none yet."""
+        view = ctx["response"]
+        label = view.label if view is not None else self.state.label_now()
+        sink = self._sink(step.metric, group, label)
         if step.when is not None and not self._render(step.when, ctx, "when"):
             if sink.kind == "counter":
                 sink.add(0)  # the step ran and counted nothing: data, not `no data`
@@ -225,16 +234,15 @@ class VirtualUser:
         except (TypeError, ValueError):
             raise StepError(f"{step.source}: record '{step.metric}': value {value!r} is not a number") from None
 
-    def _sink(self, metric: str, group: str) -> Any:
-        """The sink of a custom metric (or group_duration) here; while a plan has
-        faults, samples also carry the chaos `phase`."""
-        phase = self.state.phase
-        key = (metric, group, phase)
+    def _sink(self, metric: str, group: str, label: str | None) -> Any:
+        """The sink of a custom metric (or group_duration) here; with an
+        attribution (chaos), samples also carry its label."""
+        key = (metric, group, label)
         sink = self._sinks.get(key)
         if sink is None:
             tags = [*self.scenario_tags, ("group", group)]
-            if phase is not None:
-                tags.append(("phase", phase))
+            if label is not None:
+                tags.append((self.state.attribution.key, label))  # type: ignore[union-attr]
             sink = self._sinks[key] = self.state.registry.sink(metric, tuple(sorted(tags)))
         return sink
 

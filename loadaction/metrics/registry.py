@@ -70,9 +70,24 @@ class Metric:
         return sink
 
 
+# Tags whose value lists several labels, comma-separated: a sample sent while
+# two faults were active has `phase: during:a,during:b`, and a selector
+# `{phase:during:a}` matches it (it was sent while `a` was active).
+LIST_TAGS = frozenset({"phase"})
+
+
 def matches(tags: Tags, selector: Tags) -> bool:
-    """True when every selector pair is among the tags."""
-    return all(pair in tags for pair in selector)
+    """True when every selector pair is among the tags (or, for a list tag,
+    its value is one of the tag's labels)."""
+    for pair in selector:
+        if pair in tags:
+            continue
+        key, wanted = pair
+        if key not in LIST_TAGS:
+            return False
+        if not any(k == key and wanted in v.split(",") for k, v in tags):
+            return False
+    return True
 
 
 class Registry:

@@ -56,6 +56,3 @@ class SeriesRecorder:
 
     def last(self, scenario: str, seconds: int) -> list[dict[str, Any]]:
         return self.points[scenario][-seconds:]
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"interval_s": self.interval_s, "scenarios": self.points}

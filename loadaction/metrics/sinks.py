@@ -29,7 +29,7 @@ class CounterSink:
     kind = "counter"
 
     def __init__(self) -> None:
-        self.count = 0.0
+        self.count: float = 0
 
     def add(self, value: float) -> None:
         self.count += value
@@ -41,7 +41,10 @@ class CounterSink:
         self.count += other.count
 
     def summary(self, duration_s: float) -> dict[str, Any]:
-        return {"count": self.count, "rate": self.rate(duration_s)}
+        count = self.count
+        if isinstance(count, float) and count.is_integer():
+            count = int(count)  # a count of requests is 12, not 12.0
+        return {"count": count, "rate": self.rate(duration_s)}
 
     @classmethod
     def from_summary(cls, data: dict[str, Any]) -> CounterSink:

@@ -15,6 +15,7 @@ from time import monotonic, perf_counter_ns
 from loadaction.engine.data import DataExhausted
 from loadaction.engine.safety import CapReached
 from loadaction.engine.state import RunState
+from loadaction.engine.status import RunStatus
 from loadaction.engine.vu import ScenarioShared, StepError, VirtualUser
 from loadaction.plan.model import Scenario
 
@@ -101,12 +102,12 @@ class ScenarioRun:
             self.interrupted += 1
             raise
         except StepError as exc:
-            self.state.errors.add(self.scenario.name, str(exc))
+            self.state.errors.add(self.scenario.name, str(exc), exc.kind)
         except DataExhausted as exc:
             self.state.notice(f"{exc}: scenario '{self.scenario.name}' stopped drawing rows")
             raise VUStopped() from None
         except CapReached as exc:
-            self.state.control.request_stop("capped", str(exc))
+            self.state.control.request_stop(RunStatus.CAPPED, str(exc))
             raise VUStopped() from None
         self.iterations += 1
         self._iter_count.count += 1

@@ -1,4 +1,5 @@
-"""The live progress line, printed every few seconds while a run goes on."""
+"""The live progress line, printed every few seconds while a run goes on
+(the terminal side of the engine's `Progress`, so it lives with the session)."""
 
 from __future__ import annotations
 

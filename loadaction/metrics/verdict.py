@@ -8,33 +8,29 @@ that measured nothing has not been held.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
 from loadaction.metrics.registry import Registry
 from loadaction.metrics.thresholds import aggregate, evaluate
 from loadaction.plan.model import Threshold
 
 
+class Verdict(StrEnum):
+    PASS = "pass"
+    FAIL = "fail"
+    NO_DATA = "no data"
+
+
 @dataclass(frozen=True, slots=True)
 class ThresholdResult:
     threshold: Threshold
-    verdict: str  # pass | fail | no data
+    verdict: Verdict
     observed: float | None
 
     @property
     def failed(self) -> bool:
-        return self.verdict == "fail" or (self.verdict == "no data" and not self.threshold.optional)
-
-    def as_dict(self) -> dict[str, object]:
-        t = self.threshold
-        return {
-            "metric": t.selector,
-            "expression": t.expr.text,
-            "verdict": self.verdict,
-            "observed": self.observed,
-            "optional": t.optional,
-            "abort_on_fail": t.abort_on_fail,
-            "source": t.source.as_dict(),
-        }
+        return self.verdict is Verdict.FAIL or (
+            self.verdict is Verdict.NO_DATA and not self.threshold.optional)
 
 
 def judge(threshold: Threshold, registry: Registry, duration_s: float) -> ThresholdResult:
@@ -43,8 +39,8 @@ def judge(threshold: Threshold, registry: Registry, duration_s: float) -> Thresh
     observed = aggregate(threshold.expr, metric.info.kind, sink, duration_s)
     result = evaluate(threshold.expr, observed)
     if result.passed is None:
-        return ThresholdResult(threshold, "no data", None)
-    return ThresholdResult(threshold, "pass" if result.passed else "fail", observed)
+        return ThresholdResult(threshold, Verdict.NO_DATA, None)
+    return ThresholdResult(threshold, Verdict.PASS if result.passed else Verdict.FAIL, observed)
 
 
 def judge_all(thresholds: tuple[Threshold, ...], registry: Registry,

@@ -1,10 +1,11 @@
-"""The engine's one narrow door to the network: a prepared request in; status,
-headers, body and timings out.
+"""The transport port (engine/transport.py) on aiohttp's client.
 
-aiohttp is the first implementation. Timings are taken around the call rather
-than with aiohttp's TraceConfig (which costs 15-25% of throughput): a connector
-subclass notes how long getting a connection took into a per-VU cell, so
-`http_req_duration` starts once a connection is in hand, as in k6.
+Timings are taken around the call rather than with aiohttp's TraceConfig
+(which costs 15-25% of throughput): a connector subclass notes how long
+getting a connection took into a cell that `send` sets up for itself (a
+ContextVar, since aiohttp's connector cannot be handed one), so
+`http_req_duration` starts once a connection is in hand, as in k6. The cell
+is private to this module: callers see timings only in the `HttpResult`.
 """
 
 from __future__ import annotations
@@ -14,56 +15,23 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from itertools import chain
 from time import perf_counter_ns
-from typing import Any, Protocol
+from typing import Any
 
 import aiohttp
-from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
-
-@dataclass(slots=True)
-class PreparedRequest:
-    method: str
-    url: str
-    headers: dict[str, str]
-    body: bytes | None
-    timeout: float  # seconds
-    # `url` parsed (the requester keeps both per URL it has built), so the
-    # transport hands aiohttp a URL and aiohttp does not parse it again.
-    parsed_url: URL | None = None
-    # data_sent for this request: request line, headers and body, estimated
-    # once here rather than on every send of a request that is sent again.
-    sent_bytes: int = field(init=False)
-
-    def __post_init__(self) -> None:
-        size = len(self.method) + len(self.url) + 12 + (len(self.body) if self.body else 0)
-        for k, v in self.headers.items():
-            size += len(k) + len(v) + 4
-        self.sent_bytes = size
+from loadaction.engine.transport import (
+    EMPTY_HEADERS,
+    ErrorKind,
+    HttpResult,
+    PreparedRequest,
+    failed,
+)
 
 
-@dataclass(slots=True)
-class HttpResult:
-    status: int  # 0 when no response arrived
-    headers: CIMultiDictProxy[str] | CIMultiDict[str]
-    body: bytes
-    duration_us: int
-    blocked_us: int
-    connecting_us: int
-    sent_bytes: int
-    received_bytes: int
-    error: str | None = None
-    truncated: bool = False
-
-
-class Transport(Protocol):
-    async def send(self, req: PreparedRequest) -> HttpResult: ...
-
-    async def close(self) -> None: ...
-
-
-class ConnectTiming:
-    """Written by the connector, read by the transport, one per VU task."""
+class _ConnectTiming:
+    """Written by the connector, read by `send`; one per send, so concurrent
+    sends (a batch, a duplicated delivery) never share one."""
 
     __slots__ = ("acquire_ns", "connect_ns")
 
@@ -72,19 +40,8 @@ class ConnectTiming:
         self.connect_ns = 0
 
 
-CONNECT_TIMING: ContextVar[ConnectTiming] = ContextVar("loadaction_connect_timing")
-EMPTY_HEADERS: CIMultiDict[str] = CIMultiDict()
+_TIMING: ContextVar[_ConnectTiming] = ContextVar("loadaction_connect_timing")
 USER_AGENT = "loadaction/0.1"
-ABORTED_BY_CHAOS = "aborted by chaos"
-
-
-def timing_cell() -> ConnectTiming:
-    """The current task's cell, created on first use (each VU runs in its own task)."""
-    cell = CONNECT_TIMING.get(None)
-    if cell is None:
-        cell = ConnectTiming()
-        CONNECT_TIMING.set(cell)
-    return cell
 
 
 # The base methods, bound once: super() builds a proxy object per call.
@@ -96,7 +53,7 @@ class _TimedConnector(aiohttp.TCPConnector):
     async def connect(self, req: Any, traces: Any, timeout: Any) -> Any:
         start = perf_counter_ns()
         conn = await _CONNECT(self, req, traces, timeout)
-        cell = CONNECT_TIMING.get(None)
+        cell = _TIMING.get(None)
         if cell is not None:
             cell.acquire_ns = perf_counter_ns() - start
         return conn
@@ -104,23 +61,33 @@ class _TimedConnector(aiohttp.TCPConnector):
     async def _create_connection(self, req: Any, traces: Any, timeout: Any) -> Any:
         start = perf_counter_ns()
         proto = await _CREATE(self, req, traces, timeout)
-        cell = CONNECT_TIMING.get(None)
+        cell = _TIMING.get(None)
         if cell is not None:
             cell.connect_ns = perf_counter_ns() - start
         return proto
 
 
-def describe_error(exc: BaseException, req: PreparedRequest) -> str:
-    """A short, user-facing reason (k6 reports these in the `error` tag)."""
+def describe_error(exc: BaseException, req: PreparedRequest) -> tuple[ErrorKind, str]:
+    """The kind and a short, user-facing reason (k6 reports these in the `error` tag)."""
     if isinstance(exc, asyncio.TimeoutError):
-        return f"request timeout after {req.timeout:g}s"
+        return ErrorKind.TIMEOUT, f"request timeout after {req.timeout:g}s"
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError | aiohttp.ClientSSLError):
+        return ErrorKind.TLS, f"TLS error with {exc.host}:{exc.port}: {exc.os_error or exc}"
     if isinstance(exc, aiohttp.ClientConnectorError):
-        return f"cannot connect to {exc.host}:{exc.port}: {exc.os_error.strerror or exc.os_error}"
+        return (ErrorKind.CONNECT,
+                f"cannot connect to {exc.host}:{exc.port}: {exc.os_error.strerror or exc.os_error}")
     if isinstance(exc, aiohttp.ServerDisconnectedError):
-        return "server disconnected"
+        return ErrorKind.DISCONNECT, "server disconnected"
     if isinstance(exc, aiohttp.ClientPayloadError):
-        return "incomplete response body"
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        return ErrorKind.DISCONNECT, "incomplete response body"
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return ErrorKind.PROTOCOL, f"invalid response: {exc.message or type(exc).__name__}"
+    if isinstance(exc, ConnectionError):
+        return ErrorKind.DISCONNECT, f"connection lost: {exc.strerror or exc}"
+    if isinstance(exc, OSError):
+        return ErrorKind.CONNECT, f"network error: {exc.strerror or exc}"
+    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return ErrorKind.PROTOCOL, text
 
 
 @dataclass
@@ -150,8 +117,8 @@ class AiohttpTransport:
 
     async def send(self, req: PreparedRequest) -> HttpResult:
         session = self._session if self._session is not None else self._get_session()
-        cell = CONNECT_TIMING.get(None) or timing_cell()
-        cell.acquire_ns = cell.connect_ns = 0
+        cell = _ConnectTiming()
+        _TIMING.set(cell)
         timeout = self._timeouts.get(req.timeout)
         if timeout is None:
             timeout = self._timeouts[req.timeout] = aiohttp.ClientTimeout(total=req.timeout)
@@ -171,11 +138,11 @@ class AiohttpTransport:
                 raw = resp.raw_headers  # ((name, value), ...): ": " and CRLF make the 4
                 received = len(body) + 12 + 4 * len(raw) + sum(map(len, chain.from_iterable(raw)))
                 status, headers = resp.status, resp.headers
-                error = None
+                error = kind = None
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
             end = perf_counter_ns()
             status, headers, body, truncated, received = 0, EMPTY_HEADERS, b"", False, 0
-            error = describe_error(exc, req)
+            kind, error = describe_error(exc, req)
         acquire = cell.acquire_ns
         connecting = cell.connect_ns
         # Positional: keyword arguments make this __init__ three times as dear.
@@ -184,7 +151,7 @@ class AiohttpTransport:
             (end - start - acquire) // 1000,  # duration_us
             max(acquire - connecting, 0) // 1000,  # blocked_us
             connecting // 1000,  # connecting_us
-            req.sent_bytes, received, error, truncated,
+            req.sent_bytes, received, error, truncated, kind,
         )
 
     async def _read_capped(self, resp: aiohttp.ClientResponse) -> tuple[bytes, bool]:
@@ -201,7 +168,7 @@ class AiohttpTransport:
         return b"".join(chunks), False
 
     async def send_and_abort(self, req: PreparedRequest) -> HttpResult:
-        """The `abort` chaos fault: see `send_and_abort`."""
+        """See the Transport port, and `send_and_abort` below."""
         return await send_and_abort(req)
 
     async def close(self) -> None:
@@ -210,7 +177,7 @@ class AiohttpTransport:
             self._session = None
 
 
-# ---------------------------------------------------------------- chaos: abort
+# ---------------------------------------------------------------- send, then hang up
 
 _FRAMING = frozenset({"host", "content-length", "transfer-encoding", "connection"})
 
@@ -239,7 +206,7 @@ def _request_head(req: PreparedRequest, url: URL) -> bytes:
 async def send_and_abort(req: PreparedRequest) -> HttpResult:
     """Write `req` whole on a connection of its own, then close it before a byte
     of the answer is read: the server got the request and may act on it, the
-    client never learns what happened (status 0, "aborted by chaos").
+    client never learns what happened (status 0, `ErrorKind.ABORTED_BY_CHAOS`).
 
     A connection of its own, not one from the pool: a pooled connection closed
     mid-exchange would poison the next request sent on it, and aiohttp has no
@@ -257,18 +224,22 @@ async def send_and_abort(req: PreparedRequest) -> HttpResult:
             req.timeout)
     except (OSError, TimeoutError, ValueError) as exc:
         end = perf_counter_ns()
-        error = (f"cannot connect to {url.host}:{url.port}: {exc.strerror or exc}"
-                 if isinstance(exc, OSError) else describe_error(exc, req))
-        return HttpResult(0, EMPTY_HEADERS, b"", (end - start) // 1000, 0, 0, 0, 0, error)
+        if isinstance(exc, ValueError):
+            kind, error = ErrorKind.PROTOCOL, str(exc)
+        elif isinstance(exc, OSError):
+            kind, error = ErrorKind.CONNECT, f"cannot connect to {url.host}:{url.port}: {exc.strerror or exc}"
+        else:
+            kind, error = describe_error(exc, req)
+        return failed(kind, error, duration_us=(end - start) // 1000)
     connected = perf_counter_ns()
-    error = ABORTED_BY_CHAOS
+    kind, error = ErrorKind.ABORTED_BY_CHAOS, "aborted by chaos"
     try:
         writer.write(head)
         if req.body:
             writer.write(req.body)
         await asyncio.wait_for(writer.drain(), req.timeout)
     except (OSError, TimeoutError) as exc:
-        error = describe_error(exc, req)
+        kind, error = describe_error(exc, req)
     finally:
         writer.close()
         try:
@@ -276,5 +247,5 @@ async def send_and_abort(req: PreparedRequest) -> HttpResult:
         except (OSError, TimeoutError):
             pass  # the request is out; how the close ends does not matter
     end = perf_counter_ns()
-    return HttpResult(0, EMPTY_HEADERS, b"", (end - connected) // 1000, 0,
-                      (connected - start) // 1000, req.sent_bytes, 0, error)
+    return failed(kind, error, duration_us=(end - connected) // 1000,
+                  connecting_us=(connected - start) // 1000, sent_bytes=req.sent_bytes)

@@ -1,0 +1,156 @@
+"""The results document (docs/results-schema.md) built from a finished run.
+
+The one writer of the document's shape: it reads the run's typed snapshot
+(`RunOutcome`) and the plugins' contributions, never live engine state;
+everything downstream (terminal, Markdown, JUnit, GitHub) reads the document.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+from loadaction import __version__
+from loadaction.chaos.plugin import ChaosReport
+from loadaction.chaos.timeline import FaultRecord
+from loadaction.engine.runner import RunOutcome
+from loadaction.errors import Source
+from loadaction.metrics.registry import Registry
+from loadaction.metrics.verdict import ThresholdResult
+
+RESULTS_SCHEMA = 1
+
+
+def _plan_digest(path: str) -> str | None:
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def _environment() -> dict[str, Any]:
+    server, repo, run_id = (os.environ.get(k) for k in
+                            ("GITHUB_SERVER_URL", "GITHUB_REPOSITORY", "GITHUB_RUN_ID"))
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "ci": bool(os.environ.get("CI")),
+        "github_run_url": f"{server}/{repo}/actions/runs/{run_id}" if server and repo and run_id else None,
+    }
+
+
+def _source(source: Source) -> dict[str, Any]:
+    return {"file": source.file, "line": source.line}
+
+
+def _round(x: float | None) -> float | None:
+    return None if x is None else round(x, 3)
+
+
+def _metrics(registry: Registry, duration: float) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for metric in registry:
+        if not metric.sinks:
+            continue
+        total = registry.select(metric.name)
+        out[metric.name] = {
+            "type": metric.info.kind,
+            "contains": metric.info.contains,
+            "total": total.summary(duration) if total is not None else None,
+            "by_tags": [{"tags": dict(tags), "sink": sink.summary(duration)}
+                        for tags, sink in metric.sinks.items()],
+        }
+    return out
+
+
+def _checks(registry: Registry) -> list[dict[str, Any]]:
+    """One row per check, scenario and group; chaos phases are summed (the
+    per-phase view is `chaos.phases`)."""
+    rows: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for tags, sink in registry["checks"].sinks.items():
+        t = dict(tags)
+        key = (t.get("check", ""), t.get("scenario", ""), t.get("group", ""))
+        row = rows.setdefault(key, {"name": key[0], "scenario": key[1], "group": key[2],
+                                    "passes": 0, "fails": 0})
+        row["passes"] += sink.passes
+        row["fails"] += sink.total - sink.passes
+    return list(rows.values())
+
+
+def _threshold(result: ThresholdResult) -> dict[str, Any]:
+    t = result.threshold
+    return {
+        "metric": t.selector,
+        "expression": t.expr.text,
+        "verdict": result.verdict.value,
+        "observed": result.observed,
+        "optional": t.optional,
+        "abort_on_fail": t.abort_on_fail,
+        "source": _source(t.source),
+    }
+
+
+def _fault(record: FaultRecord) -> dict[str, Any]:
+    f = record.fault
+    return {
+        "name": f.name, "kind": f.action.kind, "anchor": f.anchor,
+        "at_s": f.at, "duration_s": f.duration, "source": _source(f.source),
+        "planned_at_s": _round(record.planned_at_s), "planned_end_s": _round(record.planned_end_s),
+        "started_at_s": _round(record.started_at_s), "ended_at_s": _round(record.ended_at_s),
+        "rolled_back_at_s": _round(record.rolled_back_at_s),
+        "start_error": record.start_error, "rollback": record.rollback,
+    }
+
+
+def _chaos(report: ChaosReport) -> dict[str, Any]:
+    return {
+        "faults": [_fault(r) for r in report.faults],
+        "phases": [{"metric": p.metric, "expression": p.expression, "phase": p.phase,
+                    "verdict": p.verdict.value, "observed": p.observed} for p in report.phases],
+        "recovery": [{"fault": r.fault, "metric": r.budget.selector,
+                      "expression": r.budget.expr.text, "within_s": r.budget.within,
+                      "stable_s": r.budget.stable, "verdict": r.verdict.value,
+                      "time_to_recover_s": r.time_to_recover_s,
+                      "source": _source(r.budget.source)} for r in report.recoveries],
+    }
+
+
+def build_results(outcome: RunOutcome) -> dict[str, Any]:
+    plan = outcome.plan
+    timing = outcome.timing
+    doc: dict[str, Any] = {
+        "schema": RESULTS_SCHEMA,
+        "tool": {"name": "loadaction", "version": __version__},
+        "plan": {"name": plan.name, "file": plan.file, "sha256": _plan_digest(plan.file),
+                 "profile": plan.profile, "target": plan.target},
+        "started_at": outcome.started_at.isoformat(),
+        "ended_at": outcome.ended_at.isoformat(),
+        "duration_s": round(outcome.duration_s, 3),
+        "timing": {"setup_s": _round(timing.setup_s), "load_s": round(timing.load_s, 3),
+                   "teardown_s": _round(timing.teardown_s)},
+        "status": outcome.status.value,
+        "status_reason": outcome.reason,
+        "environment": _environment(),
+        "scenarios": [
+            {"name": s.name, "executor": s.executor, "exec": s.exec,
+             "start_time_s": s.start_time_s, "planned_duration_s": s.planned_duration_s,
+             "graceful_stop_s": s.graceful_stop_s, "iterations": s.iterations,
+             "interrupted_iterations": s.interrupted_iterations,
+             "dropped_iterations": s.dropped_iterations, "vus_max": s.vus_max}
+            for s in outcome.scenarios
+        ],
+        "metrics": _metrics(outcome.registry, outcome.duration_s),
+        "series": {"interval_s": outcome.series_interval_s, "scenarios": dict(outcome.series)},
+        "checks": _checks(outcome.registry),
+        "thresholds": [_threshold(t) for t in outcome.thresholds],
+        "errors": [{"message": e.message, "kind": e.kind, "count": e.count, "scenario": e.scenario,
+                    "first_seen_s": round(e.first_seen_s, 3)} for e in outcome.errors],
+        "notices": list(outcome.notices),
+    }
+    chaos = outcome.contributions.get("chaos")
+    if isinstance(chaos, ChaosReport):
+        doc["chaos"] = _chaos(chaos)
+    return outcome.masker.deep(doc)
