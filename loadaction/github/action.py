@@ -1,20 +1,19 @@
 """The action's inputs as a `loadaction run` command line.
 
-This is all `entrypoint.py` does: read `INPUT_*`, check each value's shape
-(so a bad input is named as the input the user wrote, not as a CLI flag),
-and hand argv to the CLI. The token goes in the environment, never argv.
+`entrypoint.py` reads `INPUT_*` through `invocation`, which checks each
+value's shape (so a bad input is named as the input the user wrote, not as
+a CLI flag), and hands the argv to the CLI; `input_error` is the one line it
+prints instead when an input is bad. The token goes in the environment,
+never argv. This module knows nothing of the CLI: entrypoint.py wires the two.
 """
 
 from __future__ import annotations
 
 import math
-import os
-import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from loadaction.errors import ExitCode
 from loadaction.github import commands
 from loadaction.github.cli import TOKEN_ENV
 from loadaction.github.comments import key_problem
@@ -117,15 +116,6 @@ def _boolean(get: Callable[[str], str], name: str) -> bool:
     raise InputError(f"input '{name}' must be true or false; got {value!r}")
 
 
-def main(bundled_plan: Path, env: Mapping[str, str] | None = None) -> int:
-    """Run the action: exit 2 with one annotation line on a bad input."""
-    from loadaction.cli import main as cli_main
-
-    env = os.environ if env is None else env
-    try:
-        call = invocation(env, bundled_plan)
-    except InputError as exc:
-        print(commands.error(str(exc), title="Invalid input"), file=sys.stderr)
-        return ExitCode.INVALID
-    os.environ.update(call.env)
-    return cli_main(call.argv)
+def input_error(exc: InputError) -> str:
+    """The annotation line for a bad input."""
+    return commands.error(str(exc), title="Invalid input")
