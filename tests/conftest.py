@@ -65,3 +65,67 @@ def postgres_url() -> str:
 @pytest.fixture(params=["sqlite", "postgres"])
 def database_url(request: pytest.FixtureRequest) -> str | None:
     return None if request.param == "sqlite" else postgres_url()
+
+
+# ------------------------------------------- every results.json fits the schema
+# After each test, every results.json under its tmp_path is checked against
+# docs/results.schema.json; a mismatch fails the test, naming the file and
+# the JSON path of the first problem. A test that writes broken ones on
+# purpose says so with @pytest.mark.invalid_results. At the end of the
+# session, whatever else the session's temporary directories hold (module-
+# or session-scoped fixtures) is checked too, and a mismatch fails the run.
+
+_checked_results: set[Path] = set()
+_exempt_dirs: list[Path] = []
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "invalid_results: the test writes results.json files that are meant not "
+                   "to fit docs/results.schema.json (they are not checked)")
+
+
+def _results_problems(root: Path) -> list[str]:
+    from loadaction.errors import PlanError
+    from loadaction.results.schema import validate_results
+
+    problems = []
+    for path in sorted(root.rglob("results.json")):
+        if path in _checked_results or not path.is_file():
+            continue
+        _checked_results.add(path)
+        try:
+            validate_results(json.loads(path.read_text(encoding="utf-8")), str(path))
+        except (PlanError, ValueError) as exc:
+            problems.append(str(exc) if isinstance(exc, PlanError) else f"{path}: {exc}")
+    return problems
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Any:
+    tmp = getattr(item, "funcargs", {}).get("tmp_path")
+    checked = isinstance(tmp, Path) and item.get_closest_marker("invalid_results") is None
+    if isinstance(tmp, Path) and not checked:
+        _exempt_dirs.append(tmp)
+    result = yield
+    if checked and (problems := _results_problems(tmp)):
+        pytest.fail("results.json does not fit docs/results.schema.json:\n"
+                    + "\n".join(problems), pytrace=False)
+    return result
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    factory = getattr(session.config, "_tmp_path_factory", None)
+    basetemp = getattr(factory, "_basetemp", None)
+    if basetemp is None or not Path(basetemp).is_dir():
+        return
+    for exempt in _exempt_dirs:
+        _checked_results.update(exempt.rglob("results.json"))
+    problems = _results_problems(Path(basetemp))
+    if problems:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        text = "results.json does not fit docs/results.schema.json:\n" + "\n".join(problems)
+        if reporter is not None:
+            reporter.write_line(text, red=True)
+        if session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -9,7 +9,7 @@ import random
 from typing import Any
 
 from loadaction.metrics.sinks import CounterSink, GaugeSink, RateSink, TrendSink
-from loadaction.report.results_io import validate_results
+from loadaction.results.schema import validate_results
 
 DURATION_S = 60.0
 HOSTILE = "<script>alert(1)</script> cc @octocat"

@@ -9,7 +9,7 @@ import pytest
 from loadaction.cli import main
 from loadaction.report import render
 from loadaction.report.junit import render_junit
-from loadaction.report.results_io import write_results
+from loadaction.results.io import write_results
 from tests.test_report_fixtures import HOSTILE, make_doc, passing_doc
 
 

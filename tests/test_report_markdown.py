@@ -12,13 +12,11 @@ from loadaction.errors import PlanError
 from loadaction.metrics.sinks import TrendSink
 from loadaction.report import render
 from loadaction.report.chart import MAX_POINTS, downsample, mermaid_text
-from loadaction.report.markdown import (
-    MAX_ERROR_ROWS,
-    TRUNCATION_NOTE,
-    md_escape,
-    render_markdown,
-)
-from loadaction.report.text import format_duration
+from loadaction.report.format import format_duration
+from loadaction.report.markdown import render_markdown
+from loadaction.report.markdown.context import MAX_ERROR_ROWS
+from loadaction.report.markdown.escape import md_escape
+from loadaction.report.markdown.fit import TRUNCATION_NOTE
 from tests.test_report_fixtures import _threshold, make_doc, passing_doc, rate, trend
 
 ZWJ = "\u200d"

@@ -8,12 +8,8 @@ import pytest
 from tests.test_report_fixtures import make_doc
 
 from loadaction.errors import ExitCode, PlanError
-from loadaction.report.results_io import (
-    load_results,
-    select_sink,
-    tally_budgets,
-    write_results,
-)
+from loadaction.report.document import select_sink, tally_budgets
+from loadaction.results.io import load_results, write_results
 
 
 @pytest.fixture
@@ -69,11 +65,13 @@ def test_unwritable_document_keeps_the_old_file(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["results.json"]
 
 
+@pytest.mark.invalid_results
 def test_invalid_json_names_the_line(in_tmp: Path) -> None:
     message = _load_error('{\n  "schema": 1,\n  "plan": }\n')
     assert message == "results.json:3: invalid JSON: Expecting value (column 11)"
 
 
+@pytest.mark.invalid_results
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
@@ -84,37 +82,36 @@ def test_invalid_json_names_the_line(in_tmp: Path) -> None:
             '{"schema": true}',
             "results.json: unsupported results schema true (this loadaction reads schema 1)",
         ),
-        (_with(metrics=...), "results.json: invalid results document: missing 'metrics'"),
-        (
-            _with(thresholds={}),
-            "results.json: invalid results document: 'thresholds' must be an array, got object",
-        ),
-        (
-            _with(duration_s="60"),
-            "results.json: invalid results document: 'duration_s' must be a number, got string",
-        ),
+        (_with(metrics=...), "results.json: $: 'metrics' is a required property"),
+        (_with(thresholds={}), "results.json: $.thresholds: {} is not of type 'array'"),
+        (_with(duration_s="60"), "results.json: $.duration_s: '60' is not of type 'number'"),
         (
             _with(errors=[{"message": "boom"}]),
-            "results.json: invalid results document: missing 'errors[0].count'",
+            "results.json: $.errors[0]: 'count' is a required property",
         ),
         (
             _with(thresholds=[{"metric": "vus", "expression": "value<1", "verdict": "maybe"}]),
-            "results.json: invalid results document: 'thresholds[0].verdict' must be one of "
-            '"pass", "fail", "no data", got "maybe"',
+            "results.json: $.thresholds[0].verdict: 'maybe' is not one of "
+            "['pass', 'fail', 'no data']",
         ),
         (
             _with(metrics={"vus": {"type": "histogram", "total": {}}}),
-            "results.json: invalid results document: 'metrics.vus.type' must be one of "
-            '"counter", "rate", "gauge", "trend", got "histogram"',
+            "results.json: $.metrics.vus.type: 'histogram' is not one of "
+            "['counter', 'rate', 'gauge', 'trend']",
         ),
         (
             _with(metrics={"t": {"type": "trend", "total": {"count": 2, "avg": 1}}}),
-            "results.json: invalid results document: missing 'metrics.t.total.min'",
+            "results.json: $.metrics.t.total: 'min' is a required property",
         ),
         (
             _with(metrics={"r": {"type": "rate", "total": {"passes": 1, "fails": 0},
                                  "by_tags": [{"tags": {}, "sink": {"passes": 1}}]}}),
-            "results.json: invalid results document: missing 'metrics.r.by_tags[0].sink.fails'",
+            "results.json: $.metrics.r.by_tags[0].sink: 'fails' is a required property",
+        ),
+        (
+            _with(status="paused"),
+            "results.json: $.status: 'paused' is not one of "
+            "['complete', 'aborted', 'cancelled', 'capped', 'failed', 'crashed']",
         ),
     ],
 )
@@ -128,6 +125,7 @@ def test_missing_file(in_tmp: Path) -> None:
     assert str(caught.value) == "nope.json: cannot read results: No such file or directory"
 
 
+@pytest.mark.invalid_results
 def test_binary_file(in_tmp: Path) -> None:
     Path("results.json").write_bytes(b"\xff\xfe\x00")
     with pytest.raises(PlanError) as caught:

@@ -4,12 +4,8 @@ import pytest
 from tests.test_report_fixtures import HOSTILE, make_doc, passing_doc
 
 from loadaction.metrics.sinks import TrendSink
-from loadaction.report.text import (
-    format_bytes,
-    format_duration,
-    format_percent,
-    render_text,
-)
+from loadaction.report.format import format_bytes, format_duration, format_percent
+from loadaction.report.text import render_text
 
 
 def _lines(text: str) -> list[str]:

@@ -12,13 +12,13 @@ from typing import Any
 
 from loadaction.github import commands
 from loadaction.report.chaos import recovery_label, recovery_outcome
-from loadaction.report.results_io import (
+from loadaction.report.document import (
     failed_rollbacks,
     is_violation,
     recovery_budgets,
     rollback_failure,
 )
-from loadaction.report.text import observed_value
+from loadaction.report.format import observed_value
 
 BUDGET_TITLE = "Budget exceeded"
 RECOVERY_TITLE = "Recovery budget exceeded"

@@ -20,7 +20,7 @@ from loadaction.github.comments import Failed, Posted, Skipped, key_problem
 from loadaction.github.environment import DEFAULT_API_URL, Environment
 from loadaction.github.publish import publish_comment
 from loadaction.github.step import COMMENT_MODES, GitHubOptions, GitHubStep
-from loadaction.report.results_io import load_results
+from loadaction.results.io import load_results
 
 TOKEN_ENV = "GITHUB_TOKEN"
 

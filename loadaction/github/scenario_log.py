@@ -16,8 +16,8 @@ from typing import Any
 
 from loadaction.github import commands
 from loadaction.metrics.thresholds import format_value
-from loadaction.report.results_io import is_violation
-from loadaction.report.text import (
+from loadaction.report.document import is_violation
+from loadaction.report.format import (
     FAIL,
     PASS,
     clean,

@@ -32,7 +32,7 @@ from loadaction.github.outputs import (
 from loadaction.github.publish import publish_comment
 from loadaction.github.scenario_log import scenario_groups
 from loadaction.report import render
-from loadaction.report.results_io import tally_budgets
+from loadaction.report.document import tally_budgets
 
 COMMENT_MODES = ("always", "on-failure", "never")
 FORK_HINT = ("a pull request from a fork gets a read-only token; post the comment from a "

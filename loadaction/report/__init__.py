@@ -1,5 +1,15 @@
 """Reports: pure functions of a results document (docs/results-schema.md),
-so a report can be re-rendered from an old run's results.json at any time."""
+so a report can be re-rendered from an old run's results.json at any time.
+
+    document.py  the questions every report asks of the document (violations, faults)
+    format.py    how values read in every report (durations, bytes, rates, marks)
+    chaos.py     how every report words the chaos section
+    text.py      the terminal summary
+    markdown/    the Markdown report (PR comment, job summary)
+    junit.py     JUnit XML
+    chart.py     Mermaid charts for the Markdown report
+    baseline.py  comparing a run with an earlier one
+"""
 
 from __future__ import annotations
 
@@ -11,20 +21,11 @@ from typing import Any
 from loadaction.errors import PlanError, did_you_mean
 from loadaction.report.junit import render_junit
 from loadaction.report.markdown import render_markdown
-from loadaction.report.results_io import load_results, write_results
 from loadaction.report.text import render_text
 
 FORMATS = ("text", "json", "md", "junit")
 
-__all__ = [
-    "FORMATS",
-    "load_results",
-    "render",
-    "render_junit",
-    "render_markdown",
-    "render_text",
-    "write_results",
-]
+__all__ = ["FORMATS", "render"]
 
 
 def render(

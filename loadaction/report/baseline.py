@@ -4,14 +4,13 @@ each number, not only whether a budget still holds."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from loadaction.metrics.thresholds import format_value, parse_selector, parse_threshold
-from loadaction.report.text import observed_value, threshold_metric
+from loadaction.report.format import Formatter, observed_value, threshold_metric
 
-Formatter = Callable[[float], str]
 ThresholdKey = tuple[object, object]
 
 

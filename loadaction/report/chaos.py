@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from loadaction.metrics.thresholds import format_value
-from loadaction.report.results_io import chaos_faults
+from loadaction.report.document import chaos_faults
 
 Window = tuple[float, float]
 

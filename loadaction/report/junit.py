@@ -18,14 +18,14 @@ from typing import Any
 
 from loadaction.metrics.thresholds import format_value
 from loadaction.report.chaos import recovery_label, recovery_outcome
-from loadaction.report.results_io import (
+from loadaction.report.document import (
     ROLLBACK_NOT_NEEDED,
     chaos_faults,
     is_violation,
     recovery_budgets,
     rollback_failure,
 )
-from loadaction.report.text import (
+from loadaction.report.format import (
     aggregation_label,
     format_percent,
     observed_value,
