@@ -125,7 +125,7 @@ def test_fixtures_are_valid_documents() -> None:
     validate_results(recovered_doc(), "results.json")
 
 
-# ------------------------------------------------------------- results_io
+# ---------------------------------------------------------------- schema
 
 
 def _problem(change: Any) -> str:
@@ -540,3 +540,57 @@ def test_no_chaos_suite_without_chaos() -> None:
     root = ET.fromstring(render(make_doc(), "junit").encode("utf-8"))
     assert "chaos" not in [s.get("name") for s in root.findall("testsuite")]
     assert HOSTILE  # the fixture's hostile strings are covered by test_report_junit
+
+
+# ---------------------------------------------------- planned and actual windows
+
+
+def windowed_doc() -> dict[str, Any]:
+    """The chaos fixture with the fields newer documents carry: slow-target's
+    window opened late (its start action took 0.3 s) and closed at its planned
+    end, then its rollback finished; kill-db was ended early by a stop."""
+    doc = chaos_doc()
+    slow, kill, late = doc["chaos"]["faults"]
+    slow.update(planned_end_s=35.0, started_at_s=20.3, ended_at_s=35.0, rolled_back_at_s=35.04)
+    kill.update(planned_end_s=55.0, ended_at_s=50.2, rolled_back_at_s=None)
+    late.update(planned_end_s=80.0, rolled_back_at_s=None)
+    return doc
+
+
+def test_text_shows_both_windows_the_early_stop_and_the_rollback_time() -> None:
+    assert [line for line in render_text(windowed_doc()).splitlines() if "planned" in line] == [
+        "    slow-target  http       planned 20.0s–35.0s  ran 20.3s–35.0s                  "
+        "rollback ok at 35.0s",
+        ("    kill-db      toxiproxy  planned 45.0s–55.0s  ran 45.1s–50.2s (stopped early)  "
+         "rollback FAILED: HTTP 503 from toxiproxy"),
+        "    late         abort      planned 70.0s–80.0s  not started                      "
+        "rollback not needed",
+    ]
+
+
+def test_the_planned_end_comes_from_the_document_when_it_has_one() -> None:
+    doc = windowed_doc()
+    doc["chaos"]["faults"][0]["planned_end_s"] = 34.5
+    assert "planned 20.0s–34.5s" in render_text(doc)
+
+
+def test_markdown_shows_both_windows_the_early_stop_and_the_rollback_time() -> None:
+    section = _section(render_markdown(windowed_doc()), "Chaos")
+    assert "| slow-target | http | 20.0s–35.0s | 20.3s–35.0s | ✅ ok at 35.0s |\n" in section
+    assert ("| kill-db | toxiproxy | 45.0s–55.0s | 45.1s–50.2s (stopped early) | "
+            "❌ **FAILED**: HTTP 503 from toxiproxy |\n") in section
+
+
+def test_junit_rollback_cases_carry_both_windows() -> None:
+    cases = {c.get("name"): c for c in _chaos_suite(windowed_doc()).findall("testcase")}
+    out = cases["rollback slow-target"].find("system-out")
+    assert out is not None and out.text == (
+        "fault slow-target (http) rolled back; planned 20.0s–35.0s, ran 20.3s–35.0s")
+    failure = cases["rollback kill-db"].find("failure")
+    assert failure is not None and failure.text == (
+        "fault kill-db (toxiproxy) was not rolled back: HTTP 503 from toxiproxy; "
+        "planned 45.0s–55.0s, ran 45.1s–50.2s (stopped early) (scenarios/chaos.yml:36)")
+
+
+def test_the_windowed_fixture_is_a_valid_document() -> None:
+    validate_results(json.loads(json.dumps(windowed_doc())), "results.json")

@@ -29,24 +29,48 @@ def span(value: float) -> str:
 
 
 def planned_window(fault: Mapping[str, Any]) -> str:
-    """`20.0s–35.0s` in run time. A fault whose start was never scheduled (its
-    anchor scenario never started, or the run ended first) has only its
-    offset, from its anchor's start when it has one."""
+    """`20.0s–35.0s` in run time: [planned_at_s, planned_end_s), the end
+    being the planned start plus the duration in documents that predate
+    `planned_end_s`. A fault whose start was never scheduled (its anchor
+    scenario never started, or the run ended first) has only its offset,
+    from its anchor's start when it has one."""
     at, duration = fault["planned_at_s"], fault["duration_s"]
     if at is not None:
-        return f"{run_time(at)}–{run_time(at + duration)}"
+        end = fault.get("planned_end_s")
+        return f"{run_time(at)}–{run_time(end if end is not None else at + duration)}"
     offset = fault.get("at_s") or 0.0
     window = f"{run_time(offset)}–{run_time(offset + duration)}"
     return f"{window} after {fault['anchor']} started" if fault.get("anchor") else window
 
 
 def actual_window(fault: Mapping[str, Any]) -> str | None:
-    """When the fault was in force, None when it never started. A fault with
-    no end was never rolled back: it is still in force."""
+    """When the fault was in force, [started_at_s, ended_at_s): from its start
+    action's success to its planned end, or to the stop that ended it early
+    (said when the document has the planned end to tell). None when it never
+    started; a fault with no end was never rolled back: it is still in force."""
     started, ended = fault["started_at_s"], fault["ended_at_s"]
     if started is None:
         return None
-    return f"{run_time(started)}–{run_time(ended) if ended is not None else 'still active'}"
+    if ended is None:
+        return f"{run_time(started)}–still active"
+    window = f"{run_time(started)}–{run_time(ended)}"
+    planned_end = fault.get("planned_end_s")
+    if planned_end is not None and run_time(ended) != run_time(planned_end) and ended < planned_end:
+        window += " (stopped early)"
+    return window
+
+
+def rolled_back_at(fault: Mapping[str, Any]) -> str | None:
+    """When the rollback finished, `35.1s`; None when the document does not
+    say (no rollback, or a document that predates `rolled_back_at_s`)."""
+    moment = fault.get("rolled_back_at_s")
+    return run_time(moment) if moment is not None else None
+
+
+def windows_text(fault: Mapping[str, Any]) -> str:
+    """`planned 20.0s–35.0s, ran 20.0s–35.0s`: both windows in one phrase."""
+    ran = actual_window(fault)
+    return f"planned {planned_window(fault)}, {f'ran {ran}' if ran else 'not started'}"
 
 
 def fault_windows(doc: Mapping[str, Any]) -> list[Window]:

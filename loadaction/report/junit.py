@@ -3,7 +3,8 @@ reporter actions, GitLab, Jenkins) list budgets and checks as test cases.
 
 One <testsuite> per scenario holds the thresholds filtered on that scenario,
 one more holds the plan-wide thresholds, a `chaos` suite holds the recovery
-budgets and the rollbacks of the faults that needed one, and a `checks`
+budgets and the rollbacks of the faults that needed one (with the
+faults' planned and actual windows), and a `checks`
 suite holds the checks. Reporters group and annotate by suite, classname,
 file and line, so every threshold, recovery budget and rollback case
 carries the plan file and line it came from.
@@ -17,7 +18,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from loadaction.metrics.thresholds import format_value
-from loadaction.report.chaos import recovery_label, recovery_outcome
+from loadaction.report.chaos import recovery_label, recovery_outcome, windows_text
 from loadaction.report.document import (
     ROLLBACK_NOT_NEEDED,
     chaos_faults,
@@ -146,10 +147,13 @@ def _rollback_case(fault: Mapping[str, Any]) -> ET.Element:
     case = _case(f"rollback {fault['name']}", f"loadaction.{CHAOS}")
     where = _where(_set_source(case, fault))
     why = rollback_failure(fault)
+    windows = windows_text(fault)
     if why is None:
-        _child(case, "system-out", text=f"fault {fault['name']} ({fault['kind']}) rolled back")
+        _child(case, "system-out",
+               text=f"fault {fault['name']} ({fault['kind']}) rolled back; {windows}")
     else:
-        detail = f"fault {fault['name']} ({fault['kind']}) was not rolled back: {why}{where}"
+        detail = (f"fault {fault['name']} ({fault['kind']}) was not rolled back: {why}; "
+                  f"{windows}{where}")
         _child(case, "failure", message=f"not rolled back: {why}", type="rollback", text=detail)
     return case
 

@@ -16,6 +16,7 @@ from loadaction.report.chaos import (
     planned_window,
     recovery_label,
     recovery_outcome,
+    rolled_back_at,
 )
 from loadaction.report.document import (
     chaos_faults,
@@ -161,7 +162,8 @@ def _rollback_text(fault: Mapping[str, Any], paint: _Paint) -> str:
     so a failed rollback is the loudest line of the summary."""
     why = rollback_failure(fault)
     if why is None:
-        return f"rollback {clean(fault['rollback'])}"
+        moment = rolled_back_at(fault)
+        return f"rollback {clean(fault['rollback'])}" + (f" at {moment}" if moment else "")
     return paint(f"rollback FAILED: {clean(why)}", _BOLD + _RED)
 
 

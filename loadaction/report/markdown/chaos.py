@@ -12,6 +12,7 @@ from loadaction.report.chaos import (
     phase_table,
     planned_window,
     recovery_outcome,
+    rolled_back_at,
     span,
 )
 from loadaction.report.chart import fault_chart
@@ -57,6 +58,7 @@ def _fault_row(fault: Mapping[str, Any]) -> dict[str, Any]:
         "start_error": fault.get("start_error"),
         "rollback": fault["rollback"],
         "rollback_error": rollback_failure(fault),
+        "rolled_back_at": rolled_back_at(fault),
     }
 
 
