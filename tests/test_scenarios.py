@@ -103,6 +103,13 @@ def test_the_scenarios_webhook_signatures_verify_with_stripes_own_library(tmp_pa
         stripe.WebhookSignature.verify_header(received[0][0].decode(), received[0][1], "whsec_other", 300)
 
 
+def _samples(doc: dict, metric: str, phase: str) -> int:
+    """Samples of a rate metric sent while `phase` held (a list tag: any of its labels)."""
+    return sum(row["sink"]["passes"] + row["sink"]["fails"]
+               for row in doc["metrics"][metric]["by_tags"]
+               if phase in row["tags"].get("phase", "").split(","))
+
+
 def test_the_chaos_plan_passes_on_a_healthy_target(tmp_path):
     code, doc = _demo(tmp_path, "--chaos")
     assert _failed(doc) == set()
@@ -110,7 +117,16 @@ def test_the_chaos_plan_passes_on_a_healthy_target(tmp_path):
     faults = {f["name"]: f for f in doc["chaos"]["faults"]}
     assert faults["slow-target"]["rollback"] == "ok"
     assert all(f["started_at_s"] is not None for f in faults.values())
+    assert all(f["ended_at_s"] == f["planned_end_s"] for f in faults.values()
+               if f["name"] not in ("forged-webhooks", "rotated-secret"))  # those end with their scenario
     assert doc["chaos"]["recovery"][0]["verdict"] == "pass"
+    # the budgets judged per phase had evidence: checkouts sent before, during
+    # and after the slow target (10 VUs at smoke; each sends about every 2 s)
+    for phase, least in (("during:aborted-checkouts", 5), ("during:retried-checkouts", 3),
+                         ("during:slow-target", 4), ("after:slow-target", 1)):
+        assert _samples(doc, "checkout_errors", phase) >= least, phase
+    gated = {t["metric"]: t for t in doc["thresholds"]}["checkout_errors{phase:during:slow-target}"]
+    assert gated["verdict"] == "pass" and gated["observed"] is not None
 
 
 @pytest.mark.parametrize("fault, violated", [

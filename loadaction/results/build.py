@@ -97,7 +97,7 @@ def _fault(record: FaultRecord) -> dict[str, Any]:
     f = record.fault
     return {
         "name": f.name, "kind": f.action.kind, "anchor": f.anchor,
-        "at_s": f.at, "duration_s": f.duration, "source": _source(f.source),
+        "at_s": _round(f.at), "duration_s": _round(f.duration), "source": _source(f.source),
         "planned_at_s": _round(record.planned_at_s), "planned_end_s": _round(record.planned_end_s),
         "started_at_s": _round(record.started_at_s), "ended_at_s": _round(record.ended_at_s),
         "rolled_back_at_s": _round(record.rolled_back_at_s),
