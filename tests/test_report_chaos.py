@@ -557,6 +557,15 @@ def windowed_doc() -> dict[str, Any]:
     return doc
 
 
+def test_only_a_rollback_that_happened_gets_a_time() -> None:
+    doc = windowed_doc()
+    doc["chaos"]["faults"][2].update(kind="abort", started_at_s=70.0, ended_at_s=80.0,
+                                     rolled_back_at_s=80.0)  # client faults need none
+    [late] = [line for line in render_text(doc).splitlines() if line.startswith("    late")]
+    assert late.endswith("rollback not needed")
+    assert "| late | abort | 70.0s–80.0s | 70.0s–80.0s | not needed |" in render_markdown(doc)
+
+
 def test_text_shows_both_windows_the_early_stop_and_the_rollback_time() -> None:
     assert [line for line in render_text(windowed_doc()).splitlines() if "planned" in line] == [
         "    slow-target  http       planned 20.0s–35.0s  ran 20.3s–35.0s                  "

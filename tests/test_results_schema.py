@@ -23,7 +23,12 @@ from jsonschema import Draft202012Validator
 from loadaction.cli import main
 from loadaction.demo import serve_in_thread
 from loadaction.errors import ExitCode, PlanError
-from loadaction.results.schema import json_path, results_problem, results_schema, validate_results
+from loadaction.results.schema import (
+    json_path,
+    results_problem,
+    results_schema,
+    validate_results,
+)
 from tests.test_report_chaos import chaos_doc, recovered_doc
 from tests.test_report_fixtures import make_doc, passing_doc
 

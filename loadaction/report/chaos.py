@@ -61,8 +61,8 @@ def actual_window(fault: Mapping[str, Any]) -> str | None:
 
 
 def rolled_back_at(fault: Mapping[str, Any]) -> str | None:
-    """When the rollback finished, `35.1s`; None when the document does not
-    say (no rollback, or a document that predates `rolled_back_at_s`)."""
+    """When the rollback ended, `35.1s`; None when the document does not say
+    (no start was attempted, or a document that predates `rolled_back_at_s`)."""
     moment = fault.get("rolled_back_at_s")
     return run_time(moment) if moment is not None else None
 

@@ -19,6 +19,7 @@ from loadaction.report.chaos import (
     rolled_back_at,
 )
 from loadaction.report.document import (
+    ROLLBACK_OK,
     chaos_faults,
     failed_rollbacks,
     is_violation,
@@ -162,7 +163,7 @@ def _rollback_text(fault: Mapping[str, Any], paint: _Paint) -> str:
     so a failed rollback is the loudest line of the summary."""
     why = rollback_failure(fault)
     if why is None:
-        moment = rolled_back_at(fault)
+        moment = rolled_back_at(fault) if fault["rollback"] == ROLLBACK_OK else None
         return f"rollback {clean(fault['rollback'])}" + (f" at {moment}" if moment else "")
     return paint(f"rollback FAILED: {clean(why)}", _BOLD + _RED)
 
