@@ -21,6 +21,7 @@ from pathlib import Path
 from loadaction.demo.cli import add_demo_target_parser, run_demo_target
 from loadaction.demo.command import add_demo_parser, run_demo
 from loadaction.errors import ExitCode, LoadactionError
+from loadaction.masking import mask_url_credentials, url_passwords
 from loadaction.github.cli import (
     add_comment_parser,
     add_run_arguments,
@@ -140,7 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_comment(args)
         if args.command == "report":
             from loadaction.report import render
-            from loadaction.report.results_io import load_results
+            from loadaction.results.io import load_results
             baseline = load_results(args.baseline) if args.baseline else None
             sys.stdout.write(render(load_results(args.results), args.format,
                                     color=args.format == "text" and sys.stdout.isatty(),
@@ -148,11 +149,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return ExitCode.OK
         if args.command == "validate":
             from loadaction.plan.timeline import describe
-            print(describe(_load(args)))
+            print(mask_url_credentials(describe(_load(args))))
             return ExitCode.OK
         return _run(args)
     except LoadactionError as exc:
-        print(error_line(exc, os.environ) if github else f"loadaction: {exc}", file=sys.stderr)
+        line = error_line(exc, os.environ) if github else f"loadaction: {exc}"
+        print(mask_url_credentials(line), file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         return ExitCode.NOT_CARRIED_OUT
@@ -167,7 +169,7 @@ def _run(args: argparse.Namespace) -> int:
     step = github_step(args, os.environ, load_baseline(args.baseline))
     plan = _load(args)
     if step is not None:
-        step.mask(plan.secrets.values())
+        step.mask([*plan.secrets.values(), *url_passwords(plan.target)])
     code = asyncio.run(run_and_report(plan, out=args.out, quiet=args.quiet,
                                       progress_interval_s=args.progress_interval,
                                       after=step.after_run if step is not None else None))

@@ -8,9 +8,25 @@ from typing import Any
 
 MASK = "***"
 
+# `scheme://user:password@host`: the password part of any URL in any text.
+_URL_CREDENTIALS = re.compile(r"(?P<head>\b[a-zA-Z][a-zA-Z0-9+.-]*://[^/\s:@]*:)(?P<password>[^@\s/]+)(?=@)")
+
+
+def mask_url_credentials(text: str) -> str:
+    """`http://user:PASSWORD@host` -> `http://user:***@host`, wherever a URL appears."""
+    if "://" not in text:
+        return text
+    return _URL_CREDENTIALS.sub(lambda m: m["head"] + MASK, text)
+
+
+def url_passwords(text: str) -> list[str]:
+    """The passwords inside URLs in `text` (for `::add-mask::`)."""
+    return [m["password"] for m in _URL_CREDENTIALS.finditer(text)] if "://" in text else []
+
 
 class Masker:
-    """Replaces every known secret value with `***`.
+    """Replaces every known secret value with `***`, and the password of any
+    URL (`user:***@host`), whether or not it was declared a secret.
 
     Values shorter than 4 characters are not masked: masking `1` or `ab` would
     garble every report while protecting nothing worth protecting.
@@ -21,14 +37,14 @@ class Masker:
         self._pattern = re.compile("|".join(map(re.escape, values))) if values else None
 
     def __call__(self, text: str) -> str:
-        if self._pattern is None or not text:
+        if not text:
             return text
-        return self._pattern.sub(MASK, text)
+        if self._pattern is not None:
+            text = self._pattern.sub(MASK, text)
+        return mask_url_credentials(text)
 
     def deep(self, value: Any) -> Any:
         """Mask every string inside a JSON-like value."""
-        if self._pattern is None:
-            return value
         if isinstance(value, str):
             return self(value)
         if isinstance(value, dict):

@@ -7,6 +7,7 @@ scenario, so the per-request cost is rendering, one dict lookup and a few adds.
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -108,7 +109,7 @@ class Requester:
         self.scenario = scenario
         self.bucket = bucket
         self.target = URL(state.plan.target)
-        self._urls: dict[str, tuple[URL, str]] = {}
+        self._urls: dict[str, tuple[URL, str, str | None]] = {}
 
     def build(self, prepared: PreparedSpec, ctx: Mapping[str, Any]) -> PreparedRequest:
         """The request to send; rendered afresh unless every part is constant
@@ -116,13 +117,15 @@ class Requester:
         if prepared.request is not None:
             return prepared.request
         spec = prepared.spec
-        url, text = self._url(spec.url.render(ctx))
+        url, text, basic_auth = self._url(spec.url.render(ctx))
         if spec.query is not None:
             query = _render_mapping(spec.query, ctx)
             if query:
                 url = url.update_query({k: _as_text(v) for k, v in query.items()})
                 text = str(url)
         headers = {name: _as_text(tpl.render(ctx)) for name, tpl in prepared.headers}
+        if basic_auth is not None and not any(k.lower() == "authorization" for k in headers):
+            headers["Authorization"] = basic_auth  # an explicit Authorization header wins
         body: bytes | None = None
         if spec.json is not None:
             body = json.dumps(spec.json.render(ctx), separators=(",", ":")).encode()
@@ -140,9 +143,11 @@ class Requester:
             prepared.request = req
         return req
 
-    def _url(self, text: str) -> tuple[URL, str]:
-        """The absolute URL for a rendered `url`, parsed and as text; both
-        are cached, as most plans send a handful of distinct URLs."""
+    def _url(self, text: str) -> tuple[URL, str, str | None]:
+        """The absolute URL for a rendered `url`, parsed and as text, and the
+        Basic authorization its `user:password@` stood for (taken out of the
+        URL, so no error message or transport ever carries it); all cached,
+        as most plans send a handful of distinct URLs."""
         known = self._urls.get(text)
         if known is None:
             url = URL(text)
@@ -150,7 +155,12 @@ class Requester:
                 base = str(self.target).rstrip("/")
                 url = URL(base + ("" if text.startswith("/") else "/") + text)
             self.state.guard.check_host(url)
-            known = (url, str(url))
+            basic = None
+            if url.user is not None:
+                pair = f"{url.user}:{url.password or ''}".encode()
+                basic = "Basic " + base64.b64encode(pair).decode("ascii")
+                url = url.with_user(None)
+            known = (url, str(url), basic)
             if len(self._urls) < 256:
                 self._urls[text] = known
         return known

@@ -9,7 +9,7 @@ import asyncio
 from collections.abc import Iterator
 from time import monotonic
 
-from loadaction.engine.executors.base import Executor, VUStopped
+from loadaction.engine.executors.base import START_BATCH, YIELD_EVERY, Executor, VUStopped
 from loadaction.engine.executors.stages import arrival_offsets, total_duration
 from loadaction.engine.vu import VirtualUser
 from loadaction.plan.model import ConstantArrivalRate, RampingArrivalRate, Stage
@@ -23,7 +23,11 @@ class ArrivalRateExecutor(Executor):
 
     async def execute(self) -> None:
         run, spec = self.run, self.spec
-        free: list[VirtualUser] = [run.new_vu() for _ in range(spec.pre_allocated_vus)]
+        free: list[VirtualUser] = []
+        for i in range(spec.pre_allocated_vus):  # in batches: thousands of VUs take a while
+            free.append(run.new_vu())
+            if i % START_BATCH == START_BATCH - 1:
+                await asyncio.sleep(0)
         in_flight: set[asyncio.Task[None]] = set()
         counts: dict[int, int] = {}  # per-VU iteration numbers
         start = monotonic()
@@ -42,10 +46,12 @@ class ArrivalRateExecutor(Executor):
             free.append(vu)
 
         async with asyncio.TaskGroup() as tg:
-            for offset in self.offsets():
+            for step, offset in enumerate(self.offsets()):
                 due = start + offset
                 if due >= end or await run.sleep_until(due):
                     break
+                if step % YIELD_EVERY == YIELD_EVERY - 1:
+                    await asyncio.sleep(0)  # behind schedule, sleep_until never suspends
                 if free:
                     vu = free.pop()
                 elif run.vus_max < spec.max_vus:

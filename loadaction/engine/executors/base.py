@@ -9,8 +9,9 @@ cancellation (those count as interrupted, not as iterations).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from time import monotonic, perf_counter_ns
+from typing import Any
 
 from loadaction.engine.data import DataExhausted
 from loadaction.engine.safety import CapReached
@@ -18,6 +19,14 @@ from loadaction.engine.state import RunState
 from loadaction.engine.status import RunStatus
 from loadaction.engine.vu import ScenarioShared, StepError, VirtualUser
 from loadaction.plan.model import Scenario
+
+
+# VUs are started this many at a time, with the event loop given a turn in
+# between, so starting thousands never keeps signals (or the ticker) waiting.
+START_BATCH = 256
+# A VU whose iterations never suspend (a flow of `set` and `record` steps)
+# still yields the event loop every this many iterations.
+YIELD_EVERY = 16
 
 
 class VUStopped(Exception):
@@ -160,6 +169,20 @@ class Executor:
     async def execute(self) -> None:
         raise NotImplementedError
 
+    async def start_vus(self, tg: asyncio.TaskGroup, count: int,
+                        loop: Callable[[VirtualUser], Coroutine[Any, Any, None]]
+                        ) -> list[asyncio.Task[None]]:
+        """`count` new VUs, each running `loop(vu)` in a task of `tg`, started
+        in batches; stops starting more once the run is told to stop."""
+        run = self.run
+        tasks: list[asyncio.Task[None]] = []
+        while len(tasks) < count and not run.stopping.is_set():
+            for _ in range(min(START_BATCH, count - len(tasks))):
+                tasks.append(tg.create_task(loop(run.new_vu())))
+            if len(tasks) < count:
+                await asyncio.sleep(0)
+        return tasks
+
     async def vu_loop(self, vu: VirtualUser, may_continue: Callable[[int], bool]) -> None:
         """Iterate while the scenario is open and `may_continue(n)` says so."""
         run = self.run
@@ -169,6 +192,8 @@ class Executor:
             while run.open and may_continue(n):
                 await run.iterate(vu, n)
                 n += 1
+                if n % YIELD_EVERY == 0:
+                    await asyncio.sleep(0)
         except VUStopped:
             pass
         finally:

@@ -19,7 +19,7 @@ class ConstantVUsExecutor(Executor):
         run, spec = self.run, self.spec
         end = monotonic() + spec.duration
         async with asyncio.TaskGroup() as tg:
-            tasks = [tg.create_task(self.vu_loop(run.new_vu(), lambda n: monotonic() < end))
-                     for _ in range(spec.vus)]
+            tasks = await self.start_vus(tg, spec.vus,
+                                         lambda vu: self.vu_loop(vu, lambda n: monotonic() < end))
             await run.wait_until(tasks, end)
             await run.finish(tasks)

@@ -19,7 +19,7 @@ class PerVUIterationsExecutor(Executor):
         run, spec = self.run, self.spec
         deadline = monotonic() + spec.max_duration
         async with asyncio.TaskGroup() as tg:
-            tasks = [tg.create_task(self.vu_loop(run.new_vu(), lambda n: n < spec.iterations))
-                     for _ in range(spec.vus)]
+            tasks = await self.start_vus(
+                tg, spec.vus, lambda vu: self.vu_loop(vu, lambda n: n < spec.iterations))
             await run.wait_until(tasks, deadline)
             await run.finish(tasks)

@@ -7,7 +7,7 @@ import asyncio
 import math
 from time import monotonic
 
-from loadaction.engine.executors.base import Executor
+from loadaction.engine.executors.base import START_BATCH, Executor
 from loadaction.engine.executors.stages import total_duration, value_at
 from loadaction.plan.model import RampingVUs
 
@@ -40,6 +40,8 @@ class RampingVUsExecutor(Executor):
                     if i >= len(slots):
                         slots.append(None)
                         vus.append(run.new_vu())
+                        if len(slots) % START_BATCH == 0:
+                            await asyncio.sleep(0)  # a steep ramp starts its VUs in batches
                     released_at.pop(i, None)
                     task = slots[i]
                     if task is None or task.done():

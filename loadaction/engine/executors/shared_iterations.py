@@ -28,7 +28,7 @@ class SharedIterationsExecutor(Executor):
 
         deadline = monotonic() + spec.max_duration
         async with asyncio.TaskGroup() as tg:
-            tasks = [tg.create_task(self.vu_loop(run.new_vu(), take))
-                     for _ in range(min(spec.vus, spec.iterations))]
+            tasks = await self.start_vus(tg, min(spec.vus, spec.iterations),
+                                         lambda vu: self.vu_loop(vu, take))
             await run.wait_until(tasks, deadline)
             await run.finish(tasks)

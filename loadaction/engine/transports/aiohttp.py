@@ -86,6 +86,8 @@ def describe_error(exc: BaseException, req: PreparedRequest) -> tuple[ErrorKind,
         return ErrorKind.DISCONNECT, f"connection lost: {exc.strerror or exc}"
     if isinstance(exc, OSError):
         return ErrorKind.CONNECT, f"network error: {exc.strerror or exc}"
+    if isinstance(exc, ValueError):
+        return ErrorKind.PROTOCOL, f"invalid request: {exc}"
     text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
     return ErrorKind.PROTOCOL, text
 
@@ -139,7 +141,9 @@ class AiohttpTransport:
                 received = len(body) + 12 + 4 * len(raw) + sum(map(len, chain.from_iterable(raw)))
                 status, headers = resp.status, resp.headers
                 error = kind = None
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError) as exc:
+            # ValueError: aiohttp refusing the request itself (a header with a
+            # line break, say): the request's fault, not the engine's
             end = perf_counter_ns()
             status, headers, body, truncated, received = 0, EMPTY_HEADERS, b"", False, 0
             kind, error = describe_error(exc, req)
