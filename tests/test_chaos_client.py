@@ -24,12 +24,12 @@ from loadaction.chaos.client_reorder import shuffled
 from loadaction.chaos.client_tamper import STALE_AGE_S, tamper
 from loadaction.demo import DemoTarget, Faults, running_target
 from loadaction.demo.faults import HEALTHY
-from loadaction.demo.stripe_signature import sign_header, verify
+from loadaction.demo.stripe_signature import verify
 from loadaction.engine.layers import Outgoing
 from loadaction.engine.transport import ErrorKind, HttpResult, PreparedRequest
 from loadaction.engine.transports.aiohttp import AiohttpTransport
 from loadaction.errors import Source
-from loadaction.metrics.registry import Registry
+from loadaction.metrics.registry import CHAOS_METRICS, Registry
 from loadaction.plan.model import (
     AbortFault,
     DuplicateFault,
@@ -40,6 +40,7 @@ from loadaction.plan.model import (
     TimeoutRetryFault,
 )
 from loadaction.plan.templates import Static
+from tests.stripe_header import sign_header
 
 SOURCE = Source("plan.yml", 1)
 TAGS = (("name", "hook"), ("scenario", "s"))
@@ -53,7 +54,7 @@ def fault(action: FaultAction, name: str = "f") -> Fault:
 class Harness:
     """The chaos client as the engine drives it (the request-layer port), with what it recorded."""
 
-    registry: Registry = field(default_factory=lambda: Registry(ClientFaults.metric_infos()))
+    registry: Registry = field(default_factory=lambda: Registry(CHAOS_METRICS))
     transport: AiohttpTransport = field(default_factory=AiohttpTransport)
     extras: list[HttpResult] = field(default_factory=list)
     admitted: int = 0
@@ -212,8 +213,8 @@ def test_nothing_active_costs_a_lookup_in_an_empty_dict():
 def test_registry_knows_the_chaos_metrics_even_when_not_declared():
     registry = Registry()
     ClientFaults.ensure_metrics(registry)
-    assert set(ClientFaults.metric_infos()) <= {m.name for m in registry}
-    assert all(info.kind == "counter" for info in ClientFaults.metric_infos().values())
+    assert set(CHAOS_METRICS) <= {m.name for m in registry}
+    assert all(info.kind == "counter" for info in CHAOS_METRICS.values())
 
 
 # --- abort ------------------------------------------------------------------------------------

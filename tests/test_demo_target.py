@@ -36,8 +36,9 @@ from loadaction.demo.app import make_app
 from loadaction.demo.faults import FaultState, parse_flags
 from loadaction.demo.idempotency import IdempotencyKeys, Saved, fingerprint
 from loadaction.demo.serve import make_store
-from loadaction.demo.stripe_signature import compute_signature, sign_header, verify
+from loadaction.demo.stripe_signature import compute_signature, verify
 from tests.conftest import postgres_url
+from tests.stripe_header import sign_header
 
 ROOT = Path(__file__).resolve().parent.parent
 class Client:

@@ -43,7 +43,7 @@ from loadaction.chaos.client_retry import TimeoutRetryEffect
 from loadaction.chaos.client_tamper import TamperEffect
 from loadaction.engine.layers import Outgoing
 from loadaction.engine.transport import ErrorKind, HttpResult, PreparedRequest
-from loadaction.metrics.registry import CHAOS_METRICS, Metric, MetricInfo, Registry
+from loadaction.metrics.registry import CHAOS_METRICS, Metric, Registry
 from loadaction.plan.model import (
     AbortFault,
     DuplicateFault,
@@ -136,10 +136,6 @@ class ClientFaults:
         for name, info in CHAOS_METRICS.items():
             if name not in registry.metrics:
                 registry.metrics[name] = Metric(name, info)
-
-    @staticmethod
-    def metric_infos() -> Mapping[str, MetricInfo]:
-        return CHAOS_METRICS
 
     # ------------------------------------------------------------ timeline side
 

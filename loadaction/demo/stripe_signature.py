@@ -52,11 +52,6 @@ def compute_signature(payload: bytes, secret: str, timestamp: int) -> str:
     return hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
 
 
-def sign_header(payload: bytes, secret: str, timestamp: int) -> str:
-    """A valid header, for tests and load plans that play Stripe."""
-    return f"t={timestamp},v1={compute_signature(payload, secret, timestamp)}"
-
-
 def _parse(header: str) -> tuple[int, list[str]] | None:
     timestamp: int | None = None
     signatures: list[str] = []
