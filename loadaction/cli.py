@@ -18,10 +18,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from loadaction.argtypes import duration, key_value, positive
 from loadaction.demo.cli import add_demo_target_parser, run_demo_target
 from loadaction.demo.command import add_demo_parser, run_demo
 from loadaction.errors import ExitCode, LoadactionError
-from loadaction.masking import mask_url_credentials, url_passwords
 from loadaction.github.cli import (
     add_comment_parser,
     add_run_arguments,
@@ -31,38 +31,13 @@ from loadaction.github.cli import (
     mask_token,
     run_comment,
 )
+from loadaction.masking import mask_url_credentials, url_passwords
 from loadaction.plan import load_plan
 from loadaction.plan.model import Limits, Plan
 from loadaction.session import run_and_report
+from loadaction.writable import check_output_dir
 
 EPILOG = __doc__.split("\n\n", 1)[1]
-
-
-def _key_value(text: str) -> tuple[str, str]:
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    return key, value
-
-
-def _positive(kind: type) -> object:
-    def parse(text: str) -> float | int:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-        return value
-    return parse
-
-
-def _duration(text: str) -> float:
-    from loadaction.plan.durations import parse_duration
-    try:
-        return parse_duration(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 class _Parser(argparse.ArgumentParser):
@@ -83,14 +58,14 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--profile", help="a profile defined in the plan (smoke, pr, full, ...)")
         p.add_argument("--scenario", action="append", default=[], metavar="NAME",
                        help="run only this scenario (repeatable)")
-        p.add_argument("--var", action="append", default=[], type=_key_value, metavar="KEY=VALUE",
+        p.add_argument("--var", action="append", default=[], type=key_value, metavar="KEY=VALUE",
                        help="set a plan variable (repeatable)")
         p.add_argument("--allow-host", action="append", default=[], metavar="HOST",
                        help="also allow requests to this host (repeatable)")
-        p.add_argument("--max-rps", type=_positive(float), help="never send more requests per second")
-        p.add_argument("--max-requests", type=_positive(int),
+        p.add_argument("--max-rps", type=positive(float), help="never send more requests per second")
+        p.add_argument("--max-requests", type=positive(int),
                        help="stop the run (exit 3) once this many requests were sent")
-        p.add_argument("--max-duration", type=_duration,
+        p.add_argument("--max-duration", type=duration,
                        help="refuse plans scheduled to run longer; stop the run at this time")
         p.add_argument("--allow-live-keys", action="store_true",
                        help="allow live Stripe keys (sk_live_, rk_live_) in secrets and vars")
@@ -99,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
                          formatter_class=argparse.RawDescriptionHelpFormatter)
     plan_args(run)
     run.add_argument("--out", type=Path, metavar="DIR", help="write DIR/results.json")
-    run.add_argument("--progress-interval", type=_positive(float), default=5.0, metavar="SECONDS",
+    run.add_argument("--progress-interval", type=positive(float), default=5.0, metavar="SECONDS",
                      help="seconds between progress lines (default 5)")
     run.add_argument("--quiet", action="store_true", help="no progress lines")
     add_run_arguments(run)
@@ -166,6 +141,8 @@ def _run(args: argparse.Namespace) -> int:
     --no-fail-on-violation changes only the exit code."""
     if args.github:
         mask_token(os.environ)
+    if args.out is not None:
+        check_output_dir(args.out, "--out", contents=("results.json", "report.md"))
     step = github_step(args, os.environ, load_baseline(args.baseline))
     plan = _load(args)
     if step is not None:

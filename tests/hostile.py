@@ -40,12 +40,14 @@ def _limit_memory() -> None:  # runs in the child, before exec
 
 
 def run_cli(args: Sequence[str], *, cwd: Path, env: Mapping[str, str] | None = None,
-            timeout_s: float = TIMEOUT_S, stdin: str | None = None) -> Outcome:
-    """`loadaction ARGS` in a bounded subprocess; a timeout kills it and fails the test."""
+            timeout_s: float = TIMEOUT_S, stdin: str | None = None,
+            program: Sequence[str] = ("-m", "loadaction")) -> Outcome:
+    """`loadaction ARGS` (or `python PROGRAM ARGS`, e.g. the action's
+    entrypoint.py) in a bounded subprocess; a timeout kills it and fails the test."""
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     full_env.pop("GITHUB_ACTIONS", None)
     start = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "-m", "loadaction", *args], cwd=cwd, env=full_env,
+    proc = subprocess.Popen([sys.executable, *program, *args], cwd=cwd, env=full_env,
                             stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             preexec_fn=_limit_memory, start_new_session=True)

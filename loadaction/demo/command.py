@@ -10,11 +10,13 @@ import os
 from pathlib import Path
 from typing import Any
 
+from loadaction.argtypes import positive
 from loadaction.demo.faults import Invalid, parse_flags
 from loadaction.demo.serve import StoreUnavailable, running_target
 from loadaction.errors import PlanError, RunError
 from loadaction.plan import load_plan
 from loadaction.session import run_and_report
+from loadaction.writable import check_output_dir
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
 PLAN = SCENARIOS / "ticketing.yml"
@@ -42,12 +44,14 @@ def add_demo_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--scenario", action="append", default=[], metavar="NAME",
                         help="run only this scenario (repeatable)")
     parser.add_argument("--out", type=Path, metavar="DIR", help="write DIR/results.json")
-    parser.add_argument("--progress-interval", type=float, default=5.0, metavar="SECONDS")
+    parser.add_argument("--progress-interval", type=positive(float), default=5.0, metavar="SECONDS")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     return parser
 
 
 async def _demo(args: argparse.Namespace) -> int:
+    if args.out is not None:
+        check_output_dir(args.out, "--out", contents=("results.json",))
     faults = parse_flags(args.fault)
     if isinstance(faults, Invalid):
         raise PlanError(faults.message)

@@ -14,11 +14,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from loadaction.errors import PlanError
 from loadaction.github import commands
 from loadaction.github.cli import TOKEN_ENV
 from loadaction.github.comments import key_problem
 from loadaction.github.environment import input_value
 from loadaction.github.step import COMMENT_MODES
+from loadaction.writable import check_output_dir
 
 # Defaults for when the runner sets no INPUT_* at all (a test, a local
 # `docker run`); they agree with action.yml, which a test checks.
@@ -59,8 +61,14 @@ def invocation(env: Mapping[str, str], bundled_plan: Path) -> Invocation:
     target = get("target")
     if not target:
         raise InputError("input 'target' is required (the base URL of the system under test)")
+    results_dir = get("results-dir") or DEFAULTS["results-dir"]
+    try:  # before anything is sent: results that cannot be written would be lost
+        check_output_dir(Path(results_dir), "input 'results-dir':",
+                         contents=("results.json", "report.md"))
+    except PlanError as exc:
+        raise InputError(exc.message) from None
     argv = ["run", get("plan") or str(bundled_plan), "--github", "--target", target,
-            "--out", get("results-dir") or DEFAULTS["results-dir"]]
+            "--out", results_dir]
     if profile := get("profile"):
         argv += ["--profile", profile]
     for scenario in _items(get("scenarios")):

@@ -21,6 +21,7 @@ from loadaction.github.environment import DEFAULT_API_URL, Environment
 from loadaction.github.publish import publish_comment
 from loadaction.github.step import COMMENT_MODES, GitHubOptions, GitHubStep
 from loadaction.results.io import load_results
+from loadaction.writable import check_appendable_file
 
 TOKEN_ENV = "GITHUB_TOKEN"
 
@@ -65,7 +66,13 @@ def github_step(args: argparse.Namespace, env: Mapping[str, str],
         raise PlanError(f"--comment-key: {problem}")
     options = GitHubOptions(comment=args.comment, comment_key=args.comment_key,
                             summary=args.summary, baseline=baseline, out=args.out)
-    return GitHubStep(options, Environment.from_env(env), env.get(TOKEN_ENV))
+    environment = Environment.from_env(env)
+    # checked before anything is sent, so a run's results are never lost to them
+    if args.summary and environment.summary_path is not None:
+        check_appendable_file(environment.summary_path, "GITHUB_STEP_SUMMARY")
+    if environment.output_path is not None:
+        check_appendable_file(environment.output_path, "GITHUB_OUTPUT")
+    return GitHubStep(options, environment, env.get(TOKEN_ENV))
 
 
 def error_line(exc: LoadactionError, env: Mapping[str, str]) -> str:

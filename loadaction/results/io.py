@@ -73,5 +73,7 @@ def load_results(path: Path) -> dict[str, Any]:
         raise PlanError(
             f"invalid JSON: {exc.msg} (column {exc.colno})", Source(str(path), exc.lineno)
         ) from None
+    except RecursionError:  # `[[[[…` a hundred thousand deep: not a results document
+        raise PlanError(f"{path}: invalid JSON: nested too deeply to be a results document") from None
     validate_results(doc, str(path))
     return doc  # type: ignore[no-any-return]
