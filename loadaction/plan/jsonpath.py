@@ -50,15 +50,31 @@ class CompiledPath:
         return f"CompiledPath({self.text!r})"
 
 
+_COMPILED: dict[str, CompiledPath] = {}
+_CACHE_SIZE = 4096
+
+
 def compile_path(text: str, source: Source) -> CompiledPath:
-    """Parse `$...` now, so a typo fails the plan instead of every check."""
+    """Parse `$...` now, so a typo fails the plan instead of every check.
+
+    jsonpath_ng's parser takes most of a millisecond per path, and large
+    plans repeat the same few paths, so each text is parsed once (compiled
+    paths are immutable, so they are shared)."""
+    compiled = _COMPILED.get(text)
+    if compiled is not None:
+        return compiled
     if not text.startswith("$"):
         raise PlanError(f"invalid JSON path '{text}': must start with '$'", source)
     try:
         expression = parse(text)
     except (JSONPathError, ValueError, TypeError) as exc:
         raise PlanError(f"invalid JSON path '{text}': {exc}", source) from None
-    return CompiledPath(text, expression)
+    except RecursionError:
+        raise PlanError(f"invalid JSON path '{text[:40]}...': nested too deeply", source) from None
+    if len(_COMPILED) >= _CACHE_SIZE:
+        _COMPILED.clear()
+    compiled = _COMPILED[text] = CompiledPath(text, expression)
+    return compiled
 
 
 def _plain_steps(expression: jsonpath.JSONPath) -> tuple[str | int, ...] | None:

@@ -28,8 +28,9 @@ from loadaction.plan.references import check_references
 from loadaction.plan.requests import parse_headers
 from loadaction.plan.safety import check_live_keys, check_max_duration
 from loadaction.plan.scenarios import parse_scenario
-from loadaction.plan.source import Entry, Map, Node, Scalar, Seq
+from loadaction.plan.source import Entry, Map, Node, Scalar, Seq, collections_paused
 from loadaction.plan.steps import FlowParser
+from loadaction.plan.template_cache import CachedTemplates
 from loadaction.plan.templates import Static, Templates, is_template
 
 DEFAULT_TIMEOUT = 60.0
@@ -46,6 +47,15 @@ def load_plan(path: str | Path, *, target: str | None = None, profile: str | Non
     add plan vars, `scenarios` keeps only the named ones, `profile` scales
     the plan, and `env` (default: os.environ) feeds `env.*` and secrets.
     """
+    with collections_paused():  # a large plan is a large tree of small objects
+        return _load_plan(path, target=target, profile=profile, scenarios=scenarios, vars=vars,
+                          env=env, limits=limits, extra_allowed_hosts=extra_allowed_hosts)
+
+
+def _load_plan(path: str | Path, *, target: str | None, profile: str | None,
+               scenarios: Sequence[str], vars: Mapping[str, str],
+               env: Mapping[str, str] | None, limits: Limits,
+               extra_allowed_hosts: Sequence[str]) -> Plan:
     env = dict(os.environ if env is None else env)
     plan_path = Path(path)
     document = read_plan(plan_path)
@@ -53,7 +63,7 @@ def load_plan(path: str | Path, *, target: str | None = None, profile: str | Non
     name_node = root.get("name")
     name = expect_str(name_node, "name") if name_node is not None else plan_path.stem
     _check_selection(scenarios, document.named["scenarios"])
-    templates = Templates()
+    templates = CachedTemplates()
     plan_target = resolve_target(root, target, templates, env)
     hosts = allowed_hosts(plan_target, root, extra_allowed_hosts)
     secrets = _secrets(document.secrets, env)
