@@ -11,6 +11,7 @@ import csv
 import io
 import json
 import os
+import stat
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, cast, get_args
@@ -18,9 +19,11 @@ from typing import Any, cast, get_args
 from loadaction.errors import PlanError
 from loadaction.plan.fields import check_keys, expect_choice, expect_map, expect_str, required
 from loadaction.plan.model import DataMode, DataSource
-from loadaction.plan.source import Entry, Node
+from loadaction.plan.source import Entry, Node, format_bytes
 
 DATA_MODES: tuple[str, ...] = get_args(DataMode)
+MAX_DATA_BYTES = 256 << 20
+"""A data file is read whole and held for the run: 256 MiB is millions of rows."""
 
 
 def parse_data(entries: Mapping[str, Entry]) -> dict[str, DataSource]:
@@ -51,10 +54,25 @@ def _read_rows(name: str, node: Node) -> tuple[dict[str, Any], ...]:
     if suffix not in (".json", ".csv"):
         raise PlanError(f"data '{name}': {written} must be a .json or .csv file", node.source)
     try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError(0, "Is a directory" if stat.S_ISDIR(info.st_mode)
+                          else "not a regular file")
+        if info.st_size > MAX_DATA_BYTES:
+            raise PlanError(f"data '{name}': {path} is larger than "
+                            f"{format_bytes(MAX_DATA_BYTES)} ({format_bytes(info.st_size)}), "
+                            "the size limit for a data file", node.source,
+                            "split it, or draw fewer rows") from None
+        data = path.read_bytes()
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
         raise PlanError(f"data '{name}': cannot read {path}: {reason}", node.source) from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise PlanError(f"data '{name}': {path}: not valid UTF-8 (byte 0x{data[exc.start]:02x} "
+                        f"in line {line})", node.source) from None
     try:
         return _json_rows(text) if suffix == ".json" else _csv_rows(text)
     except ValueError as exc:
@@ -66,6 +84,8 @@ def _json_rows(text: str) -> tuple[dict[str, Any], ...]:
         rows = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ValueError(f"invalid JSON at line {exc.lineno}: {exc.msg}") from None
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
     if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
         raise ValueError("expected a JSON list of objects")
     return tuple(rows)

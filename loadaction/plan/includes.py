@@ -13,7 +13,7 @@ from pathlib import Path
 
 from loadaction.errors import PlanError, Source
 from loadaction.plan.fields import check_keys, expect_map, expect_seq, expect_str
-from loadaction.plan.source import Entry, Map, Node, Seq, read_yaml
+from loadaction.plan.source import Entry, Map, Node, ReadBudget, Seq, read_yaml
 
 ROOT_KEYS = (
     "name", "target", "allowedHosts", "extends", "include", "secrets", "vars", "defaults", "data",
@@ -43,21 +43,26 @@ MERGED_KEYS = ("include", "thresholds", "secrets", *NAMED_SECTIONS)
 
 
 def read_plan(path: Path, display: str | None = None,
-              chain: tuple[tuple[Path, str], ...] = (), cited_at: Source | None = None) -> PlanDocument:
+              chain: tuple[tuple[Path, str], ...] = (), cited_at: Source | None = None,
+              budget: ReadBudget | None = None) -> PlanDocument:
+    """The plan at `path` with its base (`extends`) and includes merged; all
+    files together stay within one read budget (size, values, aliases)."""
     display = display or str(path)
-    root = expect_map(read_yaml(path, display, cited_at), "plan")
+    budget = budget or ReadBudget()
+    root = expect_map(read_yaml(path, display, cited_at, budget), "plan")
     check_keys(root, ROOT_KEYS, "at the top level")
     link = (path.resolve(), display)
     base_node = root.get("extends")
     if base_node is None:
         document = PlanDocument(root)
     else:
-        document = _extend(root, base_node, (*chain, link))
-    _Merger(document).merge(root, (link,))
+        document = _extend(root, base_node, (*chain, link), budget)
+    _Merger(document, budget).merge(root, (link,))
     return document
 
 
-def _extend(root: Map, base_node: Node, chain: tuple[tuple[Path, str], ...]) -> PlanDocument:
+def _extend(root: Map, base_node: Node, chain: tuple[tuple[Path, str], ...],
+            budget: ReadBudget) -> PlanDocument:
     """`extends: base.yml`: the base plan with this file's top-level keys over it
     and its named sections, thresholds and secrets added (names stay unique)."""
     real, display = chain[-1]
@@ -67,7 +72,7 @@ def _extend(root: Map, base_node: Node, chain: tuple[tuple[Path, str], ...]) -> 
     if base_real in [link[0] for link in chain]:
         names = " -> ".join((*(link[1] for link in chain), base_display))
         raise PlanError(f"extends cycle: {names}", base_node.source)
-    base = read_plan(base_real, base_display, chain, base_node.source)
+    base = read_plan(base_real, base_display, chain, base_node.source, budget)
     entries = {k: e for k, e in base.root.entries.items() if k not in ("extends", *MERGED_KEYS)}
     entries.update({k: e for k, e in root.entries.items() if k not in ("extends", *MERGED_KEYS)})
     return PlanDocument(Map(entries, root.source), named=base.named,
@@ -78,8 +83,9 @@ class _Merger:
     """Depth-first over includes; `chain` is the (real path, shown name) of
     each file from the root down to the one being merged."""
 
-    def __init__(self, document: PlanDocument):
+    def __init__(self, document: PlanDocument, budget: ReadBudget):
         self.document = document
+        self.budget = budget
         self.loaded: set[Path] = set()
 
     def merge(self, node: Map, chain: tuple[tuple[Path, str], ...]) -> None:
@@ -117,7 +123,7 @@ class _Merger:
                 raise PlanError(f"include cycle: {cycle}", item.source)
             if child_real in self.loaded:
                 continue  # a diamond: the shared file is already merged
-            child = expect_map(read_yaml(child_real, child_display, item.source),
+            child = expect_map(read_yaml(child_real, child_display, item.source, self.budget),
                                f"included file {child_display}")
             check_keys(child, PARTIAL_KEYS, f"in included file {child_display}")
             self.merge(child, (*chain, (child_real, child_display)))

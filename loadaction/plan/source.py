@@ -215,21 +215,23 @@ def format_bytes(count: int) -> str:
 # ---------------------------------------------------------------- reading
 
 def _read_bytes(path: Path, display: str, cited_at: Source | None, budget: ReadBudget) -> bytes:
-    """The file's bytes, refusing before reading what the budget cannot hold
-    (a FIFO or device reports no size: at most the budget plus one is read)."""
+    """The file's bytes, refusing before reading what the budget cannot hold;
+    only regular files are read (a FIFO would block, a device never end)."""
     remaining = budget.max_bytes - budget.bytes
     try:
+        info = os.stat(path)
+        if stat.S_ISDIR(info.st_mode):
+            raise IsADirectoryError(21, "Is a directory")
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError(0, "not a regular file")
+        if info.st_size > remaining:
+            raise _too_large(display, info.st_size, cited_at, budget)
         with open(path, "rb") as handle:
-            info = os.fstat(handle.fileno())
-            if stat.S_ISDIR(info.st_mode):
-                raise IsADirectoryError(21, "Is a directory")
-            if stat.S_ISREG(info.st_mode) and info.st_size > remaining:
-                raise _too_large(display, info.st_size, cited_at, budget)
             data = handle.read(remaining + 1)
     except OSError as exc:
         reason = exc.strerror or str(exc)
         raise PlanError(f"cannot read {display}: {reason}", cited_at) from None
-    if len(data) > remaining:
+    if len(data) > remaining:  # it grew while we read it
         raise _too_large(display, None, cited_at, budget)
     budget.bytes += len(data)
     return data
