@@ -26,7 +26,8 @@ def test_latency_budget(target, write_plan, run_plan, ms, budget, code):
     assert got == code
     t = _verdicts(doc)[("http_req_duration{name:slow}", budget)]
     assert t["verdict"] == ("pass" if code == 0 else "fail")
-    assert t["observed"] == pytest.approx(ms, rel=0.5)
+    # the server holds each request `ms`: a floor; a busy runner only adds to it
+    assert ms <= t["observed"] < ms + 200
     assert t["source"]["line"] == 3
 
 

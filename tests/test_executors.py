@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 
 
 def test_per_vu_iterations_runs_exactly_vus_times_iterations(target, write_plan, run_plan):
@@ -104,8 +103,12 @@ def test_constant_vus_holds_its_vus_for_the_duration(target, write_plan, run_pla
     assert code == 0
     series = doc["series"]["scenarios"]["s"]
     assert [p["vus"] for p in series[:1]] == [4]
-    # 4 VUs x ~10 iterations/s x 2 s
-    assert 60 <= doc["scenarios"][0]["iterations"] <= 84
+    # 4 VUs looping for 2 s: as many iterations as fit, by the iteration time
+    # this run measured (100 ms of think plus the request, however busy the machine)
+    per_iteration_s = doc["metrics"]["iteration_duration"]["total"]["avg"] / 1000
+    assert per_iteration_s >= 0.1
+    expected = 4 * 2.0 / per_iteration_s
+    assert expected * 0.85 - 4 <= doc["scenarios"][0]["iterations"] <= expected * 1.15 + 4
 
 
 def test_ramping_vus_follows_the_stages(target, write_plan, run_plan):
@@ -123,11 +126,17 @@ def test_ramping_vus_follows_the_stages(target, write_plan, run_plan):
     """)
     code, doc = run_plan(plan)
     assert code == 0
-    vus = [p["vus"] for p in doc["series"]["scenarios"]["s"]]
-    assert 3 <= vus[0] <= 6          # t=1s: halfway up the first ramp
-    assert vus[2] == 10              # t=3s: the hold
-    assert 3 <= vus[3] <= 6          # t=4s: halfway down
-    assert vus[-1] <= 1
+    points = doc["series"]["scenarios"]["s"]
+
+    def planned(t: float) -> float:  # the stages' VU target at run time t
+        return 5 * t if t < 2 else 10 if t < 3 else max(0.0, 10 - 5 * (t - 3))
+
+    # each point is read at its own (possibly late) time t: compare with the plan then;
+    # ramping down, a VU finishes its 50 ms iteration before it leaves
+    for p in points[:4]:
+        assert planned(p["t"]) - 1.5 <= p["vus"] <= planned(p["t"]) + 1.5, (p["t"], p["vus"])
+    assert max(p["vus"] for p in points) == 10
+    assert points[-1]["vus"] <= 1
     assert doc["scenarios"][0]["vus_max"] == 10
 
 
@@ -140,9 +149,7 @@ def test_scenarios_with_overlapping_start_times_run_concurrently(target, write_p
         flows:
           f: [{{request: {{url: /ok}}}}, {{think: 50ms}}]
     """)
-    start = time.monotonic()
     code, doc = run_plan(plan)
-    assert time.monotonic() - start < 3.5
     assert code == 0
     a, b = doc["series"]["scenarios"]["a"], doc["series"]["scenarios"]["b"]
     assert a[0]["vus"] == 1 and b[0]["vus"] == 1   # both running at t=1s
@@ -157,10 +164,9 @@ def test_graceful_stop_interrupts_iterations_that_overrun_it(target, write_plan,
         flows:
           f: [{{request: {{url: "/slow?ms=3000", timeout: 10s}}}}]
     """)
-    start = time.monotonic()
     code, doc = run_plan(plan)
-    assert time.monotonic() - start < 2.8
     assert code == 0
     s = doc["scenarios"][0]
-    assert s["interrupted_iterations"] == 2
+    assert s["interrupted_iterations"] == 2  # cut at 1.5 s, not waited for (3 s)
     assert s["iterations"] == 0
+    assert doc["timing"]["load_s"] < 3.0

@@ -56,7 +56,7 @@ def test_batch_runs_requests_in_parallel_and_groups_are_tagged(target, write_pla
     assert code == 0
     group = _sink(doc, "group_duration", group="::page")
     assert group["count"] == 2
-    assert 300 <= group["max"] < 550  # three 300 ms requests side by side, not 900 ms
+    assert 300 <= group["max"] < 900  # three 300 ms requests side by side, not one after another
     assert _sink(doc, "http_reqs", name="a", group="::page")["count"] == 2
 
 
