@@ -19,6 +19,7 @@ from loadaction.plan.chaos_actions import ACTION_PARSERS, KIND_OPTIONS, REQUIRED
 from loadaction.plan.fields import (
     check_keys, expect_choice, expect_duration, expect_map, expect_seq, expect_str, required,
 )
+from loadaction.plan.limits import duration_problem
 from loadaction.plan.model import (
     BatchStep, ExtractStep, Fault, Flow, GroupStep, IfStep, RecoveryBudget, RequestStep,
     SetStep, Step,
@@ -191,6 +192,13 @@ def _fault(node: Node, templates: Templates, requests: Collection[str],
     at = expect_duration(at_node, "at") if at_node is not None else 0.0
     duration = expect_duration(required(fault, "duration", where), "duration", positive=True)
     factor = profile.duration if profile is not None else 1.0
+    if profile is not None:
+        for what, seconds in (("at", at), ("duration", duration)):
+            problem = duration_problem(seconds * factor)
+            if problem is not None:
+                raise PlanError(f"profile '{profile.name}' scales {what} of fault '{name}' "
+                                f"(x{factor:g}): {problem}",
+                                profile.factor_sources.get("duration", profile.source))
     recovery = fault.get("recovery")
     return Fault(
         name=name,

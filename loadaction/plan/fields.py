@@ -11,6 +11,7 @@ from collections.abc import Collection
 
 from loadaction.errors import PlanError, did_you_mean
 from loadaction.plan.durations import parse_duration
+from loadaction.plan.limits import duration_problem
 from loadaction.plan.source import Entry, Map, Node, Scalar, Seq, describe
 
 
@@ -82,6 +83,9 @@ def expect_duration(node: Node, what: str, *, positive: bool = False) -> float:
         raise PlanError(f"{what}: {exc}", node.source) from None
     if positive and seconds == 0:
         raise PlanError(f"{what}: must be longer than 0s", node.source)
+    problem = duration_problem(seconds)
+    if problem is not None:
+        raise PlanError(f"{what}: {problem}", node.source)
     return seconds
 
 

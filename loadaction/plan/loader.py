@@ -20,7 +20,9 @@ from loadaction.plan.data import parse_data
 from loadaction.plan.durations import parse_size
 from loadaction.plan.fields import check_keys, expect_duration, expect_map, expect_str
 from loadaction.plan.hosts import allowed_hosts, resolve_target
+from loadaction.plan.executors import executor_length
 from loadaction.plan.includes import PlanDocument, read_plan
+from loadaction.plan.limits import check_concurrency
 from loadaction.plan.metrics import parse_metrics, parse_thresholds
 from loadaction.plan.model import Fault, Flow, Limits, Plan, Renderable, Scenario, Threshold
 from loadaction.plan.profiles import parse_profiles, select_profile
@@ -110,6 +112,7 @@ def _load_plan(path: str | Path, *, target: str | None, profile: str | None,
     if not limits.allow_live_keys:
         check_live_keys(_live_key_candidates(document, vars, secrets, templates, env))
     check_max_duration(selected, limits.max_duration)
+    check_concurrency(selected, executor_length)
 
     return Plan(
         name=name,

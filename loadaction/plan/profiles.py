@@ -34,6 +34,7 @@ class Profile:
     rate: float = 1.0
     iterations: float = 1.0
     overrides: Mapping[str, Map] = field(default_factory=dict)
+    factor_sources: Mapping[str, Source] = field(default_factory=dict)  # factor -> its line
 
 
 def parse_profiles(node: Map | None, scenarios: Collection[str]) -> dict[str, Profile]:
@@ -95,23 +96,32 @@ def _scale_stage(stage: Stage, executor: str, profile: Profile) -> Stage:
     return replace(stage, duration=stage.duration * profile.duration, target=target)
 
 
+_COUNT_CEILING = 1 << 62
+"""Scaled counts stop here (the limits refuse them; floor() of inf would raise)."""
+
+
 def _scale_count(value: int, factor: float) -> int:
     """Round half up; anything that was at least 1 stays at least 1."""
     if value == 0:
         return 0
-    return max(1, math.floor(value * factor + 0.5))
+    scaled = value * factor + 0.5
+    if not scaled < _COUNT_CEILING:
+        return _COUNT_CEILING
+    return max(1, math.floor(scaled))
 
 
 def _profile(name: str, entry: Entry, scenarios: Collection[str]) -> Profile:
     node = expect_map(entry.value, f"profile '{name}'")
     check_keys(node, ("scale", "scenarios"), f"in profile '{name}'")
     factors: dict[str, float] = {}
+    factor_sources: dict[str, Source] = {}
     scale = node.get("scale")
     if scale is not None:
         scale_map = expect_map(scale, "scale")
         check_keys(scale_map, SCALE_KEYS, "in scale")
         for key, factor in scale_map.items():
             factors[key] = expect_number(factor.value, key, positive=True)
+            factor_sources[key] = factor.key_source
     overrides: dict[str, Map] = {}
     section = node.get("scenarios")
     if section is not None:
@@ -120,4 +130,5 @@ def _profile(name: str, entry: Entry, scenarios: Collection[str]) -> Profile:
                 raise PlanError(f"profile '{name}' overrides unknown scenario '{scenario}'",
                                 override.key_source, did_you_mean(scenario, scenarios))
             overrides[scenario] = expect_map(override.value, f"scenario '{scenario}'")
-    return Profile(name, entry.key_source, overrides=overrides, **factors)
+    return Profile(name, entry.key_source, overrides=overrides, factor_sources=factor_sources,
+                   **factors)

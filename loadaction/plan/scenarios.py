@@ -6,9 +6,10 @@ from collections.abc import Collection, Mapping
 
 from loadaction.errors import PlanError, did_you_mean
 from loadaction.plan.executors import (
-    EXECUTOR_OPTIONS, TIMING_OPTIONS, build_executor, read_options,
+    EXECUTOR_OPTIONS, TIMING_OPTIONS, build_executor, executor_length, read_options,
 )
 from loadaction.plan.fields import expect_choice, expect_map, expect_str, required, string_pairs
+from loadaction.plan.limits import check_options, check_scenario_length
 from loadaction.plan.metrics import parse_thresholds
 from loadaction.plan.model import MetricDecl, Scenario, Threshold
 from loadaction.plan.profiles import Profile, apply_overrides, scale_options
@@ -30,9 +31,10 @@ def parse_scenario(name: str, entry: Entry, *, flows: Collection[str],
         _check_keys(node, None, where)  # a misspelt `executor` is the likely cause
     executor = expect_choice(required(node, "executor", where), "executor", EXECUTOR_OPTIONS)
     _check_keys(node, executor, where)
-    options = read_options(node, executor, where)
+    written = read_options(node, executor, where)
     frozen = override.entries.keys() if override else ()
-    options = scale_options(options, executor, profile, frozen)
+    options = scale_options(written, executor, profile, frozen)
+    check_options(name, executor, options, written, node, profile)
     scenario = Scenario(
         name=name,
         executor=build_executor(executor, options, node),
@@ -42,6 +44,7 @@ def parse_scenario(name: str, entry: Entry, *, flows: Collection[str],
         graceful_stop=options.get("gracefulStop", 30.0),
         tags=string_pairs(node.entries["tags"].value, "tags") if "tags" in node else (),
     )
+    check_scenario_length(scenario, executor_length(scenario.executor))
     thresholds = node.get("thresholds")
     if thresholds is None:
         return scenario, []
