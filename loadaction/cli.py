@@ -15,13 +15,13 @@ import argparse
 import asyncio
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from loadaction.argtypes import duration, key_value, positive
 from loadaction.demo.cli import add_demo_target_parser, run_demo_target
 from loadaction.demo.command import add_demo_parser, run_demo
-from loadaction.errors import ExitCode, LoadactionError
+from loadaction.errors import ExitCode, LoadactionError, PlanError
 from loadaction.github.cli import (
     add_comment_parser,
     add_run_arguments,
@@ -33,7 +33,7 @@ from loadaction.github.cli import (
 )
 from loadaction.masking import mask_url_credentials, url_passwords
 from loadaction.plan import load_plan
-from loadaction.plan.model import Limits, Plan
+from loadaction.plan.model import Limits, Plan, PlanWarning
 from loadaction.session import run_and_report
 from loadaction.writable import check_output_dir
 
@@ -79,8 +79,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true", help="no progress lines")
     add_run_arguments(run)
 
-    validate = sub.add_parser("validate", help="check a plan without sending anything")
+    validate = sub.add_parser(
+        "validate", help="check a plan without sending anything",
+        description="Check a plan without sending anything and print it as it would run. "
+                    "Needs no secrets: unset environment variables and secrets are listed as "
+                    "warnings and checked with placeholders (run refuses to start without "
+                    "them).")
     plan_args(validate)
+    validate.add_argument("--strict", action="store_true",
+                          help="unset environment variables and secrets are errors (exit 2)")
 
     add_demo_parser(sub)
     add_demo_target_parser(sub)
@@ -96,12 +103,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _load(args: argparse.Namespace) -> Plan:
+def _load(args: argparse.Namespace, *, placeholders: bool = False) -> Plan:
     limits = Limits(max_rps=args.max_rps, max_requests=args.max_requests,
                     max_duration=args.max_duration, allow_live_keys=args.allow_live_keys)
     return load_plan(args.plan, target=args.target, profile=args.profile,
                      scenarios=args.scenario, vars=dict(args.var), limits=limits,
-                     extra_allowed_hosts=args.allow_host)
+                     extra_allowed_hosts=args.allow_host, placeholders=placeholders)
+
+
+def print_warnings(warnings: Iterable[PlanWarning]) -> None:
+    """One `warning: file:line: message` line each, on stderr."""
+    for warning in warnings:
+        print(mask_url_credentials(f"warning: {warning}"), file=sys.stderr)
+
+
+def _validate(args: argparse.Namespace) -> int:
+    """`validate`: with placeholders for what the environment lacks, listed
+    as warnings; --strict makes those one error (exit 2)."""
+    from loadaction.plan.timeline import describe
+    plan = _load(args, placeholders=True)
+    unset = [warning for warning in plan.warnings if warning.unset]
+    print_warnings(plan.warnings if not args.strict else
+                   [warning for warning in plan.warnings if not warning.unset])
+    if args.strict and unset:
+        names = ", ".join(dict.fromkeys(warning.unset for warning in unset if warning.unset))
+        raise PlanError(f"not set in the environment: {names}", unset[0].source,
+                        "--strict needs every environment variable and secret the plan reads")
+    print(mask_url_credentials(describe(plan)))
+    return ExitCode.OK
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -123,9 +152,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                     template=args.template, baseline=baseline))
             return ExitCode.OK
         if args.command == "validate":
-            from loadaction.plan.timeline import describe
-            print(mask_url_credentials(describe(_load(args))))
-            return ExitCode.OK
+            return _validate(args)
         return _run(args)
     except LoadactionError as exc:
         line = error_line(exc, os.environ) if github else f"loadaction: {exc}"
@@ -145,6 +172,7 @@ def _run(args: argparse.Namespace) -> int:
         check_output_dir(args.out, "--out", contents=("results.json", "report.md"))
     step = github_step(args, os.environ, load_baseline(args.baseline))
     plan = _load(args)
+    print_warnings(plan.warnings)
     if step is not None:
         step.mask([*plan.secrets.values(), *url_passwords(plan.target)])
     code = asyncio.run(run_and_report(plan, out=args.out, quiet=args.quiet,

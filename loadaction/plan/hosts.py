@@ -23,10 +23,25 @@ _ABSOLUTE = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://([^/?#]*)")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
+PLACEHOLDER_TARGET = "http://unset-target.invalid"
+"""What `validate` checks a plan against when its target reads an unset
+environment variable (`.invalid` never resolves)."""
+
+
+class UnsetTarget(PlanError):
+    """The target reads an environment variable that is not set."""
+
+    def __init__(self, name: str, source: Source):
+        super().__init__(f"target: environment variable '{name}' is not set", source,
+                         f"export {name} or pass --target")
+        self.name = name
+
+
 def resolve_target(root: Map, cli_target: str | None, templates: Templates,
                    env: Mapping[str, str]) -> str:
     """--target if given, else the plan's `target` rendered with `env` only
-    (it is needed before anything else exists)."""
+    (it is needed before anything else exists). UnsetTarget when it reads an
+    environment variable that is not set."""
     node = root.get("target")
     compiled = None
     references: list[Reference] = []
@@ -46,8 +61,7 @@ def resolve_target(root: Map, cli_target: str | None, templates: Templates,
         missing = [ref.name for ref in references
                    if ref.root == "env" and ref.name and ref.name not in env]
         if missing:
-            raise PlanError(f"target: environment variable '{missing[0]}' is not set",
-                            node.source, f"export {missing[0]} or pass --target") from None
+            raise UnsetTarget(missing[0], node.source) from None
         raise PlanError(f"target: {exc}", node.source) from None
     return _checked_url(str(rendered), "target", node.source)
 

@@ -19,12 +19,15 @@ from loadaction.plan.chaos import (
 from loadaction.plan.data import parse_data
 from loadaction.plan.durations import parse_size
 from loadaction.plan.fields import check_keys, expect_duration, expect_map, expect_str
-from loadaction.plan.hosts import allowed_hosts, resolve_target
+from loadaction.plan.hosts import PLACEHOLDER_TARGET, UnsetTarget, allowed_hosts, resolve_target
 from loadaction.plan.executors import executor_length
 from loadaction.plan.includes import PlanDocument, read_plan
 from loadaction.plan.limits import check_concurrency
+from loadaction.plan.lint import fault_warnings, template_strings, threshold_warnings, unset_env
 from loadaction.plan.metrics import parse_metrics, parse_thresholds
-from loadaction.plan.model import Fault, Flow, Limits, Plan, Renderable, Scenario, Threshold
+from loadaction.plan.model import (
+    Fault, Flow, Limits, Plan, PlanWarning, Renderable, Scenario, Threshold,
+)
 from loadaction.plan.profiles import parse_profiles, select_profile
 from loadaction.plan.references import check_references
 from loadaction.plan.requests import parse_headers
@@ -42,23 +45,31 @@ DEFAULT_MAX_BODY = 1 << 20
 def load_plan(path: str | Path, *, target: str | None = None, profile: str | None = None,
               scenarios: Sequence[str] = (), vars: Mapping[str, str] = MappingProxyType({}),
               env: Mapping[str, str] | None = None, limits: Limits = Limits(),
-              extra_allowed_hosts: Sequence[str] = ()) -> Plan:
+              extra_allowed_hosts: Sequence[str] = (), placeholders: bool = False) -> Plan:
     """Read, validate and compile a plan; raise one PlanError at the first problem.
 
     `target` (--target) replaces the plan's target, `vars` (--var) replace or
     add plan vars, `scenarios` keeps only the named ones, `profile` scales
     the plan, and `env` (default: os.environ) feeds `env.*` and secrets.
+    Mistakes that still validate become the plan's `warnings`.
+
+    `placeholders` (validate): secrets and environment variables that are
+    not set are not errors but warnings (`unset`), and the plan is checked
+    with placeholder values for them, and a placeholder target when the
+    target reads one; such a plan must not run.
     """
     with collections_paused():  # a large plan is a large tree of small objects
         return _load_plan(path, target=target, profile=profile, scenarios=scenarios, vars=vars,
-                          env=env, limits=limits, extra_allowed_hosts=extra_allowed_hosts)
+                          env=env, limits=limits, extra_allowed_hosts=extra_allowed_hosts,
+                          placeholders=placeholders)
 
 
 def _load_plan(path: str | Path, *, target: str | None, profile: str | None,
                scenarios: Sequence[str], vars: Mapping[str, str],
                env: Mapping[str, str] | None, limits: Limits,
-               extra_allowed_hosts: Sequence[str]) -> Plan:
+               extra_allowed_hosts: Sequence[str], placeholders: bool) -> Plan:
     env = dict(os.environ if env is None else env)
+    warnings: list[PlanWarning] = []
     plan_path = Path(path)
     document = read_plan(plan_path)
     root = document.root
@@ -66,9 +77,12 @@ def _load_plan(path: str | Path, *, target: str | None, profile: str | None,
     name = expect_str(name_node, "name") if name_node is not None else plan_path.stem
     _check_selection(scenarios, document.named["scenarios"])
     templates = CachedTemplates()
-    plan_target = resolve_target(root, target, templates, env)
+    plan_target, unset_target = _target(root, target, templates, env, placeholders, warnings)
+    target_references = len(templates.references)
     hosts = allowed_hosts(plan_target, root, extra_allowed_hosts)
-    secrets = _secrets(document.secrets, env)
+    if unset_target is not None:
+        hosts = AnyHost(hosts)
+    secrets = _secrets(document.secrets, env, placeholders, warnings)
     metrics = parse_metrics(document.named["metrics"])
     data = parse_data(document.named["data"])
     plan_vars = _vars(document.named["vars"], vars, templates)
@@ -114,6 +128,21 @@ def _load_plan(path: str | Path, *, target: str | None, profile: str | None,
     check_max_duration(selected, limits.max_duration)
     check_concurrency(selected, executor_length)
 
+    # Unset environment variables templates read (the target's only when it is used).
+    references = templates.references[target_references if target is not None else 0:]
+    for env_name, source in unset_env(references, _template_strings(document), env).items():
+        if env_name == unset_target:
+            continue
+        warnings.append(PlanWarning(
+            f"environment variable '{env_name}' is not set"
+            + ("; validated with a placeholder" if placeholders else ""), source, unset=env_name))
+        if placeholders:
+            env[env_name] = _placeholder(env_name)
+    running_flows = [flows[scenario.exec] for scenario in selected]
+    running_flows += [flow for flow in (setup, teardown) if flow is not None]
+    warnings += fault_warnings(chaos, selected, executor_length)
+    warnings += threshold_warnings(thresholds, metrics, running_flows, chaos)
+
     return Plan(
         name=name,
         file=str(plan_path),
@@ -135,6 +164,7 @@ def _load_plan(path: str | Path, *, target: str | None, profile: str | None,
         profile=chosen.name if chosen else None,
         max_body_bytes=max_body,
         chaos=chaos,
+        warnings=tuple(warnings),
     )
 
 
@@ -166,16 +196,61 @@ def _applies(threshold: Threshold, running: Collection[str], phases: Collection[
     return (scenario is None or scenario in running) and (phase is None or phase in phases)
 
 
-def _secrets(nodes: Iterable[Node], env: Mapping[str, str]) -> dict[str, tuple[str, Source]]:
-    """Secret name -> (value, where it was declared); each must be set."""
+def _target(root: Map, cli_target: str | None, templates: Templates, env: dict[str, str],
+            placeholders: bool, warnings: list[PlanWarning]) -> tuple[str, str | None]:
+    """The target URL, and the environment variable it lacks (then the URL
+    is the placeholder; only with `placeholders`)."""
+    try:
+        return resolve_target(root, cli_target, templates, env), None
+    except UnsetTarget as exc:
+        if not placeholders:
+            raise
+        warnings.append(PlanWarning(
+            f"target: environment variable '{exc.name}' is not set; validated with the "
+            f"placeholder target {PLACEHOLDER_TARGET}", exc.source, unset=exc.name))
+        env[exc.name] = PLACEHOLDER_TARGET
+        return PLACEHOLDER_TARGET, exc.name
+
+
+def _secrets(nodes: Iterable[Node], env: Mapping[str, str], placeholders: bool,
+             warnings: list[PlanWarning]) -> dict[str, tuple[str, Source]]:
+    """Secret name -> (value, where it was declared); each must be set (with
+    `placeholders`, an unset one gets a placeholder value and a warning)."""
     secrets = {}
     for node in nodes:
         name = expect_str(node, "secrets")
         if name not in env:
-            raise PlanError(f"secret '{name}' is not set in the environment", node.source,
-                            f"export {name}")
+            if not placeholders:
+                raise PlanError(f"secret '{name}' is not set in the environment", node.source,
+                                f"export {name}")
+            warnings.append(PlanWarning(f"secret '{name}' is not set in the environment; "
+                                        "validated with a placeholder", node.source, unset=name))
+            secrets[name] = (_placeholder(name), node.source)
+            continue
         secrets[name] = (env[name], node.source)
     return secrets
+
+
+def _placeholder(name: str) -> str:
+    return f"placeholder-{name}"
+
+
+def _template_strings(document: PlanDocument) -> Iterator[str]:
+    """Every template text in the plan and its includes."""
+    yield from template_strings(entry.value for entry in document.root.entries.values())
+    for section in document.named.values():
+        yield from template_strings(entry.value for entry in section.values())
+    yield from template_strings(entry.value for _, entry in document.thresholds)
+
+
+class AnyHost(tuple):  # type: ignore[type-arg]
+    """The allowed hosts when the target is a placeholder: the real target's
+    host is unknown, so literal URLs are not checked against it."""
+
+    __slots__ = ()
+
+    def __contains__(self, host: object) -> bool:
+        return True
 
 
 def _vars(entries: Mapping[str, Entry], cli: Mapping[str, str],

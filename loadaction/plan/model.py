@@ -451,6 +451,20 @@ class Limits:
 
 
 @dataclass(frozen=True, slots=True)
+class PlanWarning:
+    """A plan mistake that still validates (a fault that never starts, a budget
+    on a metric nothing records), or an environment variable or secret that
+    is not set (`unset` is its name: `validate --strict` makes these errors)."""
+
+    message: str
+    source: Source | None
+    unset: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.source}: {self.message}" if self.source else self.message
+
+
+@dataclass(frozen=True, slots=True)
 class Plan:
     name: str
     file: str
@@ -472,3 +486,4 @@ class Plan:
     profile: str | None = None
     max_body_bytes: int = 1 << 20  # response bodies are read up to this size
     chaos: tuple[Fault, ...] = ()
+    warnings: tuple[PlanWarning, ...] = ()  # printed before anything is sent

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from loadaction.plan.executors import executor_length
+from loadaction.plan.hosts import PLACEHOLDER_TARGET
 from loadaction.plan.model import (
     AbortFault, ChaosToolkitFault, CommandFault, ConstantArrivalRate, ConstantVUs, DuplicateFault,
     ExecutorSpec, Fault, FaultAction, HttpFault, PerVUIterations, Plan, RampingArrivalRate,
@@ -35,7 +36,10 @@ def _shape(spec: ExecutorSpec) -> str:
 
 def describe(plan: Plan) -> str:
     lines = [f"plan {plan.name} ({plan.file}) is valid",
-             f"target: {plan.target}" + (f"  profile: {plan.profile}" if plan.profile else ""),
+             f"target: {plan.target}"
+             + (" (a placeholder: the target's environment variable is not set)"
+                if plan.target == PLACEHOLDER_TARGET else "")
+             + (f"  profile: {plan.profile}" if plan.profile else ""),
              "scenarios:"]
     for s in sorted(plan.scenarios, key=lambda s: s.start_time):
         end = s.start_time + executor_length(s.executor)
