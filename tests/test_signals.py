@@ -1,5 +1,5 @@
 """The engine never stops hearing signals: with as many VUs as one process
-may start, with iterations that never wait on anything, and with an
+may start (more are refused when the plan loads), with iterations that never wait on anything, and with an
 arrival-rate schedule far ahead of what the VUs can do, SIGINT still ends
 the run within 2 s, with exit 3 and results.json written (status cancelled)."""
 
@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+from loadaction.plan.limits import MAX_VUS
 
 ROOT = Path(__file__).resolve().parents[1]
 SIGNAL_TO_EXIT_S = 2.0
@@ -49,8 +51,8 @@ def _cancelled(out: Path, seconds: float, returncode: int) -> dict:
 
 
 @pytest.mark.parametrize("executor", [
-    "{executor: constant-vus, vus: 20000, duration: 10m, exec: f}",
-    "{executor: per-vu-iterations, vus: 20000, iterations: 1000, maxDuration: 10m, exec: f}",
+    f"{{executor: constant-vus, vus: {MAX_VUS}, duration: 10m, exec: f}}",
+    f"{{executor: per-vu-iterations, vus: {MAX_VUS}, iterations: 1000, maxDuration: 10m, exec: f}}",
 ])
 def test_sigint_with_as_many_vus_as_a_process_may_start(target, tmp_path, executor):
     plan = tmp_path / "plan.yml"
