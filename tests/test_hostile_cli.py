@@ -63,6 +63,12 @@ def test_a_bad_flag_is_refused_before_anything_is_sent(plan, target, tmp_path, a
     assert not (tmp_path / "out" / "results.json").exists()
 
 
+@pytest.mark.parametrize("port", ["-3", "99999", "http"])
+def test_a_bad_demo_target_port_is_refused(tmp_path, port):
+    assert_rejected(run_cli(["demo-target", "--port", port], cwd=tmp_path),
+                    says="--port: expected a port number")
+
+
 def _out_is_a_file(tmp: Path) -> Path:
     (tmp / "taken").write_text("not a directory")
     return tmp / "taken"

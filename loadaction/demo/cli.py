@@ -14,6 +14,7 @@ import signal
 import sys
 from typing import Any
 
+from loadaction.argtypes import port_number
 from loadaction.demo.auth import DemoKeys
 from loadaction.demo.faults import Faults, Invalid, parse_flags
 from loadaction.demo.serve import StoreUnavailable, is_loopback, running_target
@@ -32,7 +33,7 @@ def add_demo_target_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--host", default=None,
                         help="address to bind (default 127.0.0.1; any other address is only "
                              "used when given here explicitly)")
-    parser.add_argument("--port", type=int, default=0, help="port (default 0: any free port)")
+    parser.add_argument("--port", type=port_number, default=0, help="port (default 0: any free port)")
     parser.add_argument("--database-url", metavar="URL",
                         help="postgresql://… to use PostgreSQL (needs asyncpg); default SQLite "
                              "in memory")
