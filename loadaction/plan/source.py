@@ -241,7 +241,7 @@ def _too_large(display: str, size: int | None, cited_at: Source | None,
                budget: ReadBudget) -> PlanError:
     limit = format_bytes(budget.max_bytes)
     got = f" ({format_bytes(size)})" if size is not None else ""
-    if budget.bytes:
+    if budget.bytes and (size is None or size <= budget.max_bytes):
         what = (f"{display}{got} would take the plan and its includes past {limit}, "
                 "the size limit for a plan")
     else:
