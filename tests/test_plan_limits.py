@@ -294,8 +294,10 @@ def test_a_plan_of_a_few_megabytes_loads_in_about_a_second(tmp_path: Path) -> No
         plan = load_plan(str(path), env={})
         best = min(best, time.perf_counter() - start)
     assert len(plan.scenarios) == 3000
-    # Measured 0.5 s on an idle 2-core runner, 0.9 s beside two CPU burners.
-    assert best < 2.0, best
+    # Measured 0.8-0.9 s on a busy 2-core machine (minutes before the event
+    # reader; 6 s with the pure-Python parser). The bound guards against
+    # those regressions with room for a runner shared with CPU burners.
+    assert best < 3.0, best
 
 
 # ---------------------------------------------------------------- warnings

@@ -117,15 +117,17 @@ def unset_env(references: Iterable[object], strings: Iterable[str],
     """Environment variables templates read as `env.NAME` or `env['NAME']`
     that are not in `env` and are never read as optional (`env.get('NAME')`,
     `'NAME' in env`, `| default`, `is defined`), each with where it is first read."""
-    optional = set(optional_env(strings))
     unset: dict[str, Source] = {}
     for ref in references:
         root, name = getattr(ref, "root", None), getattr(ref, "name", None)
         if root != "env" or name is None or name in _DICT_METHODS:
             continue
-        if name not in env and name not in optional:
+        if name not in env:
             unset.setdefault(name, ref.source)  # type: ignore[attr-defined]
-    return unset
+    if not unset:
+        return unset  # the plan's strings are only read when something is missing
+    optional = set(optional_env(strings))
+    return {name: source for name, source in unset.items() if name not in optional}
 
 
 def optional_env(strings: Iterable[str]) -> Iterator[str]:
