@@ -148,6 +148,11 @@ CASES: dict[str, Case] = {
         "  a: {executor: constant-vus, vus: 40000, duration: 1m, exec: main}\n"
         "  b: {executor: constant-vus, vus: 40000, duration: 1m, exec: main, startTime: 30s}\n",
         "scenarios running at the same time need 80,000 VUs", "plan.yml:6"),
+    "a billion copies of each request": Case(
+        TARGET + "flows:\n  main: [{request: {name: home, url: /}}]\nscenarios:\n"
+        "  main: {executor: constant-vus, duration: 10s}\nchaos:\n"
+        "  - {name: f, kind: duplicate, duration: 1s, requests: [home], copies: 1000000000}\n",
+        "copies: at most 100, got 1,000,000,000", "plan.yml:7"),
     # ---- durations
     "a duration of 10^29 s": Case(scenario("executor: constant-vus\nduration: 1e29\n"),
                                   "longer than 7 days", "plan.yml:7"),

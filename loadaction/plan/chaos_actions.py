@@ -233,7 +233,7 @@ def _duplicate(fault: Map, templates: Templates, requests: Collection[str]) -> D
     return DuplicateFault(
         requests=_requests(fault, requests),
         probability=_optional_probability(fault),
-        copies=expect_int(copies, "copies", minimum=1) if copies is not None else 1,
+        copies=_at_most(copies, "copies", 1, MAX_COPIES) if copies is not None else 1,
         delay=expect_duration(delay, "delay") if delay is not None else None,
     )
 
@@ -242,7 +242,7 @@ def _reorder(fault: Map, templates: Templates, requests: Collection[str]) -> Reo
     window, max_wait = fault.get("window"), fault.get("maxWait")
     return ReorderFault(
         requests=_requests(fault, requests),
-        window=expect_int(window, "window", minimum=2) if window is not None else 5,
+        window=_at_most(window, "window", 2, MAX_WINDOW) if window is not None else 5,
         max_wait=(expect_duration(max_wait, "maxWait", positive=True) if max_wait is not None
                   else 1.0),
     )
@@ -279,9 +279,25 @@ def _timeout_retry(fault: Map, templates: Templates,
         else "retry",
         timeout=expect_duration(timeout, "timeout", positive=True) if timeout is not None
         else 0.05,
-        retries=expect_int(retries, "retries", minimum=1) if retries is not None else 1,
+        retries=_at_most(retries, "retries", 1, MAX_RETRIES) if retries is not None else 1,
         header=_header(fault, "Idempotency-Key"),
     )
+
+
+MAX_COPIES = 100
+"""Copies of one request a `duplicate` fault sends (each is a request more)."""
+MAX_WINDOW = 10_000
+"""Requests a `reorder` fault holds at once."""
+MAX_RETRIES = 100
+"""Retries of one request a `timeout-retry` fault sends."""
+
+
+def _at_most(node: Node, what: str, minimum: int, maximum: int) -> int:
+    value = expect_int(node, what, minimum=minimum)
+    if value > maximum:
+        raise PlanError(f"{what}: at most {maximum:,}, got {value:,} (every one is another "
+                        "request the fault sends or holds)", node.source)
+    return value
 
 
 def _present(fault: Map, key: str) -> Node:
