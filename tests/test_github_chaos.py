@@ -59,9 +59,19 @@ def test_the_step_prints_the_errors_and_does_not_pass(tmp_path: Path) -> None:
     # ExitCode.OK here stands for a verdict that overlooked the chaos section:
     # the outputs still follow the document.
     lines, outputs = _after_run(tmp_path, chaos_doc(), ExitCode.OK)
-    titles = [line.split("title=")[1].split("::")[0] for line in lines if line.startswith("::error")]
-    assert titles == ["Budget exceeded"] * 3 + ["Recovery budget exceeded"] * 3 + [
-        "Fault not rolled back"]
+    errors = [line for line in lines if line.startswith("::error")]
+    titles = [line.split("title=")[1].split("::")[0] for line in errors]
+    # The most important first: the fault left in place, then the budgets
+    # furthest over (the error rate, 233% over its bound, before the p95 at
+    # 42%; `no data` last), then the recoveries (not recovered first).
+    assert titles == ["Fault not rolled back"] + ["Budget exceeded"] * 3 + [
+        "Recovery budget exceeded"] * 3
+    assert [line.split("::", 2)[2].rsplit(": ", 1)[0] for line in errors[1:4]] == [
+        "http_req_failed rate<0.01", "http_req_duration{scenario:purchase} p(95)<500",
+        "http_reqs{scenario:ghost} count>0"]
+    assert errors[4].endswith("within 10s: not recovered")
+    assert errors[5].endswith("recovered in 8.2s, too late")
+    assert errors[6].endswith("within 30s: no data")
     assert outputs["passed"] == "false"
     assert outputs["violations"] == "6"
 

@@ -6,8 +6,13 @@ from __future__ import annotations
 
 import copy
 import json
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
 
 import pytest
+from ruamel.yaml import YAML
 
 from loadaction.cli import main
 from loadaction.github.annotations import budget_errors, run_error
@@ -137,3 +142,77 @@ def test_comment_command_bad_arguments_exit_2(results, monkeypatch, capsys, args
     assert code == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
+
+
+# ------------------------------------------- the fork-safe comment workflow
+
+FORK_SAFE = Path(__file__).resolve().parents[1] / "examples" / "workflows" / "fork-safe-comment.yml"
+CONCLUSIONS = ("success", "failure", "cancelled", "skipped", "timed_out", "neutral",
+               "action_required", "stale")
+
+
+def _fork_safe_job() -> dict[str, Any]:
+    workflow = YAML(typ="safe").load(FORK_SAFE.read_text(encoding="utf-8"))
+    [job] = workflow["jobs"].values()
+    return job
+
+
+def _evaluate(condition: str, workflow_run: dict[str, Any]) -> bool:
+    """The job's `if:` for one `workflow_run` event: the expression uses only
+    `github.event.workflow_run.*`, string literals, ==, &&, || and parentheses."""
+    expression = re.sub(r"github\.event\.workflow_run\.([\w.]+)",
+                        lambda m: f"run({m[1]!r})", condition)
+    expression = expression.replace("&&", " and ").replace("||", " or ")
+    assert re.fullmatch(r"[\s\w()'.=]+", expression.replace(" and ", " ").replace(" or ", " "))
+
+    def run(path: str) -> Any:
+        value: Any = workflow_run
+        for key in path.split("."):
+            value = value[key]
+        return value
+
+    return bool(eval(expression, {"__builtins__": {}}, {"run": run}))
+
+
+@pytest.mark.parametrize("conclusion", CONCLUSIONS)
+def test_fork_safe_comment_runs_only_for_a_gate_that_reached_a_verdict(conclusion):
+    condition = _fork_safe_job()["if"]
+    fork_pr = {"event": "pull_request", "conclusion": conclusion,
+               "head_repository": {"fork": True}}
+    # A cancelled or superseded gate (`cancelled`), or any other that did not
+    # reach a verdict, is skipped: a skipped job is not a red mark.
+    assert _evaluate(condition, fork_pr) is (conclusion in ("success", "failure"))
+    same_repo = {**fork_pr, "head_repository": {"fork": False}}
+    assert _evaluate(condition, same_repo) is False
+    push = {**fork_pr, "event": "push"}
+    assert _evaluate(condition, push) is False
+
+
+def test_fork_safe_comment_ends_green_without_an_artifact(tmp_path):
+    steps = _fork_safe_job()["steps"]
+    [download] = [s for s in steps if str(s.get("uses", "")).startswith("actions/download-artifact")]
+    # A failed download does not fail the job...
+    assert download["continue-on-error"] is True
+    outcome = f"steps.{download['id']}.outcome"
+    after = steps[steps.index(download) + 1:]
+    # ...one step says why in a notice...
+    [notice] = [s for s in after if s.get("if") == f"{outcome} != 'success'"]
+    result = subprocess.run(["bash", "-ec", notice["run"]], env={"RUN_URL": "https://x/run/1"},
+                            capture_output=True, text=True, check=True)
+    assert result.stdout.startswith("::notice title=No performance comment::the gate run "
+                                    "https://x/run/1 uploaded no loadaction-pr artifact")
+    # ...and nothing else runs.
+    rest = [s for s in after if s is not notice]
+    assert rest and all(s.get("if") == f"{outcome} == 'success'" for s in rest)
+
+
+def test_fork_safe_comment_ends_green_when_the_artifact_has_no_results(tmp_path):
+    """A gate whose run stopped before writing results.json still uploads the PR number."""
+    [post] = [s for s in _fork_safe_job()["steps"] if s.get("name") == "Post the sticky comment"]
+    (tmp_path / "pr").mkdir()
+    (tmp_path / "pr" / "number").write_text("12\n")
+    result = subprocess.run(["bash", "-ec", post["run"]], cwd=tmp_path, capture_output=True, check=False,
+                            text=True, env={"PATH": "/usr/bin:/bin", "HEAD_SHA": "a" * 40})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("::notice title=No performance comment::")
+    assert "loadaction" not in result.stderr  # the comment command never ran

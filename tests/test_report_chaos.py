@@ -19,13 +19,13 @@ from loadaction.report import render
 from loadaction.report.chart import fault_chart
 from loadaction.report.document import tally_budgets
 from loadaction.report.markdown import render_markdown
+from loadaction.report.markdown.escape import SPLIT
 from loadaction.report.markdown.fit import TRUNCATION_NOTE
 from loadaction.report.text import render_text
 from loadaction.results.schema import validate_results
 from tests.test_report_fixtures import HOSTILE, make_doc
 
 CHAOS_PLAN = "scenarios/chaos.yml"
-ZWJ = "\u200d"
 
 
 def _source(line: int) -> dict[str, Any]:
@@ -330,7 +330,7 @@ def test_the_phase_table() -> None:
 def test_every_chaos_string_is_escaped() -> None:
     doc = chaos_doc()
     evil = "a|b <script>x</script> @octocat"
-    escaped = f"a\\|b &lt;script&gt;x&lt;/script&gt; @{ZWJ}octocat"
+    escaped = f"a\\|b &lt;script&gt;x&lt;/script&gt; @{SPLIT}octocat"
     kill = doc["chaos"]["faults"][1]
     kill.update(name=evil, kind=evil, rollback=f"failed: {evil}", start_error=evil,
                 anchor=evil, planned_at_s=None)
@@ -340,7 +340,7 @@ def test_every_chaos_string_is_escaped() -> None:
         entry["phase"] = entry["phase"].replace("kill-db", evil)
     text = render_markdown(doc)
     section = _section(text, "Chaos")
-    assert "<script>" not in text and re.search(r"@(?!\u200d)", text) is None
+    assert "<script>" not in text and re.search(r"@(?!<!-- -->)", text) is None
     assert (f"| {escaped} | {escaped} | 5.0s–15.0s after {escaped} started "
             f"| 45.1s–55.2s · start failed: {escaped} | ❌ **FAILED**: {escaped} |") in section
     assert f"| {escaped} | http\\_req\\_failed{{scenario:{escaped}}} |" in section
@@ -366,12 +366,14 @@ def test_the_p95_chart_marks_when_faults_were_in_force() -> None:
     assert "<details><summary>Chart: p95 latency and faults</summary>" in section
     [chart] = _mermaid_blocks(section)
     lines = chart.splitlines()
-    assert lines[:4] == ["xychart-beta",
+    assert lines[:3] == ["xychart-beta",
                          '    title "p95 latency, all scenarios (bars: fault active)"',
-                         '    x-axis "time (s)" 1 --> 60', '    y-axis "ms"']
+                         '    x-axis "time (s)" 1 --> 60']
     assert lines[4].startswith('    bar "fault active" [')
-    assert lines[5].startswith('    line "p95" [')
+    assert lines[5].startswith('    bar "p95" [')  # bars, so a second without requests is a gap
     bars, p95 = _values(lines[4]), _values(lines[5])
+    assert lines[3].startswith('    y-axis "ms" 0 --> ')
+    assert float(lines[3].rsplit(" ", 1)[1]) == max(p95) == max(bars)
     assert len(bars) == len(p95) == 60
     # Second t covers (t-1, t]: slow-target ran 20.01–35.02, kill-db 45.1–55.2.
     active = {t for t, bar in zip(range(1, 61), bars) if bar}

@@ -3,6 +3,8 @@ from __future__ import annotations
 import copy
 import random
 import re
+import unicodedata
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
@@ -15,12 +17,11 @@ from loadaction.report.chart import MAX_POINTS, downsample, mermaid_text
 from loadaction.report.format import format_duration
 from loadaction.report.markdown import render_markdown
 from loadaction.report.markdown.context import MAX_ERROR_ROWS
-from loadaction.report.markdown.escape import md_escape
+from loadaction.report.markdown.escape import SPLIT, md_escape
 from loadaction.report.markdown.fit import TRUNCATION_NOTE
 from tests.test_report_fixtures import _threshold, make_doc, passing_doc, rate, trend
 
-ZWJ = "\u200d"
-ESCAPED_HOSTILE = f"&lt;script&gt;alert(1)&lt;/script&gt; cc @{ZWJ}octocat"
+ESCAPED_HOSTILE = f"&lt;script&gt;alert(1)&lt;/script&gt; cc @{SPLIT}octocat"
 
 
 def test_md_escape_neutralises_html_markdown_and_mentions() -> None:
@@ -28,8 +29,8 @@ def test_md_escape_neutralises_html_markdown_and_mentions() -> None:
     assert md_escape("*x* _y_ `z` [l](u) a|b \\ ~~s~~") == (
         "\\*x\\* \\_y\\_ \\`z\\` \\[l\\](u) a\\|b \\\\ \\~\\~s\\~\\~"
     )
-    assert md_escape("hi @team") == f"hi @{ZWJ}team"
-    assert md_escape("see acme/shop#12") == f"see acme/shop#{ZWJ}12"
+    assert md_escape("hi @team") == "hi @<!-- -->team" == f"hi @{SPLIT}team"
+    assert md_escape("see acme/shop#12") == "see acme/shop#<!-- -->12"
     assert md_escape("one\ntwo\r\tthree\x07") == "one two  three"
     assert md_escape(None) == ""
     assert md_escape(3) == "3"
@@ -317,15 +318,20 @@ def test_each_scenario_gets_latency_and_throughput_charts() -> None:
     blocks = _mermaid_blocks(text)
     assert len(blocks) == 4
     latency, throughput = blocks[0].splitlines(), blocks[1].splitlines()
-    assert latency[:4] == ["xychart-beta", '    title "purchase: p95 latency"',
-                           '    x-axis "time (s)" 3 --> 180', '    y-axis "ms"']
-    assert throughput[:4] == ["xychart-beta", '    title "purchase: throughput"',
-                              '    x-axis "time (s)" 3 --> 180', '    y-axis "req/s"']
-    values = re.fullmatch(r"    line \[(.*)\]", latency[4])
+    assert latency[:3] == ["xychart-beta", '    title "purchase: p95 latency"',
+                           '    x-axis "time (s)" 3 --> 180']
+    assert throughput[:3] == ["xychart-beta", '    title "purchase: throughput"',
+                              '    x-axis "time (s)" 3 --> 180']
+    # p95 is drawn as bars, so a point without requests can be a gap (no bar);
+    # both y-axes start at 0, so the lowest bar that was measured still shows.
+    values = re.fullmatch(r"    bar \[(.*)\]", latency[4])
     bars = re.fullmatch(r"    bar \[(.*)\]", throughput[4])
     assert values and bars
     numbers = [float(v) for v in values[1].split(", ")]
     assert len(numbers) == 60 and all(v >= 0 for v in numbers)
+    assert latency[3].startswith('    y-axis "ms" 0 --> ')
+    assert float(latency[3].rsplit(" ", 1)[1]) == max(numbers)
+    assert re.fullmatch(r'    y-axis "req/s" 0 --> \d+(\.\d+)?', throughput[3])
     assert all(re.fullmatch(r"\d+(\.\d+)?", v) for v in bars[1].split(", "))
     assert _mermaid_blocks(text)[2].splitlines()[2] == '    x-axis "time (s)" 1 --> 30'
 
@@ -362,9 +368,9 @@ def test_every_document_string_is_escaped() -> None:
     for part in doc["metrics"]["http_reqs"]["by_tags"]:
         part["tags"]["name"] = evil
     text = render_markdown(doc, baseline=_baseline())
-    escaped = f"a\\|b &lt;script&gt;x&lt;/script&gt; @{ZWJ}octocat"
+    escaped = f"a\\|b &lt;script&gt;x&lt;/script&gt; @{SPLIT}octocat"
     assert "<script>" not in text and "<img" not in text
-    assert re.search(r"@(?!\u200d)", text) is None
+    assert re.search(r"@(?!<!-- -->)", text) is None
     assert f"**plan** {escaped}" in text
     assert f"<summary>Scenario {escaped}</summary>" in text
     assert f"| {escaped} | 100 | 0 |" in text  # scenario table
@@ -374,6 +380,91 @@ def test_every_document_string_is_escaped() -> None:
     # Every row of every table has its header's column count: no `|` broke a cell.
     for table in re.findall(r"(?:^\|.*\n)+", text, flags=re.MULTILINE):
         assert len({len(re.findall(r"(?<!\\)\|", row)) for row in table.splitlines()}) == 1
+
+
+SERVER_SAYS = "HTTP 503: ask @user about #12 and acme/shop#12, or mail ops@example.com"
+
+
+def _mention_doc() -> dict[str, Any]:
+    """The server-provided string wherever the report puts document strings:
+    a table cell, a paragraph and a `<summary>` line (an HTML block)."""
+    doc = make_doc()
+    doc["errors"][0]["message"] = SERVER_SAYS
+    doc["status"], doc["status_reason"] = "failed", SERVER_SAYS
+    doc["scenarios"][0]["name"] = "@user #12"
+    return doc
+
+
+def _outside_code(markdown: str) -> str:
+    """The Markdown with fenced blocks and code spans cut out (mentions do not
+    fire in code); escaped backticks (\\`) open no span."""
+    text = re.sub(r"^```.*?^```$", "", markdown, flags=re.MULTILINE | re.DOTALL)
+    return re.sub(r"(?<!\\)`[^`]*(?<!\\)`", "", text)
+
+
+def test_mentions_are_escaped_with_nothing_invisible_to_copy() -> None:
+    text = render_markdown(_mention_doc())
+    # No zero-width or other format character (U+200B–U+200F, U+2060, U+FEFF,
+    # U+00AD, ...: Unicode category Cf) for a reader to copy with the text.
+    assert [hex(ord(c)) for c in text if unicodedata.category(c) == "Cf"] == []
+    # ...and still nothing that can be a mention or a reference.
+    prose = _outside_code(text)
+    assert "@user" not in prose and "#12" not in prose and "ops@example" not in prose
+    assert re.search(r"@(?!<!-- -->)|#\d", prose) is None
+    assert "| HTTP 503: ask @<!-- -->user about #<!-- -->12 and acme/shop#<!-- -->12, or mail " \
+           "ops@<!-- -->example.com | purchase |" in text
+
+
+class _TextNodes(HTMLParser):
+    """The text nodes of rendered HTML, as GitHub's mention filter sees them
+    (each node on its own; none inside code, pre or a link), and the text a
+    reader copies (all of them joined)."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.nodes: list[str] = []
+        self.copied = ""
+        self._skip = 0
+
+    def handle_starttag(self, tag: str, attrs: Any) -> None:
+        self._skip += tag in ("code", "pre", "a")
+
+    def handle_endtag(self, tag: str) -> None:
+        self._skip -= tag in ("code", "pre", "a")
+
+    def handle_data(self, data: str) -> None:
+        self.copied += data
+        if not self._skip:
+            self.nodes.append(data)
+
+
+def _html_text(markdown: str) -> _TextNodes:
+    markdown_it = pytest.importorskip("markdown_it")
+    html = markdown_it.MarkdownIt("commonmark").enable("table").render(markdown)
+    parser = _TextNodes()
+    parser.feed(html)
+    parser.close()
+    return parser
+
+
+MENTION = re.compile(r"(?:^|[^\w`])@[A-Za-z0-9]|#\d")
+
+
+def test_rendered_html_has_no_mention_yet_copies_as_the_server_wrote() -> None:
+    """Rendered by a CommonMark renderer, as GitHub renders comments: no text
+    node holds `@user` or `#12`, and the text a reader selects and copies
+    is the server's string, character for character."""
+    parsed = _html_text(render_markdown(_mention_doc()))
+    assert [node for node in parsed.nodes if MENTION.search(node)] == []
+    assert parsed.copied.count(SERVER_SAYS) == 2  # the errors table and the status line
+    assert "Scenario @user #12" in parsed.copied  # the <summary> line
+
+
+def test_an_html_entity_would_not_have_hidden_the_mention() -> None:
+    """Why the escape is a comment and not `&#64;`: the Markdown renderer
+    decodes the entity, and the mention is back in the HTML's text."""
+    assert any(MENTION.search(node) for node in _html_text("ask &#64;user about &#35;12").nodes)
+    assert not any(MENTION.search(node) for node in _html_text(md_escape("ask @user #12")).nodes)
 
 
 # -------------------------------------------------------------- size limits

@@ -2,8 +2,10 @@
 
 Scenarios may run at the same time, so the live progress lines cannot be
 split by scenario while they are printed; this log is rebuilt afterwards
-from the results document: the per-second series (folded into at most
-MAX_LINES windows), the scenario's budgets, checks and errors. Every line
+from the results document: the per-second series over the scenario's own
+window, from its first to its last second with samples (the series has a
+point for every second of the run, running or not), folded into at most
+MAX_LINES windows; then the scenario's budgets, checks and errors. Every line
 starts with fixed text, so nothing from the target or the plan can begin a
 line and be read by the runner as a workflow command.
 """
@@ -16,6 +18,7 @@ from typing import Any
 
 from loadaction.github import commands
 from loadaction.metrics.thresholds import format_value
+from loadaction.report.chart import own_window
 from loadaction.report.document import is_violation
 from loadaction.report.format import (
     FAIL,
@@ -48,7 +51,8 @@ def _title(s: Mapping[str, Any]) -> str:
 
 def _log(doc: Mapping[str, Any], name: str) -> list[str]:
     series = ((doc.get("series") or {}).get("scenarios") or {}).get(name) or []
-    lines = [_window_line(w) for w in fold(series, MAX_LINES)]
+    _, window = own_window(series)
+    lines = [_window_line(w) for w in fold(window, MAX_LINES)]
     if not lines:
         lines.append("t=-  no per-second samples")
     for t in doc["thresholds"]:

@@ -3,11 +3,12 @@ and hands on once the run is over.
 
 Masks go first, before anything else is printed. After the run, in order:
 each scenario's log as a group, an error annotation per violated budget
-(recovery budgets too) and per fault left in place,
+(recovery budgets too) and per fault left in place, the most important
+first and at most the 10 GitHub shows (see annotations.py),
 report.md beside results.json, the job summary, the sticky PR comment, and
 the step outputs (last, because they include the comment's URL). Each part
 that fails becomes a `::warning::` and the rest still happens: none of this
-may change the run's verdict.
+may change the run's verdict. Warnings are capped at 10 the same way.
 """
 
 from __future__ import annotations
@@ -20,7 +21,12 @@ from typing import Any
 
 from loadaction.errors import ExitCode
 from loadaction.github import commands
-from loadaction.github.annotations import budget_errors, chaos_errors, run_error
+from loadaction.github.annotations import (
+    Annotation,
+    AnnotationCap,
+    chaos_errors,
+    run_errors,
+)
 from loadaction.github.comments import DEFAULT_RETRY, Failed, Posted, RetryPolicy
 from loadaction.github.environment import Environment, EventError
 from loadaction.github.outputs import (
@@ -64,13 +70,17 @@ class GitHubStep:
         self._token = token or None
         self._write = write
         self._policy = policy
+        self._warnings = AnnotationCap("warning")
 
     def mask(self, secrets: Iterable[str]) -> None:
         for line in commands.add_masks(secrets):
             self._write(line)
 
     def warn(self, message: str) -> None:
-        self._write(commands.warning(message, title="loadaction"))
+        """A warning annotation; past GitHub's cap they are counted instead
+        (the count and the rest come at the end of `after_run`)."""
+        for line in self._warnings.add(Annotation("warning", message, "loadaction")):
+            self._write(line)
 
     async def after_run(self, doc: Mapping[str, Any], code: ExitCode) -> None:
         """Everything GitHub gets from a finished (or stopped) run; `code` is
@@ -79,11 +89,13 @@ class GitHubStep:
         in the document makes it false whatever `code` says."""
         for line in scenario_groups(doc):
             self._write(line)
+        errors = AnnotationCap("error", self._listed_in())
+        for annotation in run_errors(doc, self._env.relative_path):
+            for line in errors.add(annotation):
+                self._write(line)
+        for line in errors.finish():
+            self._write(line)
         chaos = chaos_errors(doc, self._env.relative_path)
-        for line in [*budget_errors(doc, self._env.relative_path), *chaos]:
-            self._write(line)
-        if (line := run_error(doc)) is not None:
-            self._write(line)
         outputs = {
             "passed": "true" if code == ExitCode.OK and not chaos else "false",
             "violations": str(tally_budgets(doc).violated),
@@ -108,6 +120,20 @@ class GitHubStep:
                 write_outputs(self._env.output_path, outputs)
             except OSError as exc:
                 self.warn(f"cannot write the step outputs: {exc.strerror or exc}")
+        for line in self._warnings.finish():
+            self._write(line)
+
+    def _listed_in(self) -> list[str]:
+        """Where every violated budget, failed recovery and fault left in
+        place is listed, for the annotation that counts those past the cap."""
+        places = []
+        if self._options.summary and self._env.summary_path is not None:
+            places.append("the job summary")
+        out = self._options.out
+        if out is not None:
+            places += [self._env.relative_path(out / "report.md"),
+                       self._env.relative_path(out / "results.json")]
+        return places
 
     def _markdown(self, doc: Mapping[str, Any], max_chars: int | None) -> str:
         return render(dict(doc), "md", baseline=self._options.baseline, max_chars=max_chars)

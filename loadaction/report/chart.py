@@ -4,6 +4,23 @@ GitHub renders ```mermaid blocks in comments and job summaries, so a chart
 costs no image hosting. `xychart-beta` has a single y-axis, and p95 latency
 (ms) and throughput (req/s) rarely share a scale, so each gets its own chart.
 
+Each scenario is charted over its own window: from its first to its last
+second with samples (requests or iterations), not the run's whole timeline,
+so a scenario that starts at 30 s does not open with 30 s of nothing. The
+series has a point for every second of the run, whether the scenario was
+running or not.
+
+Seconds without samples inside the window are gaps, not 0 ms. xychart has
+no null (mermaid-js/mermaid#5293: `line [1, , 3]` and NaN do not parse), and
+every series is laid out from the axis's first position by index, so a line
+cannot be split into segments that start later; a series shorter than the
+axis leaves undefined y values in the SVG path. Bars can have gaps: a bar of
+0 has no height. So p95 is drawn as bars, with 0 where nothing was measured,
+on a y-axis that starts at 0 (`y-axis "ms" 0 --> top`; without it xychart
+starts the axis at the lowest value, whose bar would then vanish like a gap).
+A measured p95 never rounds to 0 at two decimals of a millisecond in
+practice, and the p95 column of the scenarios table has the exact values.
+
 A long run has thousands of points, which neither reads well nor fits in a
 comment, so buckets are merged down to MAX_POINTS. Their histograms are
 merged rather than their p95s averaged: an average of percentiles is not a
@@ -13,9 +30,11 @@ A chaos run's p95 chart marks when faults were in force. xychart cannot
 shade a region, and its x-axis is either a numeric range (no labels of our
 own) or categories (sixty labels overlap into noise), so the marking is a
 second series: a bar as tall as the chart's highest p95 at every point a
-fault overlaps, drawn before the line so the line stays on top. Adjacent
-bars form a band that reads as shading on GitHub's light and dark themes.
-xychart draws no legend, so the title says what the bars are.
+fault overlaps, drawn before the p95 bars so they stay in front (bars of
+every series stand at the same x, one over the other). Adjacent bars form a
+band that reads as shading on GitHub's light and dark themes. xychart draws
+no legend, so the title says what the bars are. That chart covers the whole
+run: it is about when the faults were, for all scenarios at once.
 """
 
 from __future__ import annotations
@@ -75,21 +94,41 @@ def group_size(count: int, max_points: int = MAX_POINTS) -> int:
     return max(math.ceil(count / max_points), 1)
 
 
+def has_samples(point: Mapping[str, Any]) -> bool:
+    """Whether anything was measured in the point's second: a request or an iteration."""
+    return bool(point.get("reqs") or point.get("iterations"))
+
+
+def own_window(points: Sequence[Mapping[str, Any]]) -> tuple[float, list[Mapping[str, Any]]]:
+    """A scenario's points from its first to its last second with samples
+    (none when it has none), and the run time its window starts at: the end
+    of the point before it, or 0."""
+    active = [i for i, point in enumerate(points) if has_samples(point)]
+    if not active:
+        return 0.0, []
+    first, last = active[0], active[-1]
+    start_t = float(points[first - 1]["t"]) if first > 0 else 0.0
+    return start_t, list(points[first : last + 1])
+
+
 def downsample(
-    points: Sequence[Mapping[str, Any]], interval_s: float, max_points: int = MAX_POINTS
+    points: Sequence[Mapping[str, Any]], interval_s: float, max_points: int = MAX_POINTS,
+    start_t: float = 0.0,
 ) -> list[ChartPoint]:
     """At most `max_points` points, each merging `group_size` consecutive
     buckets. req/s is over the time the merged buckets span (the last bucket
-    of a run is often shorter than `interval_s`)."""
-    return _downsample([(float(p["t"]), [p]) for p in points], interval_s, max_points)
+    of a run is often shorter than `interval_s`); the first span starts at
+    `start_t`."""
+    return _downsample([(float(p["t"]), [p]) for p in points], interval_s, max_points, start_t)
 
 
 def _downsample(
-    buckets: Sequence[_Bucket], interval_s: float, max_points: int = MAX_POINTS
+    buckets: Sequence[_Bucket], interval_s: float, max_points: int = MAX_POINTS,
+    start_t: float = 0.0,
 ) -> list[ChartPoint]:
     size = group_size(len(buckets), max_points)
     merged = []
-    previous_t = 0.0
+    previous_t = start_t
     for start in range(0, len(buckets), size):
         group = buckets[start : start + size]
         end_t = group[-1][0]
@@ -112,16 +151,18 @@ def _p95(group: Sequence[Mapping[str, Any]]) -> float | None:
 
 
 def scenario_charts(doc: Mapping[str, Any]) -> list[ScenarioCharts]:
-    """Charts for every scenario that has series points, in the document's order."""
+    """Charts for every scenario with samples in its series, in the
+    document's order, each over the scenario's own window."""
     series = doc.get("series") or {}
     interval_s = float(series.get("interval_s") or 1.0)
     by_scenario = series.get("scenarios") or {}
     charts = []
     for scenario in doc["scenarios"]:
-        name, points = scenario["name"], by_scenario.get(scenario["name"]) or []
+        name = scenario["name"]
+        start_t, points = own_window(by_scenario.get(name) or [])
         if not points:
             continue
-        merged = downsample(points, interval_s)
+        merged = downsample(points, interval_s, start_t=start_t)
         axis = TimeAxis(round(merged[0].t), max(round(group_size(len(points)) * interval_s), 1))
         charts.append(
             ScenarioCharts(
@@ -147,9 +188,9 @@ class TimeAxis:
 
 
 def latency_chart(scenario: str, axis: TimeAxis, points: Sequence[ChartPoint]) -> str:
-    """p95 as a line; seconds without requests read 0 (xychart has no gaps)."""
-    values = [p.p95_ms or 0.0 for p in points]
-    return _xychart(f"{scenario}: p95 latency", axis, "ms", [("line", "", values)])
+    """p95 as bars; a point without requests has none (a gap, see the module docstring)."""
+    values = [p.p95_ms if p.p95_ms is not None else 0.0 for p in points]
+    return _xychart(f"{scenario}: p95 latency", axis, "ms", [("bar", "", values)])
 
 
 def throughput_chart(scenario: str, axis: TimeAxis, points: Sequence[ChartPoint]) -> str:
@@ -176,12 +217,12 @@ def fault_chart(doc: Mapping[str, Any]) -> str | None:
     interval_s = float(series.get("interval_s") or 1.0)
     merged = _downsample(buckets, interval_s)
     axis = TimeAxis(round(merged[0].t), max(round(group_size(len(buckets)) * interval_s), 1))
-    p95 = [p.p95_ms or 0.0 for p in merged]
+    p95 = [p.p95_ms if p.p95_ms is not None else 0.0 for p in merged]
     top = max(p95) or 1.0
     starts = [0.0, *(p.t for p in merged[:-1])]
     active = [top if _overlaps(start, p.t, windows) else 0.0 for start, p in zip(starts, merged)]
     title = "p95 latency, all scenarios (bars: fault active)"
-    return _xychart(title, axis, "ms", [("bar", "fault active", active), ("line", "p95", p95)])
+    return _xychart(title, axis, "ms", [("bar", "fault active", active), ("bar", "p95", p95)])
 
 
 def _overlaps(start: float, end: float, windows: Sequence[Window]) -> bool:
@@ -190,16 +231,23 @@ def _overlaps(start: float, end: float, windows: Sequence[Window]) -> bool:
     return any(w_start < end and w_end > start for w_start, w_end in windows)
 
 
+def _number(value: float) -> str:
+    """Two decimals, never an exponent: xychart's numbers are plain decimals."""
+    return f"{value:.2f}".rstrip("0").rstrip(".")
+
+
 def _xychart(title: str, axis: TimeAxis, unit: str, series: Sequence[_Series]) -> str:
+    """The y-axis starts at 0, so the lowest bar still has a height and only
+    a point without samples has none."""
+    top = _number(max((v for _, _, values in series for v in values), default=0.0))
     lines = [
         "xychart-beta",
         f'    title "{mermaid_text(title)}"',
         axis.line(len(series[0][2])),
-        f'    y-axis "{unit}"',
+        f'    y-axis "{unit}" 0 --> {top if top != "0" else "1"}',
     ]
     for kind, name, values in series:
-        # Two decimals, never an exponent: xychart's numbers are plain decimals.
-        data = ", ".join(f"{v:.2f}".rstrip("0").rstrip(".") for v in values)
+        data = ", ".join(_number(v) for v in values)
         label = f' "{mermaid_text(name)}"' if name else ""
         lines.append(f"    {kind}{label} [{data}]")
     return "\n".join(lines)
