@@ -2,15 +2,23 @@
 pull-request endpoints the action uses, with pagination by `Link` headers,
 token checks, a record of every call, and failures queued on purpose
 (502s, 403s, 429s with small Retry-After values) so retry paths run fast.
+
+The Actions endpoints `baseline: auto` uses answer in GitHub's documented
+shapes: "List workflow runs for a workflow" (`{total_count, workflow_runs}`,
+filtered by `branch` and `status`, newest first), "List workflow run
+artifacts" (`{total_count, artifacts}`, filtered by `name`) and "Download an
+artifact" (302 to a signed URL on a second server, `BlobStore`, that
+records what reached it; 410 once the artifact expired).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import itertools
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -53,9 +61,20 @@ class FakeGitHub:
     calls: list[Call] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
     url: str = ""
+    # Actions: workflows by file name, runs (newest last), artifacts per run,
+    # archives per artifact id, and where downloads are redirected to
+    workflows: dict[str, int] = field(default_factory=dict)
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    artifacts: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    archives: dict[int, bytes] = field(default_factory=dict)
+    blobs: BlobStore | None = None
+    actions_read: bool = True  # False: a token without `actions: read` (403)
+    max_per_page: int = 100  # GitHub's cap; lower it to make pages
 
     def __post_init__(self) -> None:
         self._ids = itertools.count(1000)
+        self._run_ids = itertools.count(9000)
+        self._artifact_ids = itertools.count(500)
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------ helpers
@@ -77,6 +96,62 @@ class FakeGitHub:
     def writes(self) -> list[Call]:
         return [c for c in self.calls if c.method in ("POST", "PATCH")]
 
+    def add_run(self, workflow: str = "perf.yml", *, branch: str = "main", event: str = "push",
+                conclusion: str | None = "success", archive: bytes | None = None,
+                artifact: str = "loadaction-results", expired: bool = False,
+                head_repo: str | None = None) -> dict[str, Any]:
+        """A completed run of `workflow`, newer than every run before it; with
+        `archive`, an artifact named `artifact` holding those zip bytes."""
+        with self._lock:
+            workflow_id = self.workflows.setdefault(workflow, 161335 + len(self.workflows))
+            run_id = next(self._run_ids)
+            stamp = f"2026-11-{1 + len(self.runs) % 28:02d}T03:17:{len(self.runs) % 60:02d}Z"
+            repo = {"id": 1296269, "full_name": head_repo or self.repo,
+                    "name": (head_repo or self.repo).split("/")[1]}
+            run = {
+                "id": run_id, "name": "Performance", "node_id": f"WFR_{run_id}",
+                "head_branch": branch, "head_sha": hashlib.sha1(str(run_id).encode()).hexdigest(),
+                "path": f".github/workflows/{workflow}", "display_title": "Merge pull request",
+                "run_number": len(self.runs) + 1, "event": event,
+                "status": "completed" if conclusion else "in_progress",
+                "conclusion": conclusion, "workflow_id": workflow_id, "run_attempt": 1,
+                "url": f"{self.url}/repos/{self.repo}/actions/runs/{run_id}",
+                "html_url": f"https://github.test/{self.repo}/actions/runs/{run_id}",
+                "created_at": stamp, "updated_at": stamp, "run_started_at": stamp,
+                "head_repository": repo,
+                "repository": {"id": 1296269, "full_name": self.repo,
+                               "name": self.repo.split("/")[1]},
+            }
+            self.runs.append(run)
+            self.artifacts[run_id] = []
+        if archive is not None:
+            self.add_artifact(run_id, archive, name=artifact, expired=expired)
+        return run
+
+    def add_artifact(self, run_id: int, archive: bytes, *, name: str = "loadaction-results",
+                     expired: bool = False) -> dict[str, Any]:
+        with self._lock:
+            aid = next(self._artifact_ids)
+            run = next(r for r in self.runs if r["id"] == run_id)
+            item = {
+                "id": aid, "node_id": f"MDg6QXJ0aWZhY3Q{aid}", "name": name,
+                "size_in_bytes": len(archive),
+                "url": f"{self.url}/repos/{self.repo}/actions/artifacts/{aid}",
+                "archive_download_url": f"{self.url}/repos/{self.repo}/actions/artifacts/{aid}/zip",
+                "expired": expired, "digest": "sha256:" + hashlib.sha256(archive).hexdigest(),
+                "created_at": run["created_at"], "updated_at": run["created_at"],
+                "expires_at": "2027-02-01T03:17:00Z",
+                "workflow_run": {"id": run_id, "repository_id": 1296269,
+                                 "head_repository_id": 1296269,
+                                 "head_branch": run["head_branch"], "head_sha": run["head_sha"]},
+            }
+            self.artifacts[run_id].append(item)
+            self.archives[aid] = archive
+            return item
+
+    def actions_calls(self) -> list[Call]:
+        return [c for c in self.calls if "/actions/" in c.path]
+
     # ------------------------------------------------------------ the app
 
     def app(self) -> web.Application:
@@ -86,6 +161,9 @@ class FakeGitHub:
         app.router.add_post(base + "/issues/{pr:\\d+}/comments", self._create)
         app.router.add_patch(base + "/issues/comments/{id:\\d+}", self._update)
         app.router.add_get(base + "/pulls/{pr:\\d+}", self._pull)
+        app.router.add_get(base + "/actions/workflows/{workflow}/runs", self._workflow_runs)
+        app.router.add_get(base + "/actions/runs/{run:\\d+}/artifacts", self._run_artifacts)
+        app.router.add_get(base + "/actions/artifacts/{id:\\d+}/{format}", self._download)
         return app
 
     @web.middleware
@@ -122,7 +200,63 @@ class FakeGitHub:
         if self.read_only and request.method != "GET":
             return web.json_response(
                 {"message": "Resource not accessible by integration"}, status=403)
+        if not self.actions_read and "/actions/" in request.path:
+            return web.json_response(
+                {"message": "Resource not accessible by integration",
+                 "documentation_url": "https://docs.github.com/rest/actions/workflow-runs"},
+                status=403)
         return await handler(request)
+
+    def _page(self, request: web.Request, items: list[Any], key: str) -> web.Response:
+        """One page of `items` as `{total_count, <key>}` with GitHub's Link header."""
+        per_page = min(int(request.query.get("per_page", "30")), 100, self.max_per_page)
+        page = int(request.query.get("page", "1"))
+        chunk = items[(page - 1) * per_page: page * per_page]
+        headers = {}
+        if page * per_page < len(items):
+            nxt = request.url.update_query(page=str(page + 1))
+            last = request.url.update_query(page=str(-(-len(items) // per_page)))
+            if self.link_host:
+                nxt, last = nxt.with_host(self.link_host), last.with_host(self.link_host)
+            headers["Link"] = f'<{nxt}>; rel="next", <{last}>; rel="last"'
+        return web.json_response({"total_count": len(items), key: chunk}, headers=headers)
+
+    async def _workflow_runs(self, request: web.Request) -> web.Response:
+        workflow = request.match_info["workflow"]  # a file name or an id
+        wid = self.workflows.get(workflow, int(workflow) if workflow.isdigit() else None)
+        if wid not in self.workflows.values():
+            return web.json_response({"message": "Not Found"}, status=404)
+        runs = [r for r in reversed(self.runs) if r["workflow_id"] == wid]
+        if branch := request.query.get("branch"):
+            runs = [r for r in runs if r["head_branch"] == branch]
+        if status := request.query.get("status"):
+            field_name = "status" if status in ("completed", "in_progress", "queued") else "conclusion"
+            runs = [r for r in runs if r[field_name] == status]
+        if request.query.get("exclude_pull_requests") != "true":
+            runs = [{**r, "pull_requests": []} for r in runs]
+        return self._page(request, runs, "workflow_runs")
+
+    async def _run_artifacts(self, request: web.Request) -> web.Response:
+        run_id = int(request.match_info["run"])
+        if run_id not in self.artifacts:
+            return web.json_response({"message": "Not Found"}, status=404)
+        items = self.artifacts[run_id]
+        if name := request.query.get("name"):
+            items = [a for a in items if a["name"] == name]
+        return self._page(request, items, "artifacts")
+
+    async def _download(self, request: web.Request) -> web.Response:
+        aid = int(request.match_info["id"])
+        artifact = next((a for items in self.artifacts.values() for a in items
+                         if a["id"] == aid), None)
+        if artifact is None or request.match_info["format"] != "zip":
+            return web.json_response({"message": "Not Found"}, status=404)
+        if artifact["expired"]:
+            return web.json_response({"message": "Artifact has expired"}, status=410)
+        if self.blobs is None:
+            raise RuntimeError("no BlobStore to redirect downloads to")
+        location = self.blobs.put(f"artifacts/{aid}.zip", self.archives[aid])
+        return web.Response(status=302, headers={"Location": location})
 
     async def _list(self, request: web.Request) -> web.Response:
         pr = int(request.match_info["pr"])
@@ -157,20 +291,54 @@ class FakeGitHub:
                                   "head": {"sha": self.head_sha}})
 
 
+@dataclass
+class BlobStore:
+    """The other host a download is redirected to (GitHub: a blob store with
+    signed URLs valid for a minute). It wants its signature, not a token,
+    and records every request so tests can check no token reached it."""
+
+    calls: list[Call] = field(default_factory=list)
+    blobs: dict[str, bytes] = field(default_factory=dict)
+    failures: list[int] = field(default_factory=list)  # statuses for the next requests
+    url: str = ""
+    signature: str = "sv=2025-01-05&se=2026-12-01T09%3A30%3A00Z&sig=c2lnbmVk"
+
+    def put(self, name: str, data: bytes) -> str:
+        self.blobs[name] = data
+        return f"{self.url}/{name}?{self.signature}"
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/{name:.+}", self._get)
+        return app
+
+    async def _get(self, request: web.Request) -> web.Response:
+        self.calls.append(Call(request.method, request.path, dict(request.query),
+                               dict(request.headers), None))
+        if self.failures:
+            return web.Response(status=self.failures.pop(0), text="<Error>Server busy</Error>")
+        if request.rel_url.raw_query_string != self.signature:
+            return web.Response(status=403, text="<Error>AuthenticationFailed</Error>")
+        data = self.blobs.get(request.match_info["name"])
+        if data is None:
+            return web.Response(status=404, text="<Error>BlobNotFound</Error>")
+        return web.Response(body=data, content_type="application/zip")
+
+
 @contextmanager
-def serve(fake: FakeGitHub | None = None) -> Iterator[FakeGitHub]:
-    """Serve `fake` from a thread with its own loop until the block ends."""
-    fake = fake or FakeGitHub()
+def serve_app(app: web.Application, started: Callable[[str], None]) -> Iterator[None]:
+    """Serve `app` on 127.0.0.1 from a thread with its own loop until the
+    block ends; `started` gets the base URL before the block runs."""
     loop = asyncio.new_event_loop()
     ready = threading.Event()
-    runner = web.AppRunner(fake.app(), access_log=None)
+    runner = web.AppRunner(app, access_log=None)
 
     def serve_forever() -> None:
         asyncio.set_event_loop(loop)
         loop.run_until_complete(runner.setup())
         site = web.TCPSite(runner, "127.0.0.1", 0)
         loop.run_until_complete(site.start())
-        fake.url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+        started(f"http://127.0.0.1:{runner.addresses[0][1]}")
         ready.set()
         loop.run_forever()
         loop.run_until_complete(runner.cleanup())
@@ -178,13 +346,30 @@ def serve(fake: FakeGitHub | None = None) -> Iterator[FakeGitHub]:
     thread = threading.Thread(target=serve_forever, daemon=True)
     thread.start()
     if not ready.wait(10):
-        raise RuntimeError("the fake GitHub API did not start")
+        raise RuntimeError("the fake server did not start")
     try:
-        yield fake
+        yield
     finally:
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
         loop.close()
+
+
+@contextmanager
+def serve(fake: FakeGitHub | None = None) -> Iterator[FakeGitHub]:
+    """Serve `fake` from a thread with its own loop until the block ends."""
+    fake = fake or FakeGitHub()
+    with serve_app(fake.app(), lambda url: setattr(fake, "url", url)):
+        yield fake
+
+
+@contextmanager
+def serve_with_blobs(fake: FakeGitHub | None = None) -> Iterator[FakeGitHub]:
+    """`serve`, with a BlobStore on another port (another origin) for downloads."""
+    fake = fake or FakeGitHub()
+    blobs = fake.blobs = fake.blobs or BlobStore()
+    with serve_app(blobs.app(), lambda url: setattr(blobs, "url", url)), serve(fake):
+        yield fake
 
 
 # A real `pull_request` (opened) event payload, trimmed to the parts the action

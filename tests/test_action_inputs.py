@@ -51,8 +51,43 @@ def test_every_input_maps_to_its_flag_and_the_token_to_the_environment():
     assert "ghs_token" not in call.argv
 
 
+def test_baseline_auto_maps_to_the_lookup_flags():
+    base = {"INPUT_TARGET": "https://x.test", "INPUT_BASELINE": "Auto"}
+    call = invocation(base, BUNDLED)
+    at = call.argv.index("--baseline")
+    assert call.argv[at:at + 6] == ["--baseline", "auto", "--baseline-artifact",
+                                    "loadaction-results", "--baseline-runs", "5"]
+    assert "--baseline-workflow" not in call.argv  # the running workflow's, found at run time
+    call = invocation({**base, "INPUT_BASELINE-WORKFLOW": ".github/workflows/main-baseline.yml",
+                       "INPUT_BASELINE_ARTIFACT": "perf-main", "INPUT_BASELINE_RUNS": "20"},
+                      BUNDLED)
+    at = call.argv.index("--baseline")
+    assert call.argv[at:at + 8] == ["--baseline", "auto", "--baseline-artifact", "perf-main",
+                                    "--baseline-runs", "20", "--baseline-workflow",
+                                    "main-baseline.yml"]
+
+
+def test_baseline_paths_one_per_line_and_no_lookup_flags_without_auto():
+    call = invocation({"INPUT_TARGET": "https://x.test",
+                       "INPUT_BASELINE": "old/results.json\n\n  baselines/  \n./auto",
+                       "INPUT_BASELINE_RUNS": "3"}, BUNDLED)
+    flags = [a for a in call.argv if a.startswith("--baseline")]
+    assert flags == ["--baseline"] * 3
+    at = call.argv.index("--baseline")
+    assert call.argv[at:at + 6] == ["--baseline", "old/results.json", "--baseline", "baselines/",
+                                    "--baseline", "./auto"]
+
+
 @pytest.mark.parametrize("env, message", [
     ({}, "input 'target' is required"),
+    ({"INPUT_BASELINE": "auto\nold.json"}, "input 'baseline' is either auto or paths"),
+    ({"INPUT_BASELINE_RUNS": "0"}, "input 'baseline-runs' must be a whole number from 1 to 20"),
+    ({"INPUT_BASELINE_RUNS": "21"}, "input 'baseline-runs' must be a whole number from 1 to 20"),
+    ({"INPUT_BASELINE-RUNS": "five"}, "input 'baseline-runs' must be a whole number"),
+    ({"INPUT_BASELINE_WORKFLOW": "../../etc/passwd"},
+     "input 'baseline-workflow' must be a workflow file name"),
+    ({"INPUT_BASELINE_WORKFLOW": "Performance gate"}, "input 'baseline-workflow' must be"),
+    ({"INPUT_BASELINE_ARTIFACT": "results:main"}, "input 'baseline-artifact' must not contain"),
     ({"INPUT_COMMENT": "sometimes"}, "input 'comment' must be always, on-failure, never"),
     ({"INPUT_MAX_RPS": "fast"}, "input 'max-rps' must be a positive number"),
     ({"INPUT_MAX_RPS": "-1"}, "input 'max-rps' must be a positive number"),

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from ruamel.yaml import YAML
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOWS = sorted((ROOT / "examples" / "workflows").glob("*.yml"))
@@ -32,12 +33,48 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(args, cwd=ROOT, capture_output=True, text=True, check=False, timeout=120)
 
 
-def test_the_examples_are_the_three_documented_workflows():
-    assert [p.name for p in WORKFLOWS] == ["fork-safe-comment.yml", "pr-gate.yml",
-                                           "scheduled-staging.yml"]
+def test_the_examples_are_the_four_documented_workflows():
+    assert [p.name for p in WORKFLOWS] == ["fork-safe-comment.yml", "main-baseline.yml",
+                                           "pr-gate.yml", "scheduled-staging.yml"]
     readme = (ROOT / "README.md").read_text()
     for path in WORKFLOWS:
         assert f"examples/workflows/{path.name}" in readme
+
+
+def _yaml(path: Path) -> dict:
+    return YAML(typ="safe").load(path.read_text())
+
+
+def _action_steps(workflow: dict) -> list[tuple[dict, dict]]:
+    """(job, step) for each step that uses loadaction."""
+    return [(job, step) for job in workflow["jobs"].values() for step in job.get("steps", [])
+            if str(step.get("uses", "")).startswith("your-org/loadaction@")]
+
+
+def test_the_examples_give_the_action_only_inputs_it_declares():
+    inputs = set(_yaml(ROOT / "action.yml")["inputs"])
+    for path in WORKFLOWS:
+        for _, step in _action_steps(_yaml(path)):
+            assert set(step.get("with", {})) <= inputs, (path.name, set(step["with"]) - inputs)
+
+
+def test_the_pr_gate_reads_the_baselines_the_baseline_workflow_uploads():
+    """baseline: auto needs `actions: read`, and the artifact its
+    baseline-workflow uploads under the name baseline-artifact expects."""
+    action = _yaml(ROOT / "action.yml")["inputs"]
+    gate = _yaml(ROOT / "examples" / "workflows" / "pr-gate.yml")
+    [(_, step)] = _action_steps(gate)
+    assert step["with"]["baseline"] == "auto"
+    assert gate["permissions"]["actions"] == "read"
+    producer_file = step["with"]["baseline-workflow"]
+    producer = _yaml(ROOT / "examples" / "workflows" / producer_file)
+    assert producer["on"]["push"]["branches"] == ["main"]
+    wanted = step["with"].get("baseline-artifact", action["baseline-artifact"]["default"])
+    uploads = [s["with"] for job in producer["jobs"].values() for s in job["steps"]
+               if str(s.get("uses", "")).startswith("actions/upload-artifact@")]
+    assert {"name": wanted, "path": "loadaction-results/"}.items() <= uploads[0].items()
+    [(_, produced)] = _action_steps(producer)
+    assert produced["with"]["profile"] == step["with"]["profile"]  # like with like
 
 
 def test_action_yml_matches_githubs_action_metadata_schema():

@@ -16,6 +16,13 @@ from pathlib import Path
 
 from loadaction.errors import PlanError
 from loadaction.github import commands
+from loadaction.github.baselines import (
+    AUTO,
+    artifact_problem,
+    runs_problem,
+    workflow_name,
+    workflow_problem,
+)
 from loadaction.github.cli import TOKEN_ENV
 from loadaction.github.comments import key_problem
 from loadaction.github.environment import input_value
@@ -31,6 +38,9 @@ DEFAULTS: Mapping[str, str] = {
     "scenarios": "",
     "vars": "",
     "baseline": "",
+    "baseline-workflow": "",
+    "baseline-artifact": "loadaction-results",
+    "baseline-runs": "5",
     "github-token": "",
     "comment": "always",
     "comment-key": "default",
@@ -82,8 +92,7 @@ def invocation(env: Mapping[str, str], bundled_plan: Path) -> Invocation:
             # never echo the line: it may hold a secret
             raise InputError(f"input 'vars', line {number}: expected KEY=VALUE")
         argv += ["--var", f"{key.strip()}={value.strip()}"]
-    if baseline := get("baseline"):
-        argv += ["--baseline", baseline]
+    argv += _baseline(get)
     comment = get("comment").lower()
     if comment not in COMMENT_MODES:
         raise InputError(f"input 'comment' must be {', '.join(COMMENT_MODES)}; got {comment!r}")
@@ -108,6 +117,29 @@ def invocation(env: Mapping[str, str], bundled_plan: Path) -> Invocation:
         argv += ["--max-rps", max_rps]
     token = get("github-token") or env.get(TOKEN_ENV, "")
     return Invocation(argv, {TOKEN_ENV: token} if token else {})
+
+
+def _baseline(get: Callable[[str], str]) -> list[str]:
+    """`baseline`: `auto`, or paths (files or directories), one per line. The
+    lookup's inputs are checked whatever `baseline` says, so a typo shows
+    the day it is made rather than the day `auto` is switched on."""
+    workflow = get("baseline-workflow")
+    if workflow and (problem := workflow_problem(workflow)):
+        raise InputError(f"input 'baseline-workflow' {problem}; got {workflow!r}")
+    artifact = get("baseline-artifact") or DEFAULTS["baseline-artifact"]
+    if problem := artifact_problem(artifact):
+        raise InputError(f"input 'baseline-artifact' {problem}; got {artifact!r}")
+    runs = get("baseline-runs") or DEFAULTS["baseline-runs"]
+    if problem := runs_problem(runs):
+        raise InputError(f"input 'baseline-runs' {problem}; got {runs!r}")
+    paths = [line.strip() for line in get("baseline").splitlines() if line.strip()]
+    if [p.lower() for p in paths] == [AUTO]:
+        argv = ["--baseline", AUTO, "--baseline-artifact", artifact, "--baseline-runs", runs]
+        return argv + (["--baseline-workflow", workflow_name(workflow)] if workflow else [])
+    if AUTO in (p.lower() for p in paths):
+        raise InputError("input 'baseline' is either auto or paths, not both "
+                         "(a file called auto: ./auto)")
+    return [arg for path in paths for arg in ("--baseline", path)]
 
 
 def _items(text: str) -> list[str]:

@@ -44,6 +44,9 @@ class Environment:
     workspace: Path | None
     output_path: Path | None
     summary_path: Path | None
+    run_id: str | None = None  # GITHUB_RUN_ID
+    # GITHUB_WORKFLOW_REF: owner/repo/.github/workflows/perf.yml@refs/pull/7/merge
+    workflow_ref: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Environment:
@@ -59,6 +62,8 @@ class Environment:
             workspace=path("GITHUB_WORKSPACE"),
             output_path=path("GITHUB_OUTPUT"),
             summary_path=path("GITHUB_STEP_SUMMARY"),
+            run_id=env.get("GITHUB_RUN_ID") or None,
+            workflow_ref=env.get("GITHUB_WORKFLOW_REF") or None,
         )
 
     @property
@@ -89,6 +94,22 @@ class Environment:
         if isinstance(number, int) and not isinstance(number, bool) and number > 0:
             return number
         raise EventError(f"the {self.event_name} event payload has no pull request number")
+
+    def base_branch(self) -> str | None:
+        """The branch a pull request would merge into (`pull_request.base.ref`),
+        on pull-request events only; None elsewhere or when the payload has none."""
+        if not self.is_pull_request:
+            return None
+        pr = self.event().get("pull_request")
+        base = pr.get("base") if isinstance(pr, dict) else None
+        ref = base.get("ref") if isinstance(base, dict) else None
+        return ref if isinstance(ref, str) and ref.strip() else None
+
+    def workflow_file(self) -> str | None:
+        """The running workflow's file name (`perf.yml`), from GITHUB_WORKFLOW_REF."""
+        ref = (self.workflow_ref or "").rsplit("@", 1)[0]
+        head, sep, name = ref.rpartition("/.github/workflows/")
+        return name if sep and head and name and "/" not in name else None
 
     def relative_path(self, path: str | Path) -> str:
         """`path` relative to the workspace when inside it: later steps run
