@@ -15,7 +15,7 @@ import argparse
 import asyncio
 import os
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from loadaction.argtypes import duration, key_value, positive
@@ -33,8 +33,8 @@ from loadaction.github.cli import (
 )
 from loadaction.masking import mask_url_credentials, url_passwords
 from loadaction.plan import load_plan
-from loadaction.plan.model import Limits, Plan, PlanWarning
-from loadaction.session import run_and_report
+from loadaction.plan.model import Limits, Plan
+from loadaction.session import print_warnings, run_and_report
 from loadaction.writable import check_output_dir
 
 EPILOG = __doc__.split("\n\n", 1)[1]
@@ -111,12 +111,6 @@ def _load(args: argparse.Namespace, *, placeholders: bool = False) -> Plan:
                      extra_allowed_hosts=args.allow_host, placeholders=placeholders)
 
 
-def print_warnings(warnings: Iterable[PlanWarning]) -> None:
-    """One `warning: file:line: message` line each, on stderr."""
-    for warning in warnings:
-        print(mask_url_credentials(f"warning: {warning}"), file=sys.stderr)
-
-
 def _validate(args: argparse.Namespace) -> int:
     """`validate`: with placeholders for what the environment lacks, listed
     as warnings; --strict makes those one error (exit 2)."""
@@ -172,12 +166,12 @@ def _run(args: argparse.Namespace) -> int:
         check_output_dir(args.out, "--out", contents=("results.json", "report.md"))
     step = github_step(args, os.environ, load_baseline(args.baseline))
     plan = _load(args)
-    print_warnings(plan.warnings)
     if step is not None:
         step.mask([*plan.secrets.values(), *url_passwords(plan.target)])
     code = asyncio.run(run_and_report(plan, out=args.out, quiet=args.quiet,
                                       progress_interval_s=args.progress_interval,
-                                      after=step.after_run if step is not None else None))
+                                      after=step.after_run if step is not None else None,
+                                      baselines=args.baselines))
     if code == ExitCode.THRESHOLDS_FAILED and not args.fail_on_violation:
         return ExitCode.OK
     return code

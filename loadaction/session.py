@@ -11,7 +11,7 @@ import asyncio
 import signal
 import sys
 import traceback
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,8 @@ from loadaction.engine.runner import Progress, Run
 from loadaction.engine.status import RunStatus
 from loadaction.engine.transport import Transport
 from loadaction.errors import ExitCode
-from loadaction.plan.model import Plan
+from loadaction.masking import mask_url_credentials
+from loadaction.plan.model import Plan, PlanWarning
 from loadaction.progress import progress_lines
 from loadaction.report import render
 from loadaction.results.build import build_results
@@ -56,8 +57,23 @@ def build_run(plan: Plan, *, transport: Transport | None = None, seed: int | Non
                progress_interval_s=progress_interval_s, seed=seed)
 
 
+def print_warnings(warnings: Iterable[PlanWarning]) -> None:
+    """One `warning: file:line: message` line each, on stderr."""
+    for warning in warnings:
+        print(mask_url_credentials(f"warning: {warning}"), file=sys.stderr)
+
+
+def failed_regressions(doc: Mapping[str, Any]) -> int:
+    return sum(1 for r in doc.get("regressions", ()) if r["failed"])
+
+
 async def run_and_report(plan: Plan, *, out: Path | None, quiet: bool = False,
-                         progress_interval_s: float = 5.0, after: AfterRun | None = None) -> ExitCode:
+                         progress_interval_s: float = 5.0, after: AfterRun | None = None,
+                         baselines: Sequence[Mapping[str, Any]] = ()) -> ExitCode:
+    """`baselines`: earlier runs' results documents; the plan's regression
+    budgets are judged against them and gate the run like thresholds."""
+    print_warnings(plan.warnings)  # before anything is sent
+
     def show(progress: Progress) -> None:
         for line in progress_lines(progress):
             print(run.masker(line), file=sys.stderr, flush=True)
@@ -81,7 +97,7 @@ async def run_and_report(plan: Plan, *, out: Path | None, quiet: bool = False,
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
-    doc = build_results(outcome)
+    doc = build_results(outcome, baselines)
     if out is not None:
         write_results(out / "results.json", doc)
     sys.stdout.write(render(doc, "text", color=sys.stdout.isatty()))
@@ -98,7 +114,8 @@ async def run_and_report(plan: Plan, *, out: Path | None, quiet: bool = False,
         print(run.masker(f"loadaction: ERROR: fault '{record.fault.name}' ({record.fault.source}) "
                          f"was NOT rolled back: {record.rollback_error}; staging may still be "
                          f"broken"), file=sys.stderr)
-    code = exit_code(outcome.status, len(outcome.violations) + failed_recoveries,
+    code = exit_code(outcome.status,
+                     len(outcome.violations) + failed_recoveries + failed_regressions(doc),
                      len(rollback_failures))
     if after is not None:
         await after(doc, code)

@@ -18,7 +18,7 @@ def test_latency_budget(target, write_plan, run_plan, ms, budget, code):
         thresholds:
           "http_req_duration{{name:slow}}": ["{budget}"]
         scenarios:
-          s: {{executor: per-vu-iterations, vus: 4, iterations: 3, exec: f}}
+          s: {{executor: per-vu-iterations, vus: 4, iterations: 5, exec: f}}
         flows:
           f: [{{request: {{name: slow, url: "/slow?ms={ms}"}}}}]
     """)
@@ -104,7 +104,7 @@ def test_custom_trend_and_rate_budgets(target, write_plan, run_plan):
           checkout_duration: ["p(95)<50"]
           checkout_errors: ["rate<0.01"]
         scenarios:
-          s: {{executor: per-vu-iterations, vus: 2, iterations: 3, exec: f}}
+          s: {{executor: per-vu-iterations, vus: 4, iterations: 5, exec: f}}
         flows:
           f:
             - request: {{url: "/slow?ms=120"}}

@@ -361,7 +361,10 @@ def test_a_path_traversal_member_is_refused(tmp_path, github, name):
     github.add_run(WORKFLOW, archive=archive)
     found = fetch(tmp_path, github)
     assert found.directory is None
-    assert not list(tmp_path.parent.glob("**/results.json"))  # nothing unpacked anywhere
+    # nothing unpacked: not in the destination, nor where `..` would lead
+    assert not list(tmp_path.glob("**/results.json"))
+    assert not (tmp_path.parent / "results.json").exists()
+    assert not (tmp_path.parent.parent / "results.json").exists()
 
 
 def test_the_shallowest_results_json_is_read_and_ties_are_refused():

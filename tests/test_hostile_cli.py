@@ -118,7 +118,6 @@ def _write(name: str, content: bytes):
 
 RESULTS_CASES = [
     (_baseline_missing, "missing.json"),
-    (_baseline_dir, "base"),
     (_write("empty.json", b""), "empty.json"),
     (_write("text.json", b"this is not json"), "invalid JSON"),
     (_write("array.json", b"[1, 2, 3]"), "expected a JSON object"),
@@ -135,7 +134,7 @@ RESULTS_CASES = [
 
 
 @pytest.mark.parametrize("make, says", RESULTS_CASES,
-                         ids=["missing", "directory", "empty", "text", "array", "binary", "deep",
+                         ids=["missing", "empty", "text", "array", "binary", "deep",
                               "schema-99", "bad-verdict"])
 def test_a_bad_results_file_is_refused_by_report_and_as_a_baseline(plan, target, tmp_path, make, says):
     path = make(tmp_path)
@@ -146,6 +145,11 @@ def test_a_bad_results_file_is_refused_by_report_and_as_a_baseline(plan, target,
     assert baseline.code == 2 and "Traceback" not in baseline.stderr, baseline.stderr
     assert says in baseline.stderr
     _nothing_sent(target)
+
+
+def test_report_on_a_directory_is_refused(tmp_path):
+    assert_rejected(run_cli(["report", str(_baseline_dir(tmp_path))], cwd=tmp_path),
+                    says=["base", "Is a directory"])
 
 
 # ---------------------------------------------------------------- the action

@@ -155,7 +155,7 @@ def test_documents_without_chaos_stay_valid() -> None:
     (lambda c: c["faults"][0].update(planned_end_s="later"),
      "$.chaos.faults[0].planned_end_s: 'later' is not of type 'number', 'null'"),
     (lambda c: c["phases"][3].update(verdict="flaky"),
-     "$.chaos.phases[3].verdict: 'flaky' is not one of ['pass', 'fail', 'no data']"),
+     "$.chaos.phases[3].verdict: 'flaky' is not one of ['pass', 'fail', 'no data', 'insufficient data']"),
     (lambda c: c["recovery"][1].update(time_to_recover_s=True),
      "$.chaos.recovery[1].time_to_recover_s: true is not of type 'number', 'null'"),
 ])

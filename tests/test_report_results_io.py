@@ -92,7 +92,7 @@ def test_invalid_json_names_the_line(in_tmp: Path) -> None:
         (
             _with(thresholds=[{"metric": "vus", "expression": "value<1", "verdict": "maybe"}]),
             "results.json: $.thresholds[0].verdict: 'maybe' is not one of "
-            "['pass', 'fail', 'no data']",
+            "['pass', 'fail', 'no data', 'insufficient data']",
         ),
         (
             _with(metrics={"vus": {"type": "histogram", "total": {}}}),

@@ -100,7 +100,7 @@ def _broken(change: Callable[[dict[str, Any]], object]) -> dict[str, Any]:
 
 @pytest.mark.parametrize(("change", "problem"), [
     (lambda d: d["thresholds"][2].update(verdict="maybe"),
-     "$.thresholds[2].verdict: 'maybe' is not one of ['pass', 'fail', 'no data']"),
+     "$.thresholds[2].verdict: 'maybe' is not one of ['pass', 'fail', 'no data', 'insufficient data']"),
     (lambda d: d.pop("scenarios"), "$: 'scenarios' is a required property"),
     (lambda d: d.update(status="done"),
      "$.status: 'done' is not one of "
@@ -159,7 +159,7 @@ def test_loadaction_report_exits_2_naming_the_path(broken_file: Path,
         captured = capsys.readouterr()
         assert captured.out == ""
         assert captured.err == (f"loadaction: {broken_file}: $.thresholds[2].verdict: 'maybe' "
-                                "is not one of ['pass', 'fail', 'no data']\n")
+                                "is not one of ['pass', 'fail', 'no data', 'insufficient data']\n")
 
 
 def test_loadaction_report_checks_the_baseline_too(broken_file: Path, tmp_path: Path,
@@ -179,7 +179,7 @@ def test_loadaction_comment_exits_2_naming_the_path(broken_file: Path,
     code = main(["comment", "--results", str(broken_file), "--pr", "1", "--repo", "octo/shop"])
     assert code == ExitCode.INVALID
     assert capsys.readouterr().err == (f"loadaction: {broken_file}: $.thresholds[2].verdict: "
-                                       "'maybe' is not one of ['pass', 'fail', 'no data']\n")
+                                       "'maybe' is not one of ['pass', 'fail', 'no data', 'insufficient data']\n")
 
 
 def test_a_real_run_writes_a_valid_document(run_plan: Callable[..., tuple[int, dict[str, Any]]],
@@ -221,4 +221,4 @@ def test_the_suite_fails_a_test_whose_results_json_does_not_fit(tmp_path: Path) 
     assert "1 failed, 1 passed" in output
     assert "test_writes_a_broken_one" in output
     assert ("out/results.json: $.thresholds[2].verdict: 'maybe' is not one of "
-            "['pass', 'fail', 'no data']") in output
+            "['pass', 'fail', 'no data', 'insufficient data']") in output

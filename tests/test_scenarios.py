@@ -39,7 +39,8 @@ def test_all_scenarios_pass_on_a_healthy_target(tmp_path, database_url):
     assert set(names) == {"ticket-purchase", "scanner-burst", "scanner-race", "dashboard-load",
                           "webhook-burst", "webhook-redelivery", "webhook-bad-signatures"}
     assert all(s["iterations"] > 0 for s in names.values())
-    assert names["webhook-burst"]["iterations"] == 10 == names["webhook-redelivery"]["iterations"]
+    # smoke: 20 events (enough for the p(95) budgets), then the same 20 again
+    assert names["webhook-burst"]["iterations"] == 20 == names["webhook-redelivery"]["iterations"]
     assert doc["errors"] == []
 
 
@@ -79,7 +80,7 @@ def test_the_scenarios_webhook_signatures_verify_with_stripes_own_library(tmp_pa
 
     async def webhook(request: web.Request) -> web.Response:
         received.append((await request.read(), request.headers["Stripe-Signature"]))
-        return web.json_response({"received": True, "duplicate": len(received) > 10})
+        return web.json_response({"received": True, "duplicate": len(received) > 20})
 
     target = Target()
     target.app.router.add_post("/functions/v1/stripe-webhook", webhook)
@@ -93,7 +94,7 @@ def test_the_scenarios_webhook_signatures_verify_with_stripes_own_library(tmp_pa
     finally:
         target.stop()
     assert code == 0
-    assert len(received) == 20
+    assert len(received) == 40
     for payload, header in received:
         assert stripe.WebhookSignature.verify_header(payload.decode(), header, secret, tolerance=300)
         event = json.loads(payload)

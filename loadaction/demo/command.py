@@ -17,6 +17,7 @@ from loadaction.errors import PlanError, RunError
 from loadaction.plan import load_plan
 from loadaction.session import run_and_report
 from loadaction.writable import check_output_dir
+from loadaction.github.cli import add_baseline_argument, load_baseline
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
 PLAN = SCENARIOS / "ticketing.yml"
@@ -44,6 +45,7 @@ def add_demo_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--scenario", action="append", default=[], metavar="NAME",
                         help="run only this scenario (repeatable)")
     parser.add_argument("--out", type=Path, metavar="DIR", help="write DIR/results.json")
+    add_baseline_argument(parser)  # earlier demo results: the regression budgets judge against them
     parser.add_argument("--progress-interval", type=positive(float), default=5.0, metavar="SECONDS")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     return parser
@@ -52,6 +54,7 @@ def add_demo_parser(subparsers: Any) -> argparse.ArgumentParser:
 async def _demo(args: argparse.Namespace) -> int:
     if args.out is not None:
         check_output_dir(args.out, "--out", contents=("results.json",))
+    baselines = load_baseline(args.baseline)  # before the target starts: a bad file is exit 2
     faults = parse_flags(args.fault)
     if isinstance(faults, Invalid):
         raise PlanError(faults.message)
@@ -60,7 +63,8 @@ async def _demo(args: argparse.Namespace) -> int:
             plan = load_plan(CHAOS_PLAN if args.chaos else PLAN, target=target.url, profile=args.profile,
                              scenarios=args.scenario, env={**os.environ, **target.env})
             return await run_and_report(plan, out=args.out, quiet=args.quiet,
-                                        progress_interval_s=args.progress_interval)
+                                        progress_interval_s=args.progress_interval,
+                                        baselines=baselines)
     except ImportError as exc:
         raise PlanError(f"--database-url needs asyncpg ({exc.name} is not installed)",
                         hint="pip install 'loadaction[postgres]'") from None

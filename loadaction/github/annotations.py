@@ -15,7 +15,9 @@ them, most important first:
    (`rate<0.01` observed at 3% is 200% over and ranks above `p(95)<500` at
    712 ms, 42% over; a bound of 0 makes any excess infinitely far over), then
    those violated because nothing was measured (`no data`), in plan order;
-4. failed recovery budgets: not recovered at all, then too late (the latest
+4. regression budgets that failed (regressed against the baseline runs, or a
+   required one without enough data), the largest change first;
+5. failed recovery budgets: not recovered at all, then too late (the latest
    first, relative to the time allowed), then `no data`.
 
 `AnnotationCap` then prints at most MAX_ANNOTATIONS of a kind: when there
@@ -42,8 +44,10 @@ from loadaction.report.document import (
     rollback_failure,
 )
 from loadaction.report.format import clean, observed_value
+from loadaction.report.regressions import comparison_label, regression_rows
 
 BUDGET_TITLE = "Budget exceeded"
+REGRESSION_TITLE = "Regression"
 RECOVERY_TITLE = "Recovery budget exceeded"
 ROLLBACK_TITLE = "Fault not rolled back"
 RUN_TITLE = "Run not carried out"
@@ -98,9 +102,11 @@ def run_errors(doc: Mapping[str, Any], relative: Callable[[str], str]) -> list[A
     module docstring); sorting is stable, so ties keep the plan's order."""
     run = _run_annotation(doc)
     budgets = sorted(_budget_annotations(doc, relative), key=lambda ranked: -ranked[0])
+    regressions = sorted(_regression_annotations(doc, relative), key=lambda ranked: -ranked[0])
     recoveries = sorted(_recovery_annotations(doc, relative), key=lambda ranked: -ranked[0])
     return [*_rollback_annotations(doc, relative), *([run] if run is not None else []),
-            *(a for _, a in budgets), *(a for _, a in recoveries)]
+            *(a for _, a in budgets), *(a for _, a in regressions),
+            *(a for _, a in recoveries)]
 
 
 # ------------------------------------------------------------- the cap
@@ -193,6 +199,22 @@ def overshoot(threshold: Mapping[str, Any]) -> float:
     if bound == 0:
         return math.inf if excess else 0.0
     return excess / abs(bound)
+
+
+def _regression_annotations(doc: Mapping[str, Any],
+                            relative: Callable[[str], str]) -> list[tuple[float, Annotation]]:
+    """At the regression budget's plan line: what changed, and the evidence."""
+    ranked = []
+    for row in regression_rows(doc):
+        if not row.failed:
+            continue
+        change = f" ({row.change})" if row.change else ""
+        message = (f"{row.metric} {row.expression}: {row.verdict} against "
+                   f"{comparison_label(doc) or 'the baseline'}: {row.baseline or '-'} -> "
+                   f"{row.value or '-'}{change}; {row.reason}")
+        size = abs(row.change_fraction) if row.change_fraction is not None else 0.0
+        ranked.append((size, _at({"source": row.source}, message, REGRESSION_TITLE, relative)))
+    return ranked
 
 
 def _recovery_annotations(doc: Mapping[str, Any],

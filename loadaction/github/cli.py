@@ -98,7 +98,7 @@ def load_baseline(paths: Sequence[Path | str] | Path | None) -> list[dict[str, A
         if path == AUTO:
             continue
         path = Path(path)
-        if path.is_dir():
+        if path.is_dir():  # empty: no baseline yet (a first run on a new branch)
             files += sorted(p for p in path.glob("*.json") if p.is_file())
         else:
             files.append(path)

@@ -17,9 +17,11 @@ from loadaction.plan.source import Entry, Map, Node, ReadBudget, Seq, read_yaml
 
 ROOT_KEYS = (
     "name", "target", "allowedHosts", "extends", "include", "secrets", "vars", "defaults", "data",
-    "metrics", "thresholds", "profiles", "setup", "teardown", "flows", "scenarios", "chaos",
+    "metrics", "thresholds", "regressions", "profiles", "setup", "teardown", "flows", "scenarios",
+    "chaos",
 )
-PARTIAL_KEYS = ("include", "flows", "scenarios", "thresholds", "metrics", "data", "vars", "secrets")
+PARTIAL_KEYS = ("include", "flows", "scenarios", "thresholds", "regressions", "metrics", "data",
+                "vars", "secrets")
 
 NAMED_SECTIONS = {
     "flows": "flow", "scenarios": "scenario", "metrics": "metric",
@@ -35,10 +37,11 @@ class PlanDocument:
     named: dict[str, dict[str, Entry]] = field(
         default_factory=lambda: {section: {} for section in NAMED_SECTIONS})
     thresholds: list[tuple[str, Entry]] = field(default_factory=list)
+    regressions: list[tuple[str, Entry]] = field(default_factory=list)
     secrets: list[Node] = field(default_factory=list)
 
 
-MERGED_KEYS = ("include", "thresholds", "secrets", *NAMED_SECTIONS)
+MERGED_KEYS = ("include", "thresholds", "regressions", "secrets", *NAMED_SECTIONS)
 """Sections a plan that `extends` another adds to; its other top-level keys replace the base's."""
 
 
@@ -76,7 +79,8 @@ def _extend(root: Map, base_node: Node, chain: tuple[tuple[Path, str], ...],
     entries = {k: e for k, e in base.root.entries.items() if k not in ("extends", *MERGED_KEYS)}
     entries.update({k: e for k, e in root.entries.items() if k not in ("extends", *MERGED_KEYS)})
     return PlanDocument(Map(entries, root.source), named=base.named,
-                        thresholds=base.thresholds, secrets=base.secrets)
+                        thresholds=base.thresholds, regressions=base.regressions,
+                        secrets=base.secrets)
 
 
 class _Merger:
@@ -96,6 +100,9 @@ class _Merger:
         if "thresholds" in node:
             self.document.thresholds.extend(
                 expect_map(node.get("thresholds"), "thresholds").items())
+        if "regressions" in node:
+            self.document.regressions.extend(
+                expect_map(node.get("regressions"), "regressions").items())
         if "secrets" in node:
             self.document.secrets.extend(expect_seq(node.get("secrets"), "secrets").items)
         if "include" in node:

@@ -24,7 +24,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from loadaction.errors import PlanError, Source
+from loadaction.errors import PlanError
 from loadaction.plan.model import (
     ConstantArrivalRate, ConstantVUs, ExecutorSpec, PerVUIterations, RampingArrivalRate,
     RampingVUs, Scenario, SharedIterations,

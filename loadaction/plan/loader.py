@@ -24,9 +24,9 @@ from loadaction.plan.executors import executor_length
 from loadaction.plan.includes import PlanDocument, read_plan
 from loadaction.plan.limits import check_concurrency
 from loadaction.plan.lint import fault_warnings, template_strings, threshold_warnings, unset_env
-from loadaction.plan.metrics import parse_metrics, parse_thresholds
+from loadaction.plan.metrics import parse_metrics, parse_regressions, parse_thresholds
 from loadaction.plan.model import (
-    Fault, Flow, Limits, Plan, PlanWarning, Renderable, Scenario, Threshold,
+    Fault, Flow, Limits, Plan, PlanWarning, RegressionBudget, Renderable, Scenario, Threshold,
 )
 from loadaction.plan.profiles import parse_profiles, select_profile
 from loadaction.plan.references import check_references
@@ -103,12 +103,14 @@ def _load_plan(path: str | Path, *, target: str | None, profile: str | None,
     phases = phase_values(faults) if faults else None
     thresholds = parse_thresholds(document.thresholds, metrics, document.named["scenarios"],
                                   phases=phases)
+    regressions = parse_regressions(document.regressions, metrics, document.named["scenarios"],
+                                    phases=phases)
     selected: list[Scenario] = []
     for scenario_name, entry in document.named["scenarios"].items():
-        scenario, own_thresholds = parse_scenario(scenario_name, entry, flows=flows,
-                                                  metrics=metrics, profile=chosen,
-                                                  phases=phases)
+        scenario, own_thresholds, own_regressions = parse_scenario(
+            scenario_name, entry, flows=flows, metrics=metrics, profile=chosen, phases=phases)
         thresholds.extend(own_thresholds)
+        regressions.extend(own_regressions)
         if not scenarios or scenario_name in scenarios:
             selected.append(scenario)
     if not selected:
@@ -120,6 +122,7 @@ def _load_plan(path: str | Path, *, target: str | None, profile: str | None,
     running_phases = set(phase_values(chaos)) if chaos else set()
     thresholds = [threshold for threshold in thresholds
                   if _applies(threshold, running, running_phases)]
+    regressions = [budget for budget in regressions if _applies(budget, running, running_phases)]
 
     check_references(templates.references, vars=own_vars | flow_parser.defined_vars,
                      secrets=secrets, data=data)
@@ -165,6 +168,7 @@ def _load_plan(path: str | Path, *, target: str | None, profile: str | None,
         max_body_bytes=max_body,
         chaos=chaos,
         warnings=tuple(warnings),
+        regressions=tuple(regressions),
     )
 
 
@@ -187,7 +191,8 @@ def _start_at_once(selected: Sequence[Scenario], faults: Sequence[Fault]
             shift_faults(faults, shift))
 
 
-def _applies(threshold: Threshold, running: Collection[str], phases: Collection[str]) -> bool:
+def _applies(threshold: Threshold | RegressionBudget, running: Collection[str],
+             phases: Collection[str]) -> bool:
     """A budget on a scenario that does not run, or on the phase of a fault
     that does not (dropped with its scenario, or over before a --scenario
     subset starts), could only end as `no data`."""

@@ -1,4 +1,5 @@
-"""Custom metric declarations and the thresholds (budgets) over all metrics.
+"""Custom metric declarations, and the budgets over all metrics: thresholds
+and regression budgets (how much worse than the baseline runs).
 
 A threshold on a misspelt metric would otherwise evaluate to `no data`
 after a full run; checking names and aggregations here makes it fail in
@@ -15,10 +16,11 @@ from typing import cast, get_args
 from loadaction.errors import PlanError, did_you_mean
 from loadaction.metrics.registry import CHAOS_METRICS
 from loadaction.metrics.thresholds import VALID_AGGREGATIONS, parse_selector, parse_threshold
+from loadaction.metrics.regressions import parse_regression
 from loadaction.plan.fields import (
-    check_keys, expect_bool, expect_choice, expect_duration, expect_str, required,
+    check_keys, expect_bool, expect_choice, expect_duration, expect_int, expect_str, required,
 )
-from loadaction.plan.model import MetricDecl, MetricKind, Threshold
+from loadaction.plan.model import MetricDecl, MetricKind, RegressionBudget, Threshold
 from loadaction.plan.source import Entry, Map, Node, Seq
 
 BUILTIN_METRICS: Mapping[str, MetricKind] = MappingProxyType({
@@ -41,7 +43,8 @@ BUILTIN_METRICS: Mapping[str, MetricKind] = MappingProxyType({
 
 METRIC_KINDS: tuple[str, ...] = get_args(MetricKind)
 _METRIC_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
-_THRESHOLD_KEYS = ("threshold", "abortOnFail", "delayAbortEval", "optional")
+_THRESHOLD_KEYS = ("threshold", "abortOnFail", "delayAbortEval", "optional", "minSamples")
+_REGRESSION_KEYS = ("regression", "required")
 
 
 def parse_metrics(entries: Mapping[str, Entry]) -> dict[str, MetricDecl]:
@@ -81,34 +84,57 @@ def parse_thresholds(entries: Iterable[tuple[str, Entry]], metrics: Mapping[str,
     must name one of `scenarios`, and a `phase` tag one of `phases` (None:
     the plan has no chaos, so no sample has a phase): a typo there would
     only show as `no data`."""
+    thresholds = []
+    for metric, tags, kind, entry in _budget_selectors(entries, metrics, scenarios, scenario,
+                                                       phases, "thresholds"):
+        items = entry.value.items if isinstance(entry.value, Seq) else (entry.value,)
+        for item in items:
+            thresholds.append(_threshold(item, metric, tags, kind))
+    return thresholds
+
+
+def parse_regressions(entries: Iterable[tuple[str, Entry]], metrics: Mapping[str, MetricDecl],
+                      scenarios: Collection[str], scenario: str | None = None,
+                      phases: Collection[str] | None = None) -> list[RegressionBudget]:
+    """`selector: ["p(95) <= +10%", {regression: "rate <= +0.005", required: true}]`,
+    selectors as for thresholds."""
+    budgets = []
+    for metric, tags, kind, entry in _budget_selectors(entries, metrics, scenarios, scenario,
+                                                       phases, "regressions"):
+        items = entry.value.items if isinstance(entry.value, Seq) else (entry.value,)
+        for item in items:
+            budgets.append(_regression(item, metric, tags, kind))
+    return budgets
+
+
+def _budget_selectors(entries: Iterable[tuple[str, Entry]], metrics: Mapping[str, MetricDecl],
+                      scenarios: Collection[str], scenario: str | None,
+                      phases: Collection[str] | None, section: str
+                      ) -> Iterable[tuple[str, tuple[tuple[str, str], ...], MetricKind, Entry]]:
     kinds = {**BUILTIN_METRICS, **{name: decl.kind for name, decl in metrics.items()}}
     if phases is not None:  # the plan has faults: their own counters exist
         kinds.update({name: info.kind for name, info in CHAOS_METRICS.items()})
-    thresholds = []
     for selector, entry in entries:
         try:
             metric, tags = parse_selector(selector)
         except ValueError as exc:
             raise PlanError(str(exc), entry.key_source) from None
         if metric not in kinds:
-            raise PlanError(f"unknown metric '{metric}' in thresholds", entry.key_source,
+            raise PlanError(f"unknown metric '{metric}' in {section}", entry.key_source,
                             did_you_mean(metric, kinds))
         if scenario is not None:
             if any(key == "scenario" for key, _ in tags):
-                raise PlanError(f"'{selector}': thresholds under a scenario already get "
+                raise PlanError(f"'{selector}': {section} under a scenario already get "
                                 f"scenario:{scenario}; remove the scenario tag",
                                 entry.key_source)
             tags = tuple(sorted((*tags, ("scenario", scenario))))
         for key, value in tags:
             if key == "scenario" and value not in scenarios:
-                raise PlanError(f"unknown scenario '{value}' in thresholds", entry.key_source,
+                raise PlanError(f"unknown scenario '{value}' in {section}", entry.key_source,
                                 did_you_mean(value, scenarios))
             if key == "phase":
                 _check_phase(value, phases, entry)
-        items = entry.value.items if isinstance(entry.value, Seq) else (entry.value,)
-        for item in items:
-            thresholds.append(_threshold(item, metric, tags, kinds[metric]))
-    return thresholds
+        yield metric, tags, kinds[metric], entry
 
 
 def _check_phase(value: str, phases: Collection[str] | None, entry: Entry) -> None:
@@ -141,12 +167,36 @@ def _threshold(node: Node, metric: str, tags: tuple[tuple[str, str], ...],
                         f"'{_aggregation_text(expr.aggregation)}' (use {allowed})",
                         text_node.source)
     delay = options.get("delayAbortEval")
+    min_samples = options.get("minSamples")
     return Threshold(
         metric, tags, expr, text_node.source,
         abort_on_fail=_option_bool(options, "abortOnFail"),
         delay_abort_eval=expect_duration(delay, "delayAbortEval") if delay is not None else 0.0,
         optional=_option_bool(options, "optional"),
+        min_samples=expect_int(min_samples, "minSamples", 1) if min_samples is not None else None,
     )
+
+
+def _regression(node: Node, metric: str, tags: tuple[tuple[str, str], ...],
+                kind: MetricKind) -> RegressionBudget:
+    if isinstance(node, Map):
+        options = node
+        check_keys(options, _REGRESSION_KEYS, "in regression budget")
+        text_node = required(options, "regression", "in regression budget")
+    else:
+        options, text_node = Map({}, node.source), node
+    text = expect_str(text_node, "regression")
+    try:
+        expr = parse_regression(text)
+    except ValueError as exc:
+        raise PlanError(str(exc), text_node.source) from None
+    if expr.aggregation not in VALID_AGGREGATIONS[kind]:
+        allowed = ", ".join(sorted(_aggregation_text(a) for a in VALID_AGGREGATIONS[kind]))
+        raise PlanError(f"regression budget '{expr.text}': {kind} metric '{metric}' has no "
+                        f"'{_aggregation_text(expr.aggregation)}' (use {allowed})",
+                        text_node.source)
+    return RegressionBudget(metric, tags, expr, text_node.source,
+                            required=_option_bool(options, "required"))
 
 
 def _option_bool(options: Map, key: str) -> bool:

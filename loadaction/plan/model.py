@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from loadaction.errors import Source
+from loadaction.metrics.regressions import RegressionExpr
 from loadaction.metrics.thresholds import ThresholdExpr, format_selector
 
 
@@ -269,10 +270,28 @@ class Threshold:
     abort_on_fail: bool = False
     delay_abort_eval: float = 0.0
     optional: bool = False
+    # samples the verdict needs; None: what the aggregate needs (a p(95) needs
+    # 20, or its 95th percentile is just the maximum), else 1
+    min_samples: int | None = None
 
     @property
     def selector(self) -> str:
         """The metric as written in k6 syntax: `http_req_duration{scenario:a}`."""
+        return format_selector(self.metric, self.tags)
+
+
+@dataclass(frozen=True, slots=True)
+class RegressionBudget:
+    """How much worse than the baseline runs a metric may get (`regressions:`)."""
+
+    metric: str
+    tags: tuple[tuple[str, str], ...]
+    expr: RegressionExpr
+    source: Source
+    required: bool = False  # `insufficient data` fails the gate too
+
+    @property
+    def selector(self) -> str:
         return format_selector(self.metric, self.tags)
 
 
@@ -487,3 +506,4 @@ class Plan:
     max_body_bytes: int = 1 << 20  # response bodies are read up to this size
     chaos: tuple[Fault, ...] = ()
     warnings: tuple[PlanWarning, ...] = ()  # printed before anything is sent
+    regressions: tuple[RegressionBudget, ...] = ()

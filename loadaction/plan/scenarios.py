@@ -10,20 +10,21 @@ from loadaction.plan.executors import (
 )
 from loadaction.plan.fields import expect_choice, expect_map, expect_str, required, string_pairs
 from loadaction.plan.limits import check_options, check_scenario_length
-from loadaction.plan.metrics import parse_thresholds
-from loadaction.plan.model import MetricDecl, Scenario, Threshold
+from loadaction.plan.metrics import parse_regressions, parse_thresholds
+from loadaction.plan.model import MetricDecl, RegressionBudget, Scenario, Threshold
 from loadaction.plan.profiles import Profile, apply_overrides, scale_options
 from loadaction.plan.source import Entry, Map
 
-COMMON_KEYS = ("executor", "exec", "tags", "thresholds", *TIMING_OPTIONS)
+COMMON_KEYS = ("executor", "exec", "tags", "thresholds", "regressions", *TIMING_OPTIONS)
 _ALL_OPTIONS = tuple(dict.fromkeys(key for keys in EXECUTOR_OPTIONS.values() for key in keys))
 
 
 def parse_scenario(name: str, entry: Entry, *, flows: Collection[str],
                    metrics: Mapping[str, MetricDecl],
                    profile: Profile | None,
-                   phases: Collection[str] | None = None) -> tuple[Scenario, list[Threshold]]:
-    """The scenario as the profile shapes it, and its own thresholds."""
+                   phases: Collection[str] | None = None
+                   ) -> tuple[Scenario, list[Threshold], list[RegressionBudget]]:
+    """The scenario as the profile shapes it, and its own thresholds and regression budgets."""
     where = f"in scenario '{name}'"
     override = profile.overrides.get(name) if profile else None
     node = apply_overrides(expect_map(entry.value, f"scenario '{name}'"), override)
@@ -45,12 +46,16 @@ def parse_scenario(name: str, entry: Entry, *, flows: Collection[str],
         tags=string_pairs(node.entries["tags"].value, "tags") if "tags" in node else (),
     )
     check_scenario_length(scenario, executor_length(scenario.executor))
-    thresholds = node.get("thresholds")
-    if thresholds is None:
-        return scenario, []
-    entries = expect_map(thresholds, "thresholds").items()
-    return scenario, parse_thresholds(entries, metrics, (name,), scenario=name,
-                                      phases=phases)
+    thresholds, regressions = node.get("thresholds"), node.get("regressions")
+    return (
+        scenario,
+        [] if thresholds is None else parse_thresholds(
+            expect_map(thresholds, "thresholds").items(), metrics, (name,), scenario=name,
+            phases=phases),
+        [] if regressions is None else parse_regressions(
+            expect_map(regressions, "regressions").items(), metrics, (name,), scenario=name,
+            phases=phases),
+    )
 
 
 def _check_keys(node: Map, executor: str | None, where: str) -> None:

@@ -34,10 +34,16 @@ def select_sink(doc: Mapping[str, Any], metric: str, tags: Mapping[str, str]) ->
     return merged
 
 
+UNMEASURED = ("no data", "insufficient data")
+
+
 def is_violation(threshold: Mapping[str, Any]) -> bool:
-    """`no data` fails the run unless the threshold is optional (see the schema)."""
+    """`no data` and `insufficient data` fail the run unless the threshold is
+    optional (see the schema); a regression budget says itself (`failed`)."""
+    if "failed" in threshold:
+        return bool(threshold["failed"])
     verdict = threshold["verdict"]
-    return verdict == "fail" or (verdict == "no data" and not threshold.get("optional", False))
+    return verdict == "fail" or (verdict in UNMEASURED and not threshold.get("optional", False))
 
 
 def chaos_faults(doc: Mapping[str, Any]) -> list[Mapping[str, Any]]:
@@ -71,12 +77,14 @@ class Budgets:
     total: int
     violated: int
     no_data: int
+    insufficient: int = 0  # violated because they had too few samples
 
 
 def tally_budgets(doc: Mapping[str, Any]) -> Budgets:
     """One count for every place that states it (headline, the `violations`
-    output, JUnit failures), so recovery budgets are budgets too."""
-    budgets = [*doc["thresholds"], *recovery_budgets(doc)]
+    output, JUnit failures), so recovery and regression budgets are budgets too."""
+    budgets = [*doc["thresholds"], *recovery_budgets(doc), *(doc.get("regressions") or ())]
     violated = [b for b in budgets if is_violation(b)]
     no_data = sum(1 for b in violated if b["verdict"] == "no data")
-    return Budgets(len(budgets), len(violated), no_data)
+    insufficient = sum(1 for b in violated if b["verdict"] == "insufficient data")
+    return Budgets(len(budgets), len(violated), no_data, insufficient)

@@ -32,9 +32,11 @@ from loadaction.report.format import (
     observed_value,
     threshold_metric,
 )
+from loadaction.report.regressions import regression_rows
 
 PLAN_WIDE = "all"
 CHAOS = "chaos"
+REGRESSIONS = "regressions"
 _COUNTS = ("tests", "failures", "errors", "skipped")
 # XML 1.0 cannot carry most control characters, even as references; a
 # server's error text could hold any of them.
@@ -47,7 +49,8 @@ def render_junit(doc: Mapping[str, Any]) -> str:
     budgets held so far does not read as green. Suites without cases are
     left out."""
     suites = [
-        s for s in (*_threshold_suites(doc), _chaos_suite(doc), _checks_suite(doc)) if len(s)
+        s for s in (*_threshold_suites(doc), _regression_suite(doc), _chaos_suite(doc),
+                    _checks_suite(doc)) if len(s)
     ]
     root = ET.Element("testsuites", name=_text(f"loadaction {doc['plan'].get('name', '')}"))
     for key in _COUNTS:
@@ -96,6 +99,14 @@ def _threshold_case(
     elif threshold["verdict"] == "fail":
         detail = f"{name}: {observed}{where}"
         _child(case, "failure", message=observed, type="threshold", text=detail)
+    elif threshold["verdict"] == "insufficient data":
+        detail = (f"{name}: insufficient data: {threshold.get('samples')} sample(s), "
+                  f"{threshold.get('min_samples')} needed{where}")
+        if is_violation(threshold):
+            _child(case, "failure", message="insufficient data", type="insufficient data",
+                   text=detail)
+        else:
+            _child(case, "skipped", message="insufficient data (optional)")
     elif is_violation(threshold):
         detail = f"{name}: no data: the metric got no samples{where}"
         _child(case, "failure", message="no data", type="no data", text=detail)
@@ -116,6 +127,26 @@ def _set_source(case: ET.Element, item: Mapping[str, Any]) -> Mapping[str, Any]:
 
 def _where(source: Mapping[str, Any]) -> str:
     return f" ({source['file']}:{source.get('line')})" if source.get("file") else ""
+
+
+def _regression_suite(doc: Mapping[str, Any]) -> ET.Element:
+    """One case per regression budget: a failure when it regressed (or had
+    too little data and is required), skipped when there was too little."""
+    cases = []
+    for row in regression_rows(doc):
+        name = f"{row.metric} {row.expression}"
+        case = _case(name, f"loadaction.{REGRESSIONS}")
+        where = _where(_set_source(case, {"source": row.source}))
+        detail = f"{name}: {row.baseline or '-'} -> {row.value or '-'}" + (
+            f" ({row.change})" if row.change else "") + f": {row.reason}{where}"
+        if row.failed:
+            _child(case, "failure", message=row.verdict, type="regression", text=detail)
+        elif row.verdict == "insufficient data":
+            _child(case, "skipped", message=f"insufficient data: {row.reason}")
+        else:
+            _child(case, "system-out", text=detail)
+        cases.append(case)
+    return _suite(doc, REGRESSIONS, cases)
 
 
 def _chaos_suite(doc: Mapping[str, Any]) -> ET.Element:

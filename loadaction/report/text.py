@@ -20,6 +20,7 @@ from loadaction.report.chaos import (
 )
 from loadaction.report.document import (
     ROLLBACK_OK,
+    UNMEASURED,
     chaos_faults,
     failed_rollbacks,
     is_violation,
@@ -39,6 +40,7 @@ from loadaction.report.format import (
     observed_value,
     tags_label,
 )
+from loadaction.report.regressions import comparison_label, regression_rows
 
 _GREEN, _RED, _YELLOW, _BOLD, _RESET = "\x1b[32m", "\x1b[31m", "\x1b[33m", "\x1b[1m", "\x1b[0m"
 _SUB_METRICS = ("http_req_duration", "http_req_failed")
@@ -64,6 +66,7 @@ def render_text(doc: Mapping[str, Any], color: bool = False) -> str:
         _header(doc, paint),
         _scenarios(doc),
         _thresholds(doc, paint),
+        _regressions(doc, paint),
         _chaos(doc, paint),
         _checks(doc, paint),
         _metrics(doc),
@@ -122,10 +125,28 @@ def _thresholds(doc: Mapping[str, Any], paint: _Paint) -> list[str]:
             mark = paint("-", _YELLOW)
         label = aggregation_label(t["expression"])
         outcome = "no data" if value is None else f"observed {label}={value}"
-        if t["verdict"] == "no data" and t.get("optional"):
+        if t["verdict"] == "insufficient data":
+            outcome += (f" — insufficient data: {t.get('samples')} sample(s), "
+                        f"{t.get('min_samples')} needed")
+        if t["verdict"] in UNMEASURED and t.get("optional"):
             outcome += " (optional)"
         lines.append(f"    {mark} {clean(t['metric'])}  {clean(t['expression'])}  {outcome}")
     return ["  THRESHOLDS", ""] + lines if lines else []
+
+
+def _regressions(doc: Mapping[str, Any], paint: _Paint) -> list[str]:
+    rows = regression_rows(doc)
+    if not rows:
+        return []
+    lines = []
+    for row in rows:
+        mark = (paint(FAIL, _RED) if row.failed
+                else paint(PASS, _GREEN) if row.verdict in ("no evidence", "improved")
+                else paint("-", _YELLOW))
+        values = f"{row.baseline or '-'} -> {row.value or '-'}" + (f" ({row.change})" if row.change else "")
+        lines.append(f"    {mark} {clean(row.metric)}  {clean(row.expression)}  {values}  "
+                     f"{row.verdict}: {clean(row.reason)}")
+    return [f"  REGRESSIONS against {clean(comparison_label(doc) or 'the baseline')}", ""] + lines
 
 
 def _chaos(doc: Mapping[str, Any], paint: _Paint) -> list[str]:
@@ -297,6 +318,10 @@ def _budget_verdict(doc: Mapping[str, Any], paint: _Paint) -> str:
         text += " (no data)"
     elif budgets.no_data:
         text += f" ({budgets.no_data} with no data)"
+    if budgets.insufficient == budgets.violated:
+        text += " (too few samples)"
+    elif budgets.insufficient:
+        text += f" ({budgets.insufficient} with too few samples)"
     return f"  {paint(text, _RED)}"
 
 

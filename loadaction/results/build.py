@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import platform
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from loadaction.engine.runner import RunOutcome
 from loadaction.errors import Source
 from loadaction.metrics.registry import Registry
 from loadaction.metrics.verdict import ThresholdResult
+from loadaction.results.regression import regression_section
 
 RESULTS_SCHEMA = 1
 
@@ -39,6 +41,9 @@ def _environment() -> dict[str, Any]:
         "platform": platform.platform(),
         "ci": bool(os.environ.get("CI")),
         "github_run_url": f"{server}/{repo}/actions/runs/{run_id}" if server and repo and run_id else None,
+        # what a later run compared with this one names it by ("against main")
+        "ref": os.environ.get("GITHUB_REF_NAME") or None,
+        "sha": os.environ.get("GITHUB_SHA") or None,
     }
 
 
@@ -89,6 +94,8 @@ def _threshold(result: ThresholdResult) -> dict[str, Any]:
         "observed": result.observed,
         "optional": t.optional,
         "abort_on_fail": t.abort_on_fail,
+        "samples": result.samples,
+        "min_samples": result.needed,
         "source": _source(t.source),
     }
 
@@ -118,7 +125,10 @@ def _chaos(report: ChaosReport) -> dict[str, Any]:
     }
 
 
-def build_results(outcome: RunOutcome) -> dict[str, Any]:
+def build_results(outcome: RunOutcome,
+                  baselines: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
+    """The document; with `baselines` (earlier runs' documents), the plan's
+    regression budgets are judged against them too."""
     plan = outcome.plan
     timing = outcome.timing
     doc: dict[str, Any] = {
@@ -153,4 +163,7 @@ def build_results(outcome: RunOutcome) -> dict[str, Any]:
     chaos = outcome.contributions.get("chaos")
     if isinstance(chaos, ChaosReport):
         doc["chaos"] = _chaos(chaos)
-    return outcome.masker.deep(doc)
+    doc = outcome.masker.deep(doc)
+    if baselines:
+        doc.update(regression_section(doc, plan.regressions, baselines))
+    return doc

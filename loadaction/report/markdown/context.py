@@ -28,6 +28,12 @@ from loadaction.report.markdown.chaos import chaos_context
 from loadaction.report.markdown.escape import safe_url
 from loadaction.report.markdown.fit import Context
 from loadaction.report.markdown.scenarios import scenario_detail, scenario_row
+from loadaction.report.regressions import (
+    RegressionRow,
+    comparison_label,
+    headline,
+    regression_rows,
+)
 
 # Nobody reads past this many kinds of error; results.json has them all.
 MAX_ERROR_ROWS = 50
@@ -53,6 +59,10 @@ def report_context(doc: Mapping[str, Any], baseline: Mapping[str, Any] | None = 
         "baseline": _baseline_info(baseline) if baseline is not None else None,
         "thresholds": _threshold_rows(doc, baseline),
         "thresholds_omitted": 0,
+        "comparison": headline(doc),
+        "regressions_against": comparison_label(doc),
+        "regressions": [_regression_row(row) for row in regression_rows(doc)],
+        "regressions_omitted": 0,
         "scenarios": [scenario_row(doc, s, baseline) for s in doc["scenarios"]],
         "scenarios_omitted": 0,
         **chaos_context(doc),
@@ -92,7 +102,13 @@ def _threshold_rows(
             row["baseline"] = observed_value(baseline, match) or "no data"
             row["delta"] = threshold_change(doc, threshold, match)
         rows.append(row)
-    return rows
+    return sorted(rows, key=lambda row: not row["violated"])  # violated first, else plan order
+
+
+def _regression_row(row: RegressionRow) -> dict[str, Any]:
+    return {"metric": row.metric, "expression": row.expression, "baseline": row.baseline,
+            "value": row.value, "change": row.change, "verdict": row.verdict,
+            "violated": row.failed, "evidence": row.evidence}
 
 
 def _threshold_row(doc: Mapping[str, Any], threshold: Mapping[str, Any]) -> dict[str, Any]:

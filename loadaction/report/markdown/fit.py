@@ -46,9 +46,11 @@ _TABLE_SHRINK_ORDER: tuple[tuple[str, Expendable, bool], ...] = (
     ("scenarios", lambda row: True, False),
     ("faults", _rolled_back, True),
     ("recoveries", _held, True),
+    ("regressions", _held, True),
     ("thresholds", _held, True),
     ("faults", _rolled_back, False),
     ("recoveries", _held, False),
+    ("regressions", _held, False),
     ("thresholds", _held, False),
 )
 
