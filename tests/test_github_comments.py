@@ -11,18 +11,15 @@ from typing import Any
 
 import pytest
 
+from loadaction.github.api import DEFAULT_RETRY, GitHubApi, RetryPolicy, new_session
 from loadaction.github.comments import (
     COMMENT_LIMIT,
-    DEFAULT_RETRY,
     Failed,
-    GitHubApi,
     Posted,
-    RetryPolicy,
     Skipped,
     comment_body,
     key_problem,
     marker,
-    new_session,
     report_budget,
     upsert_comment,
 )

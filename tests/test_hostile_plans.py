@@ -8,7 +8,6 @@ directory holding the plan and the files it names.
 
 from __future__ import annotations
 
-import os
 import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass, field

@@ -16,24 +16,11 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-# The REST client lives in api.py; its names are re-exported for the callers
-# that import them from here (publish.py, step.py, the tests).
 from loadaction.github.api import (
-    DEFAULT_RETRY,
     Ambiguous,
     ApiError,
     GitHubApi,
-    RetryPolicy,
-    Sleep,
-    new_session,
 )
-
-__all__ = [
-    "COMMENT_LIMIT", "DEFAULT_RETRY", "MAX_KEY_CHARS", "ApiError", "Failed", "GitHubApi",
-    "Outcome", "Posted", "RetryPolicy", "Skipped", "Sleep", "comment_body", "issue_comments",
-    "key_problem", "marker", "new_session", "pull_request_head", "report_budget",
-    "upsert_comment",
-]
 
 # GitHub refuses longer comment bodies (422).
 COMMENT_LIMIT = 65_536

@@ -11,15 +11,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from loadaction.github.api import DEFAULT_RETRY, ApiError, GitHubApi, RetryPolicy, new_session
 from loadaction.github.comments import (
-    DEFAULT_RETRY,
-    ApiError,
     Failed,
-    GitHubApi,
     Outcome,
-    RetryPolicy,
     comment_body,
-    new_session,
     pull_request_head,
     report_budget,
     upsert_comment,

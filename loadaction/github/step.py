@@ -27,7 +27,8 @@ from loadaction.github.annotations import (
     chaos_errors,
     run_errors,
 )
-from loadaction.github.comments import DEFAULT_RETRY, Failed, Posted, RetryPolicy
+from loadaction.github.api import DEFAULT_RETRY, RetryPolicy
+from loadaction.github.comments import Failed, Posted
 from loadaction.github.environment import Environment, EventError
 from loadaction.github.outputs import (
     SUMMARY_LIMIT_BYTES,
