@@ -9,14 +9,19 @@ the first second instead.
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from types import MappingProxyType
-from typing import cast, get_args
+from typing import TypeVar, cast, get_args
 
-from loadaction.errors import PlanError, did_you_mean
+from loadaction.errors import PlanError, Source, did_you_mean
 from loadaction.metrics.registry import CHAOS_METRICS
-from loadaction.metrics.thresholds import VALID_AGGREGATIONS, parse_selector, parse_threshold
-from loadaction.metrics.regressions import parse_regression
+from loadaction.metrics.thresholds import (
+    VALID_AGGREGATIONS,
+    ThresholdExpr,
+    parse_selector,
+    parse_threshold,
+)
+from loadaction.metrics.regressions import RegressionExpr, parse_regression
 from loadaction.plan.fields import (
     check_keys, expect_bool, expect_choice, expect_duration, expect_int, expect_str, required,
 )
@@ -45,6 +50,7 @@ METRIC_KINDS: tuple[str, ...] = get_args(MetricKind)
 _METRIC_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 _THRESHOLD_KEYS = ("threshold", "abortOnFail", "delayAbortEval", "optional", "minSamples")
 _REGRESSION_KEYS = ("regression", "required")
+_Expr = TypeVar("_Expr", ThresholdExpr, RegressionExpr)
 
 
 def parse_metrics(entries: Mapping[str, Entry]) -> dict[str, MetricDecl]:
@@ -150,26 +156,12 @@ def _check_phase(value: str, phases: Collection[str] | None, entry: Entry) -> No
 
 def _threshold(node: Node, metric: str, tags: tuple[tuple[str, str], ...],
                kind: MetricKind) -> Threshold:
-    if isinstance(node, Map):
-        options = node
-        check_keys(options, _THRESHOLD_KEYS, "in threshold")
-        text_node = required(options, "threshold", "in threshold")
-    else:
-        options, text_node = Map({}, node.source), node
-    text = expect_str(text_node, "threshold")
-    try:
-        expr = parse_threshold(text)
-    except ValueError as exc:
-        raise PlanError(str(exc), text_node.source) from None
-    if expr.aggregation not in VALID_AGGREGATIONS[kind]:
-        allowed = ", ".join(sorted(_aggregation_text(a) for a in VALID_AGGREGATIONS[kind]))
-        raise PlanError(f"threshold '{expr.text}': {kind} metric '{metric}' has no "
-                        f"'{_aggregation_text(expr.aggregation)}' (use {allowed})",
-                        text_node.source)
+    options, source, expr = _budget(node, "threshold", _THRESHOLD_KEYS, parse_threshold,
+                                    metric, kind)
     delay = options.get("delayAbortEval")
     min_samples = options.get("minSamples")
     return Threshold(
-        metric, tags, expr, text_node.source,
+        metric, tags, expr, source,
         abort_on_fail=_option_bool(options, "abortOnFail"),
         delay_abort_eval=expect_duration(delay, "delayAbortEval") if delay is not None else 0.0,
         optional=_option_bool(options, "optional"),
@@ -179,24 +171,32 @@ def _threshold(node: Node, metric: str, tags: tuple[tuple[str, str], ...],
 
 def _regression(node: Node, metric: str, tags: tuple[tuple[str, str], ...],
                 kind: MetricKind) -> RegressionBudget:
+    options, source, expr = _budget(node, "regression", _REGRESSION_KEYS, parse_regression,
+                                    metric, kind)
+    return RegressionBudget(metric, tags, expr, source, required=_option_bool(options, "required"))
+
+
+def _budget(node: Node, key: str, keys: tuple[str, ...], parse: Callable[[str], _Expr],
+            metric: str, kind: MetricKind) -> tuple[Map, Source, _Expr]:
+    """A budget written as its expression, or as a mapping with the expression
+    under `key` and options beside it; the aggregation must suit the metric."""
+    what = "regression budget" if key == "regression" else key
     if isinstance(node, Map):
         options = node
-        check_keys(options, _REGRESSION_KEYS, "in regression budget")
-        text_node = required(options, "regression", "in regression budget")
+        check_keys(options, keys, f"in {what}")
+        text_node = required(options, key, f"in {what}")
     else:
         options, text_node = Map({}, node.source), node
-    text = expect_str(text_node, "regression")
     try:
-        expr = parse_regression(text)
+        expr = parse(expect_str(text_node, key))
     except ValueError as exc:
         raise PlanError(str(exc), text_node.source) from None
     if expr.aggregation not in VALID_AGGREGATIONS[kind]:
         allowed = ", ".join(sorted(_aggregation_text(a) for a in VALID_AGGREGATIONS[kind]))
-        raise PlanError(f"regression budget '{expr.text}': {kind} metric '{metric}' has no "
+        raise PlanError(f"{what} '{expr.text}': {kind} metric '{metric}' has no "
                         f"'{_aggregation_text(expr.aggregation)}' (use {allowed})",
                         text_node.source)
-    return RegressionBudget(metric, tags, expr, text_node.source,
-                            required=_option_bool(options, "required"))
+    return options, text_node.source, expr
 
 
 def _option_bool(options: Map, key: str) -> bool:
