@@ -93,6 +93,18 @@ def test_undefined_names_fail_when_rendered(templates: Templates) -> None:
         templates.compile_value("x{{ vars.nope }}", SRC).render(CTX)
 
 
+def test_templates_that_can_loop_or_call_are_budgeted_and_still_sandboxed(
+        templates: Templates) -> None:
+    """The budgeted environment is a sandbox too (see test_template_budgets.py
+    for the budgets themselves)."""
+    compiled = templates.compile_value("{% for c in ['a'] %}{{ c|attr('__cla' ~ 'ss__') }}"
+                                       "{% endfor %}", SRC)
+    assert isinstance(compiled, TextTemplate)
+    with pytest.raises(SecurityError):
+        compiled.render(CTX)
+    assert templates.compile_value("{{ vars.ids|map('string')|join('-') }}", SRC).render(CTX) == "1-2"
+
+
 def test_the_sandbox_refuses_private_attributes(templates: Templates) -> None:
     with pytest.raises(PlanError) as caught:
         templates.compile_value("{{ ''.__class__ }}", SRC)
@@ -155,5 +167,6 @@ def test_locally_assigned_names_are_not_context_references(templates: Templates)
 def test_each_load_gets_its_own_environment() -> None:
     first, second = Templates(), Templates()
     assert first.environment is not second.environment
+    assert first.budgeted is not second.budgeted and first.budget is not second.budget
     first.compile_value("{{ vars.a }}", SRC)
     assert second.references == []
