@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from time import monotonic
 
@@ -23,3 +24,33 @@ class RunClock:
 
     def monotonic(self) -> float:
         return self._now()
+
+
+class Heartbeat:
+    """Notes each turn of the event loop (at most every 5 ms). Code that may
+    run for long without suspending (an iteration of `set` steps, renders
+    that each use their whole time budget, a schedule running behind) asks
+    `stale()` and yields when the loop has not turned for 20 ms, so signals,
+    the ticker and the fault timeline are never kept waiting."""
+
+    INTERVAL_S = 0.005
+    STALE_S = 0.02
+
+    def __init__(self) -> None:
+        self.mark = monotonic()
+        self._handle: asyncio.TimerHandle | None = None
+
+    def start(self) -> None:
+        self._beat()
+
+    def _beat(self) -> None:
+        self.mark = monotonic()
+        self._handle = asyncio.get_running_loop().call_later(self.INTERVAL_S, self._beat)
+
+    def stale(self) -> bool:
+        return monotonic() - self.mark > self.STALE_S
+
+    def stop(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None

@@ -196,6 +196,7 @@ class Run:
         started_at = datetime.now(UTC)
         state = self.state
         setup_done = False
+        state.heartbeat.start()
         try:
             await self._preflight()
             state.global_vars.update(self._render_vars())
@@ -229,6 +230,7 @@ class Run:
                 await self._teardown()
                 self._teardown_s = monotonic() - began
             await state.transport.close()
+            state.heartbeat.stop()
         return self._outcome(started_at)
 
     def _render(self, tpl: Any) -> Any:

@@ -6,7 +6,7 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
-from loadaction.engine.clock import RunClock
+from loadaction.engine.clock import Heartbeat, RunClock
 from loadaction.engine.data import Feeder
 from loadaction.engine.hooks import Attribution
 from loadaction.engine.layers import RequestLayer
@@ -80,6 +80,7 @@ class RunState:
     notices: list[str] = field(default_factory=list)
     global_vars: dict[str, Any] = field(default_factory=dict)
     vu_seq: int = 0
+    heartbeat: Heartbeat = field(default_factory=Heartbeat)
 
     def label_now(self) -> str | None:
         """The attribution tag value for something sent now (None without one)."""

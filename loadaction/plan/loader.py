@@ -141,6 +141,14 @@ def _load_plan(path: str | Path, *, target: str | None, profile: str | None,
             + ("; validated with a placeholder" if placeholders else ""), source, unset=env_name))
         if placeholders:
             env[env_name] = _placeholder(env_name)
+    # templates that read only env, secrets and the plan's own vars are tried
+    # now (with the placeholders above, for validate): a runaway one is exit 2
+    templates.check_budgets({
+        "env": env,
+        "secrets": {name: value for name, (value, _) in secrets.items()},
+        "vars": {name: value.value for name, value in plan_vars
+                 if isinstance(value, Static) and name not in flow_parser.defined_vars},
+    })
     running_flows = [flows[scenario.exec] for scenario in selected]
     running_flows += [flow for flow in (setup, teardown) if flow is not None]
     warnings += fault_warnings(chaos, selected, executor_length)

@@ -9,7 +9,7 @@ import asyncio
 from collections.abc import Iterator
 from time import monotonic
 
-from loadaction.engine.executors.base import START_BATCH, YIELD_EVERY, Executor, VUStopped
+from loadaction.engine.executors.base import START_BATCH, Executor, VUStopped
 from loadaction.engine.executors.stages import arrival_offsets, total_duration
 from loadaction.engine.vu import VirtualUser
 from loadaction.plan.model import ConstantArrivalRate, RampingArrivalRate, Stage
@@ -46,11 +46,11 @@ class ArrivalRateExecutor(Executor):
             free.append(vu)
 
         async with asyncio.TaskGroup() as tg:
-            for step, offset in enumerate(self.offsets()):
+            for offset in self.offsets():
                 due = start + offset
                 if due >= end or await run.sleep_until(due):
                     break
-                if step % YIELD_EVERY == YIELD_EVERY - 1:
+                if run.state.heartbeat.stale():
                     await asyncio.sleep(0)  # behind schedule, sleep_until never suspends
                 if free:
                     vu = free.pop()

@@ -24,9 +24,6 @@ from loadaction.plan.model import Scenario
 # VUs are started this many at a time, with the event loop given a turn in
 # between, so starting thousands never keeps signals (or the ticker) waiting.
 START_BATCH = 256
-# A VU whose iterations never suspend (a flow of `set` and `record` steps)
-# still yields the event loop every this many iterations.
-YIELD_EVERY = 16
 
 
 class VUStopped(Exception):
@@ -102,7 +99,15 @@ class ScenarioRun:
         self._lateness.add_us(int(seconds * 1_000_000))
 
     async def iterate(self, vu: VirtualUser, n: int) -> None:
-        """One iteration; raises VUStopped when the VU must not run another."""
+        """One iteration; raises VUStopped when the VU must not run another.
+
+        When the event loop has not turned for a while (iterations that never
+        suspend, renders that use their whole time budget), it gets a turn
+        first, and an iteration due after a stop is not started."""
+        if self.state.heartbeat.stale():
+            await asyncio.sleep(0)
+            if not self.open:
+                raise VUStopped()
         self.started += 1
         start = perf_counter_ns()
         try:
@@ -192,8 +197,6 @@ class Executor:
             while run.open and may_continue(n):
                 await run.iterate(vu, n)
                 n += 1
-                if n % YIELD_EVERY == 0:
-                    await asyncio.sleep(0)
         except VUStopped:
             pass
         finally:
