@@ -13,12 +13,6 @@ from loadaction.metrics.regressions import parse_regression
 from loadaction.metrics.thresholds import format_value
 from loadaction.report.format import format_percent, threshold_metric, value_formatter
 
-VERDICT_LABELS = {
-    "regressed": "regressed", "no evidence": "no evidence", "improved": "improved",
-    "insufficient data": "insufficient data",
-}
-
-
 @dataclass(frozen=True, slots=True)
 class RegressionRow:
     metric: str
@@ -114,7 +108,7 @@ def regression_rows(doc: Mapping[str, Any]) -> list[RegressionRow]:
             baseline=fmt(r["baseline_value"]) if r.get("baseline_value") is not None else None,
             value=fmt(r["value"]) if r.get("value") is not None else None,
             change=change, change_fraction=r.get("change"),
-            verdict=VERDICT_LABELS.get(r["verdict"], r["verdict"]),
+            verdict=r["verdict"],
             failed=bool(r.get("failed")), evidence=_evidence(doc, r), reason=r.get("reason", ""),
             source=r.get("source") or {}))
     return sorted(rows, key=lambda row: not row.failed)  # failed first, plan order otherwise
