@@ -97,7 +97,11 @@ class PostgresStore:
     async def start(self) -> None:
         import asyncpg  # optional dependency: only needed when a database URL is given
 
-        self._pool = await asyncpg.create_pool(self._url, min_size=1, max_size=self._pool_size)
+        # Warm from the start, as Supabase's pooler is: a burst of scans must not
+        # pay for opening PostgreSQL connections (a backend fork each) in its
+        # first second, which a staging behind a pooler never does.
+        self._pool = await asyncpg.create_pool(self._url, min_size=self._pool_size,
+                                               max_size=self._pool_size)
         try:
             async with self._pool.acquire() as conn, conn.transaction():
                 await conn.execute("SELECT pg_advisory_xact_lock($1)", _SCHEMA_LOCK_KEY)
