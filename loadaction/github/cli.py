@@ -139,8 +139,7 @@ def mask_token(env: Mapping[str, str]) -> None:
 
 
 def github_step(args: argparse.Namespace, env: Mapping[str, str],
-                baselines: Sequence[Mapping[str, Any]] | Mapping[str, Any] | None,
-                ) -> GitHubStep | None:
+                baselines: Sequence[Mapping[str, Any]]) -> GitHubStep | None:
     """The step integration `--github` asks for (None without it).
 
     `baselines` are `load_baseline(args.baseline)`'s documents; with
@@ -148,8 +147,7 @@ def github_step(args: argparse.Namespace, env: Mapping[str, str],
     (GitHub API calls only: nothing is sent to the target). The documents
     end up in `args.baselines`, newest first; the report compares with the
     newest."""
-    docs = ([] if baselines is None else [baselines] if isinstance(baselines, Mapping)
-            else list(baselines))
+    docs = list(baselines)
     requested = list(getattr(args, "baseline", None) or [])
     auto = AUTO in requested
     if auto and len(requested) > 1:
