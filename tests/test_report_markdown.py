@@ -599,3 +599,53 @@ def test_rendering_does_not_change_the_documents() -> None:
     before = copy.deepcopy((doc, base))
     render_markdown(doc, baseline=base, max_chars=5_000)
     assert (doc, base) == before
+
+
+def _ws_doc() -> dict[str, Any]:
+    """A run whose dashboard viewers held realtime sessions: one subscription
+    missed 2 of 40 updates, and one session dropped once."""
+    from tests.test_report_fixtures import _metric, counter
+
+    doc = passing_doc()
+    tags = {"scenario": "dashboard", "name": "realtime", "group": ""}
+    sub = {"scenario": "dashboard", "name": "changes", "group": "", "write": "checkout"}
+    latencies = [float(v) for v in range(10, 48)]  # 38 received, 10..47 ms
+    doc["metrics"].update({
+        "ws_sessions": _metric("counter", "default", [({**tags, "status": "101"}, counter(20))],
+                               counter(20)),
+        "ws_errors": _metric("counter", "default", [({**tags, "error": "closed"}, counter(1))],
+                             counter(1)),
+        "ws_msgs_sent": _metric("counter", "default", [(tags, counter(60))], counter(60)),
+        "ws_msgs_received": _metric("counter", "default", [(tags, counter(900))], counter(900)),
+        "ws_connecting": _metric("trend", "time", [({**tags, "status": "101"}, trend([2.0] * 20))],
+                                 trend([2.0] * 20)),
+        "realtime_update_latency": _metric("trend", "time", [(sub, trend(latencies))],
+                                           trend(latencies)),
+        "realtime_updates_missed": _metric("counter", "default", [(sub, counter(2))], counter(2)),
+    })
+    return doc
+
+
+def test_websocket_sessions_and_realtime_subscriptions_get_their_tables() -> None:
+    text = render_markdown(_ws_doc())
+    assert "#### WebSocket" in text
+    session = next(line for line in text.splitlines() if line.startswith("| dashboard | realtime |"))
+    assert session == "| dashboard | realtime | 20 | ❌ 1 | 60 | 900 | 2ms | — | — |"
+    subscription = next(line for line in text.splitlines() if line.startswith("| dashboard | changes |"))
+    cells = [c.strip() for c in subscription.strip("|").split("|")]
+    assert cells[2] == "38"  # updates received
+    assert cells[4] == format_duration(TrendSink.from_summary(
+        _ws_doc()["metrics"]["realtime_update_latency"]["total"]).percentile(95))
+    assert cells[7] == "❌ 2 (5.00%)"  # 2 of the 40 expected updates
+
+
+def test_a_run_without_websocket_sessions_has_no_websocket_section() -> None:
+    assert "#### WebSocket" not in render_markdown(passing_doc())
+
+
+def test_timestamp_matched_subscriptions_show_no_missed_count() -> None:
+    doc = _ws_doc()
+    del doc["metrics"]["realtime_updates_missed"]
+    line = next(line for line in render_markdown(doc).splitlines()
+                if line.startswith("| dashboard | changes |"))
+    assert line.endswith("| — |")

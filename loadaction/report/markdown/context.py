@@ -28,6 +28,7 @@ from loadaction.report.markdown.chaos import chaos_context
 from loadaction.report.markdown.escape import safe_url
 from loadaction.report.markdown.fit import Context
 from loadaction.report.markdown.scenarios import scenario_detail, scenario_row
+from loadaction.report.markdown.websocket import realtime_rows, websocket_rows
 from loadaction.report.regressions import (
     RegressionRow,
     comparison_label,
@@ -65,6 +66,10 @@ def report_context(doc: Mapping[str, Any], baseline: Mapping[str, Any] | None = 
         "regressions_omitted": 0,
         "scenarios": [scenario_row(doc, s, baseline) for s in doc["scenarios"]],
         "scenarios_omitted": 0,
+        "websockets": websocket_rows(doc),
+        "websockets_omitted": 0,
+        "realtime": realtime_rows(doc),
+        "realtime_omitted": 0,
         **chaos_context(doc),
         "checks": [_check_row(c) for c in doc["checks"]],
         "checks_omitted": 0,

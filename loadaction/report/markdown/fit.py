@@ -43,6 +43,8 @@ _DETAILS_DROP_ORDER = (
 _TABLE_SHRINK_ORDER: tuple[tuple[str, Expendable, bool], ...] = (
     ("custom_metrics", lambda row: True, False),
     ("checks", lambda row: bool(row["ok"]), False),
+    ("websockets", lambda row: bool(row["ok"]), False),
+    ("realtime", lambda row: bool(row["ok"]), False),
     ("scenarios", lambda row: True, False),
     ("faults", _rolled_back, True),
     ("recoveries", _held, True),
