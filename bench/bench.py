@@ -95,14 +95,17 @@ def _rss_kb(pid: int) -> int:
 
 
 def run_measured(cmd: Sequence[str], *, timeout_s: float, mem_limit_kb: int,
-                 env: dict[str, str] | None = None) -> ProcResult:
+                 env: dict[str, str] | None = None,
+                 poll: Callable[[int], None] | None = None) -> ProcResult:
     """Run `cmd` to completion and return its rusage.
 
     os.wait4 is used instead of Popen.wait because it hands back the child's
     own rusage (user, sys, ru_maxrss), which is exactly the client's cost.
     The loop also enforces a wall-clock limit and a memory ceiling, so a
     client that balloons (k6 at 10,000 VUs can) is stopped before it takes
-    the machine down, and is reported as such.
+    the machine down, and is reported as such. `poll` is called with the
+    child's pid on every turn of the loop (every 50 ms), for a caller that
+    samples the child while it runs (bench/websocket.py: CPU per phase).
     """
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         start = time.monotonic()
@@ -113,6 +116,8 @@ def run_measured(cmd: Sequence[str], *, timeout_s: float, mem_limit_kb: int,
             pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
             if pid:
                 break
+            if poll is not None:
+                poll(proc.pid)
             now = time.monotonic()
             if killed is None and now - start > timeout_s:
                 killed = f"timed out after {timeout_s:g}s"
