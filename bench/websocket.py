@@ -24,6 +24,9 @@ reported, as bench/bench.py does), each against a fresh server process:
   - `loadaction run` on bench/ws-plan.yml (a `websocket` step with `on_open`
     join + `ws_subscribe`, then a `ws_receive` waiting for `bench_done`; the
     harness only rewrites the numbers: VUs, heartbeat, timeouts);
+  - the bare aiohttp client, the floor any aiohttp-based engine pays: one
+    ClientSession, a task per session doing the same join, heartbeat, JSON
+    parse and check by hand (`python bench/websocket.py _bare ...`);
   - k6 on bench/ws-k6.js (the same join, heartbeat, checks and close).
 
 Per client: peak RSS (ru_maxrss through os.wait4) and RSS per subscription;
@@ -45,6 +48,7 @@ as bench/bench.py pins nginx.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import datetime as dt
 import io
 import json
@@ -68,7 +72,8 @@ SERVER = BENCH_DIR / "ws_server.py"
 PLAN = BENCH_DIR / "ws-plan.yml"
 K6_SCRIPT = BENCH_DIR / "ws-k6.js"
 WS_PATH = "/realtime/v1/websocket"
-CLIENTS = ("loadaction", "k6")
+CLIENTS = ("loadaction", "bare", "k6")
+LABELS = {"loadaction": "loadaction", "bare": "bare aiohttp client", "k6": "k6"}
 CHANGE_CHECK = "payload.data.type"  # in the name of the per-change check, in both clients
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -248,6 +253,10 @@ def run_client(tools: Tools, client: str, w: Workload, server: Server, tmp: Path
         plan = work / "ws-plan.yml"
         plan.write_text(loadaction_plan(w, server.url))
         cmd = [tools.python, "-m", "loadaction", "run", str(plan), "--quiet", "--out", str(work)]
+    elif client == "bare":
+        cmd = [tools.python, str(Path(__file__).resolve()), "_bare", "--url", server.url + WS_PATH,
+               "--subscribers", str(w.subscribers), "--heartbeat", f"{w.heartbeat_s:g}",
+               "--timeout", f"{w.client_timeout_s:g}", "--out", str(work / "bare.json")]
     elif client == "k6":
         assert tools.k6 is not None
         ws_url = server.url.replace("http://", "ws://", 1) + WS_PATH
@@ -292,11 +301,87 @@ def _count(client: str, work: Path) -> tuple[int, int, int]:
         changes = sum(c["passes"] + c["fails"] for c in doc["checks"] if CHANGE_CHECK in c["name"])
         return (int(metrics["ws_msgs_received"]["total"]["count"]), changes,
                 int(metrics["ws_sessions"]["total"]["count"]))
+    if client == "bare":
+        doc = json.loads((work / "bare.json").read_text())
+        return int(doc["received"]), int(doc["changes"]), int(doc["sessions"])
     doc = json.loads((work / "summary.json").read_text())
     checks = doc["root_group"]["checks"]
     changes = sum(c["passes"] + c["fails"] for name, c in checks.items() if CHANGE_CHECK in name)
     return (int(doc["metrics"]["ws_msgs_received"]["count"]), changes,
             int(doc["metrics"]["ws_sessions"]["count"]))
+
+
+# ---------------------------------------------------------------- the bare client
+
+
+async def bare_client(url: str, subscribers: int, heartbeat_s: float,
+                      timeout_s: float) -> dict[str, int]:
+    """The floor: the same protocol work with nothing but aiohttp and json.
+
+    Like bench.py's bare loop, one ClientSession with no connection limit;
+    each session joins, heartbeats (replies matched by ref and timed, as the
+    other two time theirs), parses every message and checks each change's type,
+    and closes on bench_done.
+    """
+    import aiohttp
+
+    loop = asyncio.get_running_loop()
+    counts = {"received": 0, "changes": 0, "sessions": 0, "heartbeat_replies": 0}
+
+    async def session(http: aiohttp.ClientSession) -> None:
+        async with http.ws_connect(url, protocols=("phoenix",)) as ws:
+            counts["sessions"] += 1
+            refs = iter(range(1, 1 << 62))
+            sent_at: dict[str, float] = {}
+            ref = str(next(refs))
+            await ws.send_str(json.dumps({
+                "topic": "realtime:public:tickets", "event": "phx_join", "ref": ref, "join_ref": ref,
+                "payload": {"config": {"postgres_changes": [
+                    {"event": "*", "schema": "public", "table": "tickets"}]}}}))
+
+            async def heartbeat() -> None:
+                while True:
+                    await asyncio.sleep(heartbeat_s)
+                    r = str(next(refs))
+                    sent_at[r] = loop.time()
+                    await ws.send_str(json.dumps(
+                        {"topic": "phoenix", "event": "heartbeat", "payload": {}, "ref": r}))
+
+            async with asyncio.TaskGroup() as tg:
+                beat = tg.create_task(heartbeat())
+                async for msg in ws:
+                    counts["received"] += 1
+                    m = json.loads(msg.data)
+                    event = m.get("event")
+                    if event == "postgres_changes":
+                        counts["changes"] += 1
+                        if m["payload"]["data"]["type"] not in ("INSERT", "UPDATE"):
+                            raise ValueError(f"unexpected change {m['payload']['data']['type']!r}")
+                    elif event == "phx_reply" and sent_at.pop(m.get("ref"), None) is not None:
+                        counts["heartbeat_replies"] += 1
+                    elif event == "bench_done":
+                        break
+                beat.cancel()
+
+    async with (aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http,
+                asyncio.timeout(timeout_s), asyncio.TaskGroup() as tg):
+        for _ in range(subscribers):
+            tg.create_task(session(http))
+    return counts
+
+
+def internal(argv: list[str]) -> int:
+    """`_bare`: the bare client, in a child process of its own."""
+    p = argparse.ArgumentParser(prog="websocket.py _bare")
+    p.add_argument("--url", required=True)
+    p.add_argument("--subscribers", type=int, required=True)
+    p.add_argument("--heartbeat", type=float, required=True)
+    p.add_argument("--timeout", type=float, required=True)
+    p.add_argument("--out", type=Path, required=True)
+    a = p.parse_args(argv[1:])
+    counts = asyncio.run(bare_client(a.url, a.subscribers, a.heartbeat, a.timeout))
+    a.out.write_text(json.dumps(counts))
+    return 0
 
 
 # ---------------------------------------------------------------- the runs
@@ -354,27 +439,25 @@ def results_table(runs: dict[str, list[Measurement]], bases: dict[str, Measureme
         med = median_run(ms)
         each = " / ".join(f"{m.ms_per_1k:.1f}" if m.ok else "failed" for m in ms)
         if med is None:
-            lines.append(f"| {client} | failed | | | | | | | {each} | | |")
+            lines.append(f"| {LABELS[client]} | failed | | | | | | | {each} | | |")
             continue
         medians[client] = med
         lines.append(
-            f"| {client} | {med.proc.maxrss_kb / 1024:,.1f} | {med.kb_per_subscription:,.1f} | "
+            f"| {LABELS[client]} | {med.proc.maxrss_kb / 1024:,.1f} | {med.kb_per_subscription:,.1f} | "
             f"{_opt(added_kb(med, bases.get(client)), ',.1f')} | {med.proc.cpu_s:.2f} | "
             f"{med.received:,} of {med.sent:,} | {med.lost:,} | {med.ms_per_1k:.1f} | {each} | "
             f"{_opt(med.phase_ms_per_1k, '.1f')} | {med.proc.cpu_s / med.proc.wall_s:.0%} |")
-    lines += ["", "| ratio loadaction / k6 | value |", "|---|---:|"]
-    la, k6 = medians.get("loadaction"), medians.get("k6")
-    if la is not None and k6 is not None:
-        ratios: list[tuple[str, float | None, float | None]] = [
-            ("peak RSS", la.proc.maxrss_kb, k6.proc.maxrss_kb),
-            ("KB per added subscription", added_kb(la, bases.get("loadaction")),
-             added_kb(k6, bases.get("k6"))),
-            ("CPU ms / 1,000 msgs (whole run)", la.ms_per_1k, k6.ms_per_1k),
-            ("CPU ms / 1,000 msgs (broadcast phase)", la.phase_ms_per_1k, k6.phase_ms_per_1k),
-        ]
-        for name, a, b in ratios:
-            if a is not None and b:
-                lines.append(f"| {name} | {a / b:.2f} |")
+    lines += ["", ("| ratio | peak RSS | KB per added subscription | CPU ms / 1,000 msgs (whole run) "
+                   "| CPU ms / 1,000 msgs (broadcast phase) |"), "|---|---:|---:|---:|---:|"]
+    for a, b in (("loadaction", "k6"), ("loadaction", "bare"), ("k6", "bare")):
+        ma, mb = medians.get(a), medians.get(b)
+        if ma is None or mb is None:
+            continue
+        pairs = ((ma.proc.maxrss_kb, mb.proc.maxrss_kb),
+                 (added_kb(ma, bases.get(a)), added_kb(mb, bases.get(b))),
+                 (ma.ms_per_1k, mb.ms_per_1k), (ma.phase_ms_per_1k, mb.phase_ms_per_1k))
+        cells = " | ".join(f"{x / y:.2f}" if x is not None and y else "" for x, y in pairs)
+        lines.append(f"| {a} / {b} | {cells} |")
     lines += ["", ("Messages received: each tool's own `ws_msgs_received`, of the frames the server "
                    "sent (join reply, heartbeat replies, changes, `bench_done`); lost = sent - "
                    "received. KB per added subscription: (peak RSS - peak RSS of the base run) / "
@@ -389,7 +472,7 @@ def results_table(runs: dict[str, list[Measurement]], bases: dict[str, Measureme
     for client, ms in runs.items():
         for i, m in enumerate(ms, 1):
             lines.append(
-                f"| {client} | {i} | {m.stat('joined_at_start'):,} / {w.subscribers:,} | "
+                f"| {LABELS[client]} | {i} | {m.stat('joined_at_start'):,} / {w.subscribers:,} | "
                 f"{m.stat('changes_sent'):,} / {m.changes:,} | {m.stat('heartbeats'):,} | "
                 f"{m.server.get('max_lag_ms', '')} | {m.server.get('server_cpu_s', '')} | "
                 f"{m.note or 'ok'} |")
@@ -471,7 +554,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="one more run per client at this many sessions, for the RSS per added "
                         "subscription; 0: none (10)")
     p.add_argument("--clients", type=_clients, default=CLIENTS,
-                   help="comma-separated subset of loadaction,k6 (both)")
+                   help="comma-separated subset of loadaction,bare,k6 (all)")
     p.add_argument("--pin", action=argparse.BooleanOptionalAction, default=True,
                    help="server on the last CPU, clients on the others (on)")
     p.add_argument("--k6", help="the k6 binary (default: k6 on PATH or beside this Python)")
@@ -485,7 +568,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "_bare":
+        return internal(argv)
+    args = build_parser().parse_args(argv)
 
     def log(text: str) -> None:
         print(f"bench: {text}", file=sys.stderr, flush=True)
