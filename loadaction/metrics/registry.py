@@ -41,6 +41,18 @@ BUILTIN_METRICS: Mapping[str, MetricInfo] = {
     "checks": MetricInfo("rate"),
     "data_sent": MetricInfo("counter", "data"),
     "data_received": MetricInfo("counter", "data"),
+    # WebSocket sessions, with k6's names and meanings
+    "ws_connecting": MetricInfo("trend", "time"),
+    "ws_sessions": MetricInfo("counter"),
+    "ws_session_duration": MetricInfo("trend", "time"),
+    "ws_msgs_sent": MetricInfo("counter"),
+    "ws_msgs_received": MetricInfo("counter"),
+    "ws_ping": MetricInfo("trend", "time"),
+    "ws_heartbeat_duration": MetricInfo("trend", "time"),
+    "ws_errors": MetricInfo("counter"),
+    # realtime updates: a write's response to the subscriber's matching message
+    "realtime_update_latency": MetricInfo("trend", "time"),
+    "realtime_updates_missed": MetricInfo("counter"),
 }
 
 

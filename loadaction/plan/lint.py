@@ -12,10 +12,11 @@ from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 
 from loadaction.errors import Source
 from loadaction.plan.model import (
-    Fault, Flow, GroupStep, IfStep, MapRecordStep, MetricDecl, PlanWarning, RampingArrivalRate,
-    RampingVUs, RecordStep, Scenario, Step, Threshold,
+    Fault, Flow, MapRecordStep, MetricDecl, PlanWarning, RampingArrivalRate, RampingVUs,
+    RecordStep, Scenario, Threshold,
 )
 from loadaction.plan.source import Map, Node, Seq
+from loadaction.plan.websocket import WEBSOCKET_METRICS, produced_metrics, walk
 
 CHAOS_METRIC_KINDS: Mapping[str, str] = {
     "chaos_aborted": "abort",
@@ -80,9 +81,12 @@ def fault_warnings(faults: Sequence[Fault], scenarios: Sequence[Scenario],
 def threshold_warnings(thresholds: Iterable[Threshold], metrics: Mapping[str, MetricDecl],
                        flows: Iterable[Flow], faults: Iterable[Fault]) -> list[PlanWarning]:
     """Budgets on a custom metric that no record step of a flow that runs
-    names, or on a chaos metric that no fault of the run counts: they can
-    only end as `no data`. Optional budgets are left alone (they allow it)."""
+    names, on a chaos metric that no fault of the run counts, or on a
+    WebSocket metric that no step of a flow that runs records: they can only
+    end as `no data`. Optional budgets are left alone (they allow it)."""
+    flows = list(flows)
     recorded = recorded_metrics(flows)
+    websocket = produced_metrics(flows)
     kinds = {fault.action.kind for fault in faults}
     warnings = []
     warned: set[str] = set()
@@ -97,6 +101,9 @@ def threshold_warnings(thresholds: Iterable[Threshold], metrics: Mapping[str, Me
         elif metric in CHAOS_METRIC_KINDS and CHAOS_METRIC_KINDS[metric] not in kinds:
             message = (f"threshold on '{metric}': only a {CHAOS_METRIC_KINDS[metric]} fault "
                        "counts it and this run has none, so it can only end as no data")
+        elif metric in WEBSOCKET_METRICS and metric not in websocket:
+            message = (f"threshold on '{metric}': only {WEBSOCKET_METRICS[metric]} records it "
+                       "and no flow that runs has one, so it can only end as no data")
         else:
             continue
         warned.add(metric)
@@ -108,7 +115,11 @@ def recorded_metrics(flows: Iterable[Flow]) -> set[str]:
     """Custom metrics that record steps (plain or mapped) of these flows add to."""
     names: set[str] = set()
     for flow in flows:
-        _collect_records(flow.steps, names)
+        for step in walk(flow.steps):
+            if isinstance(step, RecordStep):
+                names.add(step.metric)
+            elif isinstance(step, MapRecordStep):
+                names.update(metric for _, metric in step.mapping)
     return names
 
 
@@ -152,19 +163,6 @@ def template_strings(nodes: Iterable[Node]) -> Iterator[str]:
             stack.extend(node.items)
         elif isinstance(node.value, str) and ("{{" in node.value or "{%" in node.value):
             yield node.value
-
-
-def _collect_records(steps: Iterable[Step], names: set[str]) -> None:
-    for step in steps:
-        if isinstance(step, RecordStep):
-            names.add(step.metric)
-        elif isinstance(step, MapRecordStep):
-            names.update(metric for _, metric in step.mapping)
-        elif isinstance(step, GroupStep):
-            _collect_records(step.steps, names)
-        elif isinstance(step, IfStep):
-            _collect_records(step.steps, names)
-            _collect_records(step.otherwise, names)
 
 
 def _never_runs(scenario: Scenario) -> bool:

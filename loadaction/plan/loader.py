@@ -37,6 +37,7 @@ from loadaction.plan.source import Entry, Map, Node, Scalar, Seq, collections_pa
 from loadaction.plan.steps import FlowParser
 from loadaction.plan.template_cache import CachedTemplates
 from loadaction.plan.templates import Static, Templates, is_template
+from loadaction.plan.websocket import check_update_writes
 
 DEFAULT_TIMEOUT = 60.0
 DEFAULT_MAX_BODY = 1 << 20
@@ -93,6 +94,7 @@ def _load_plan(path: str | Path, *, target: str | None, profile: str | None,
              for flow, entry in document.named["flows"].items()}
     setup = _hook(root, "setup", flow_parser)
     teardown = _hook(root, "teardown", flow_parser)
+    check_update_writes(flow_parser.websocket.writes, flow_parser.request_names)
 
     profiles = parse_profiles(root.get("profiles"), document.named["scenarios"])
     chosen = select_profile(profiles, profile)
@@ -177,6 +179,7 @@ def _load_plan(path: str | Path, *, target: str | None, profile: str | None,
         chaos=chaos,
         warnings=tuple(warnings),
         regressions=tuple(regressions),
+        realtime_writes=frozenset(name for name, _ in flow_parser.websocket.writes),
     )
 
 

@@ -44,6 +44,16 @@ BUILTIN_METRICS: Mapping[str, MetricKind] = MappingProxyType({
     "data_received": "counter",
     "group_duration": "trend",
     "iteration_start_lateness": "trend",
+    "ws_connecting": "trend",
+    "ws_sessions": "counter",
+    "ws_session_duration": "trend",
+    "ws_msgs_sent": "counter",
+    "ws_msgs_received": "counter",
+    "ws_ping": "trend",
+    "ws_heartbeat_duration": "trend",
+    "ws_errors": "counter",
+    "realtime_update_latency": "trend",
+    "realtime_updates_missed": "counter",
 })
 
 METRIC_KINDS: tuple[str, ...] = get_args(MetricKind)

@@ -159,9 +159,114 @@ class IfStep:
     source: Source
 
 
+# ---------------------------------------------------------------- WebSocket steps
+
+WsMessageKind = Literal["text", "json", "binary"]
+SessionKeep = Literal["iteration", "vu"]
+
+
+@dataclass(frozen=True, slots=True)
+class WsMessage:
+    """A message a session sends, rendered at each send (with a fresh `ws.ref`).
+    `binary` renders to base64 text, decoded when sent."""
+
+    kind: WsMessageKind
+    value: Renderable
+    source: Source
+
+
+@dataclass(frozen=True, slots=True)
+class WsHeartbeat:
+    """An application-level heartbeat sent in the background while the session
+    is open; its reply is the first message whose value at `reply` equals the
+    sent message's (None: replies are not awaited)."""
+
+    every: float
+    message: WsMessage
+    reply: JsonPath | None
+    timeout: float
+    source: Source
+
+
+@dataclass(frozen=True, slots=True)
+class WebSocketStep:
+    """Open the session `name` (a no-op while it is open): the handshake, then
+    `on_open` after every (re)connect. `keep: vu` keeps it across iterations."""
+
+    name: str
+    url: Renderable  # ws(s)://, http(s):// (mapped to ws(s)://) or relative to the target
+    source: Source
+    query: Renderable | None = None  # renders to a mapping
+    headers: tuple[tuple[str, Renderable], ...] = ()  # merged over plan defaults
+    subprotocols: tuple[str, ...] = ()
+    timeout: float | None = None  # the handshake's; None: the plan default
+    keep: SessionKeep = "iteration"
+    ping: float | None = None  # seconds between ping frames; None: no pings
+    heartbeat: WsHeartbeat | None = None
+    on_open: tuple[Step, ...] = ()
+    tags: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class WsSendStep:
+    session: str
+    message: WsMessage
+    source: Source
+
+
+@dataclass(frozen=True, slots=True)
+class WsReceiveStep:
+    """Wait for the first message matching `until` (every condition; none:
+    any message); `name` makes it a `response:` for later steps."""
+
+    session: str
+    name: str | None
+    until: tuple[Condition, ...]
+    timeout: float | None  # None: the plan default
+    source: Source
+
+
+@dataclass(frozen=True, slots=True)
+class UpdatesSpec:
+    """What a subscription's messages are the updates of. Either `write` (a
+    request name) with `write_key` (into its response) and `key` (into the
+    message): latency from the write's response to the matching message, and
+    misses past `deadline`; or `timestamp` (into the message): latency from
+    the message's own server time, for writers outside the run."""
+
+    source: Source
+    write: str | None = None
+    write_key: JsonPath | None = None
+    key: JsonPath | None = None
+    timestamp: JsonPath | None = None
+    deadline: float = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class WsSubscribeStep:
+    """In the background, for every later message of the session matching
+    `where`: run `steps` (check, extract, record, set) and match `updates`."""
+
+    session: str
+    name: str
+    where: tuple[Condition, ...]
+    steps: tuple[Step, ...]
+    source: Source
+    updates: UpdatesSpec | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WsCloseStep:
+    session: str
+    code: int
+    reason: str
+    source: Source
+
+
 Step = (
     RequestStep | BatchStep | CheckStep | ExtractStep | RecordStep | MapRecordStep
     | ThinkStep | SetStep | GroupStep | IfStep
+    | WebSocketStep | WsSendStep | WsReceiveStep | WsSubscribeStep | WsCloseStep
 )
 
 
@@ -170,6 +275,7 @@ class Flow:
     name: str
     steps: tuple[Step, ...]
     source: Source
+    sessions: tuple[str, ...] = ()  # the WebSocket sessions its steps open
 
 
 # ---------------------------------------------------------------- executors
@@ -507,3 +613,5 @@ class Plan:
     chaos: tuple[Fault, ...] = ()
     warnings: tuple[PlanWarning, ...] = ()  # printed before anything is sent
     regressions: tuple[RegressionBudget, ...] = ()
+    # request names whose responses some subscription's `updates` waits for
+    realtime_writes: frozenset[str] = frozenset()
