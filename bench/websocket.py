@@ -227,8 +227,8 @@ def loadaction_plan(w: Workload, target: str) -> str:
     yaml = YAML()  # round trip: the run's copy keeps the plan's comments and order
     doc = yaml.load(PLAN.read_text())
     doc["target"] = target
-    doc["scenarios"]["subscribers"]["vus"] = w.subscribers
-    doc["scenarios"]["subscribers"]["maxDuration"] = _seconds(w.client_timeout_s + 30)
+    doc["scenarios"]["subscriber"]["vus"] = w.subscribers
+    doc["scenarios"]["subscriber"]["maxDuration"] = _seconds(w.client_timeout_s + 30)
     steps = doc["flows"]["subscriber"]
     steps[0]["websocket"]["heartbeat"]["every"] = _seconds(w.heartbeat_s)
     steps[1]["ws_receive"]["timeout"] = _seconds(w.client_timeout_s)
