@@ -16,7 +16,7 @@ from typing import Any
 
 from loadaction.argtypes import port_number
 from loadaction.demo.auth import DemoKeys
-from loadaction.demo.faults import Faults, Invalid, parse_flags
+from loadaction.demo.faults import FLAG_HELP, Faults, Invalid, parse_flags
 from loadaction.demo.serve import StoreUnavailable, is_loopback, running_target
 from loadaction.errors import ExitCode
 
@@ -38,8 +38,8 @@ def add_demo_target_parser(subparsers: Any) -> argparse.ArgumentParser:
                         help="postgresql://… to use PostgreSQL (needs asyncpg); default SQLite "
                              "in memory")
     parser.add_argument("--fault", action="append", default=[], metavar="SPEC",
-                        help="start with a fault: latency=MS, errors=RATE, race, double-webhook, "
-                             "no-idempotency (repeatable; change later via /_control/faults)")
+                        help=f"start with a fault: {FLAG_HELP} (repeatable; change later via "
+                             "/_control/faults)")
     return parser
 
 

@@ -11,13 +11,13 @@ from pathlib import Path
 from typing import Any
 
 from loadaction.argtypes import positive
-from loadaction.demo.faults import Invalid, parse_flags
+from loadaction.demo.faults import FLAG_HELP, Invalid, parse_flags
 from loadaction.demo.serve import StoreUnavailable, running_target
 from loadaction.errors import PlanError, RunError
+from loadaction.github.cli import add_baseline_argument, load_baseline
 from loadaction.plan import load_plan
 from loadaction.session import run_and_report
 from loadaction.writable import check_output_dir
-from loadaction.github.cli import add_baseline_argument, load_baseline
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
 PLAN = SCENARIOS / "ticketing.yml"
@@ -34,8 +34,7 @@ def add_demo_parser(subparsers: Any) -> argparse.ArgumentParser:
                         help="smoke: seconds; pr: about a minute (default); full: the original "
                              "plan's numbers (about seven minutes)")
     parser.add_argument("--fault", action="append", default=[], metavar="SPEC",
-                        help="break the target on purpose: latency=MS, errors=RATE, race, "
-                             "double-webhook, no-idempotency (repeatable)")
+                        help=f"break the target on purpose: {FLAG_HELP} (repeatable)")
     parser.add_argument("--chaos", action="store_true",
                         help="run scenarios/chaos.yml: the same scenarios with faults on their "
                              "timeline (duplicated, reordered and forged webhooks, aborted and "

@@ -1,6 +1,6 @@
-"""Fault knobs of the demo target: added latency, injected errors, and three
+"""Fault knobs of the demo target: added latency, injected errors, three
 deliberate bugs (a non-atomic scan, a non-idempotent webhook, a checkout that
-ignores its Idempotency-Key).
+ignores its Idempotency-Key), and a slow or lossy realtime feed.
 
 They exist so tests can prove each budget catches what it should. Faults set
 with `expires_in_s` revert by themselves: a chaos run that dies before its
@@ -15,8 +15,15 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-FAULT_KEYS = ("latency_ms", "error_rate", "race", "double_webhook", "no_idempotency")
+FAULT_KEYS = ("latency_ms", "error_rate", "race", "double_webhook", "no_idempotency",
+              "realtime_lag_ms", "realtime_drop_rate")
 MAX_LATENCY_MS = 60_000
+_MILLISECONDS = ("latency_ms", "realtime_lag_ms")
+_RATES = ("error_rate", "realtime_drop_rate")
+# --fault NAME=VALUE spellings and the keys they set; the other flags are switches.
+_VALUE_FLAGS = {"latency": "latency_ms", "errors": "error_rate",
+                "realtime-lag": "realtime_lag_ms", "realtime-drop": "realtime_drop_rate"}
+_SWITCH_FLAGS = ("race", "double-webhook", "no-idempotency")
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +35,8 @@ class Faults:
     race: bool = False
     double_webhook: bool = False
     no_idempotency: bool = False
+    realtime_lag_ms: int = 0         # every postgres_changes message waits this long
+    realtime_drop_rate: float = 0.0  # the chance that a message is lost, per subscriber
 
     def as_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -52,13 +61,13 @@ class Invalid:
 
 
 def _check(key: str, value: Any) -> Any | Invalid:
-    if key == "latency_ms":
+    if key in _MILLISECONDS:
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_LATENCY_MS:
-            return Invalid(f"latency_ms must be an integer from 0 to {MAX_LATENCY_MS}, got {value!r}")
+            return Invalid(f"{key} must be an integer from 0 to {MAX_LATENCY_MS}, got {value!r}")
         return value
-    if key == "error_rate":
+    if key in _RATES:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
-            return Invalid(f"error_rate must be a number from 0 to 1, got {value!r}")
+            return Invalid(f"{key} must be a number from 0 to 1, got {value!r}")
         return float(value)
     if not isinstance(value, bool):
         return Invalid(f"{key} must be true or false, got {value!r}")
@@ -88,20 +97,23 @@ def parse_update(body: Any) -> FaultUpdate | Invalid:
     return FaultUpdate(values, None if expires is None else float(expires))
 
 
+FLAG_HELP = ("latency=MS, errors=RATE, race, double-webhook, no-idempotency, realtime-lag=MS, "
+             "realtime-drop=RATE")
+
+
 def parse_flags(specs: Iterable[str]) -> Faults | Invalid:
-    """Read the CLI's `--fault` values: latency=MS, errors=RATE, race, double-webhook,
-    no-idempotency."""
+    """Read the CLI's `--fault` values (see FLAG_HELP)."""
     faults = HEALTHY
     for spec in specs:
         name, sep, raw = spec.partition("=")
         name = name.strip().lower()
-        if name in ("race", "double-webhook", "no-idempotency") and not sep:
+        if name in _SWITCH_FLAGS and not sep:
             faults = replace(faults, **{name.replace("-", "_"): True})
             continue
-        if name in ("latency", "errors") and sep:
-            key = "latency_ms" if name == "latency" else "error_rate"
+        if name in _VALUE_FLAGS and sep:
+            key = _VALUE_FLAGS[name]
             try:
-                number: Any = int(raw) if name == "latency" else float(raw)
+                number: Any = int(raw) if key in _MILLISECONDS else float(raw)
             except ValueError:
                 return Invalid(f"--fault {spec}: {raw!r} is not a number")
             checked = _check(key, number)
@@ -109,8 +121,7 @@ def parse_flags(specs: Iterable[str]) -> Faults | Invalid:
                 return Invalid(f"--fault {spec}: {checked.message}")
             faults = replace(faults, **{key: checked})
             continue
-        return Invalid(f"--fault {spec!r}: expected latency=MS, errors=RATE, race, double-webhook "
-                       "or no-idempotency")
+        return Invalid(f"--fault {spec!r}: expected one of {FLAG_HELP}")
     return faults
 
 
