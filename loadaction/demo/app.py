@@ -1,10 +1,12 @@
 """The demo target's HTTP surface: routes shaped like the seed's Supabase
-staging (edge functions, PostgREST tables and RPCs), test-data seeding, and
-the fault control endpoint.
+staging (edge functions, PostgREST tables and RPCs, the Realtime socket),
+test-data seeding, and the fault control endpoint.
 
 Handlers validate, call the `Store`, and shape answers; they never know
 which database is behind it. Error bodies follow their origin: edge
 functions answer `{"error": ...}`, PostgREST-style routes `{"message": ...}`.
+A write that created or changed a published row hands it to the realtime
+hub after it committed (see `realtime`).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
@@ -35,7 +38,14 @@ from loadaction.demo.payloads import (
     parse_seed,
     parse_webhook,
 )
-from loadaction.demo.store import ScanResult, Store
+from loadaction.demo.realtime import PATH as REALTIME_PATH
+from loadaction.demo.realtime import RealtimeHub, RealtimeSettings, serve_socket
+from loadaction.demo.realtime.changes import (
+    order_created,
+    session_created,
+    ticket_scanned,
+)
+from loadaction.demo.store import Scan, Store
 from loadaction.demo.stripe_signature import verify
 
 CONTROL_PREFIX = "/_control/"
@@ -50,8 +60,12 @@ class Context:
     store: Store
     keys: DemoKeys
     faults: FaultState
-    clock: Callable[[], float]  # wall clock, for signature timestamps
+    clock: Callable[[], float]  # wall clock, for signature and commit timestamps
+    realtime: RealtimeHub
     idempotency: IdempotencyKeys = field(default_factory=IdempotencyKeys)
+
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(self.clock(), UTC)
 
 
 CONTEXT = web.AppKey("demo_context", Context)
@@ -87,8 +101,9 @@ WEBHOOK_PATH = "/functions/v1/stripe-webhook"
 @web.middleware
 async def require_key(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Stripe sends no Supabase key: the webhook function is deployed without JWT
-    verification (`--no-verify-jwt`) and trusts its signature instead."""
-    if request.path == WEBHOOK_PATH:
+    verification (`--no-verify-jwt`) and trusts its signature instead. The
+    realtime socket checks its own key, which comes in the query string."""
+    if request.path in (WEBHOOK_PATH, REALTIME_PATH):
         return await handler(request)
     outcome = authenticate(_ctx(request).keys, request.headers)
     if isinstance(outcome, Denied):
@@ -100,8 +115,9 @@ async def require_key(request: web.Request, handler: Handler) -> web.StreamRespo
 async def inject_faults(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Latency and errors for the system under test only: the control routes must
     stay usable to turn faults off again, and the test-data routes are the
-    harness (a seeding request that fails would stop the run, not measure it)."""
-    if request.path.startswith((CONTROL_PREFIX, TEST_DATA_PREFIX)):
+    harness (a seeding request that fails would stop the run, not measure it).
+    The realtime socket has faults of its own (realtime-lag, realtime-drop)."""
+    if request.path.startswith((CONTROL_PREFIX, TEST_DATA_PREFIX)) or request.path == REALTIME_PATH:
         return await handler(request)
     faults = _ctx(request).faults
     latency = faults.current().latency_ms
@@ -176,6 +192,7 @@ async def _create_session(ctx: Context, checkout: CheckoutRequest) -> web.Respon
         return _error(404, "event_not_found")
     if outcome == "insufficient_inventory":
         return _error(409, "insufficient_inventory")
+    ctx.realtime.publish(session_created(outcome, ctx.now()))  # committed: never waits
     return web.json_response({"session_id": session_id,
                               "url": f"https://checkout.stripe.com/c/pay/{session_id}"})
 
@@ -192,23 +209,24 @@ async def stripe_webhook(request: web.Request) -> web.Response:
         return _error(400, delivery.message)
     outcome = await ctx.store.record_webhook(
         delivery, idempotent=not ctx.faults.current().double_webhook)
+    if (order := outcome.order) is not None:
+        ctx.realtime.publish(order_created(order, ctx.now()))
     return web.json_response({"received": True, "duplicate": outcome.duplicate})
 
 
 # --- PostgREST: RPCs and tables -----------------------------------------------------
 
-async def _racy_scan(store: Store, ticket_id: str, scanner_id: str | None) -> ScanResult:
+async def _racy_scan(store: Store, ticket_id: str, scanner_id: str | None) -> Scan:
     """The bug the seed's race scenario exists to catch: check, yield, then set."""
     status = await store.peek_ticket(ticket_id)
     if status is None:
-        return "invalid"
-    result: ScanResult = "already_scanned"
+        return Scan("invalid")
+    scan = Scan("already_scanned")
     if status != "scanned":
         await asyncio.sleep(RACE_WINDOW_S)
-        await store.force_scan(ticket_id, scanner_id)
-        result = "valid"
-    await store.record_scan(ticket_id, scanner_id, result)
-    return result
+        scan = Scan("valid", await store.force_scan(ticket_id, scanner_id))
+    await store.record_scan(ticket_id, scanner_id, scan.result)
+    return scan
 
 
 async def scan_ticket_atomic(request: web.Request) -> web.Response:
@@ -220,10 +238,12 @@ async def scan_ticket_atomic(request: web.Request) -> web.Response:
         return _message(400, scan.message)
     ctx = _ctx(request)
     if ctx.faults.current().race:
-        result = await _racy_scan(ctx.store, scan.ticket_id, scan.scanner_id)
+        outcome = await _racy_scan(ctx.store, scan.ticket_id, scan.scanner_id)
     else:
-        result = await ctx.store.scan_ticket(scan.ticket_id, scan.scanner_id)
-    return web.json_response({"result": result})
+        outcome = await ctx.store.scan_ticket(scan.ticket_id, scan.scanner_id)
+    if (ticket := outcome.ticket) is not None:
+        ctx.realtime.publish(ticket_scanned(ticket, ctx.now()))
+    return web.json_response({"result": outcome.result})
 
 
 async def event_revenue(request: web.Request) -> web.Response:
@@ -356,14 +376,31 @@ async def clear_faults(request: web.Request) -> web.Response:
 
 
 async def health(request: web.Request) -> web.Response:
-    return web.json_response({"ok": True, "store": await _ctx(request).store.describe()})
+    ctx = _ctx(request)
+    return web.json_response({"ok": True, "store": await ctx.store.describe(),
+                              "realtime": ctx.realtime.describe()})
+
+
+# --- realtime -------------------------------------------------------------------------
+
+async def realtime_socket(request: web.Request) -> web.StreamResponse:
+    ctx = _ctx(request)
+    return await serve_socket(request, ctx.keys, ctx.realtime)
+
+
+async def _close_sockets(app: web.Application) -> None:
+    app[CONTEXT].realtime.disconnect_all()
 
 
 def make_app(store: Store, keys: DemoKeys, faults: FaultState | None = None, *,
-             clock: Callable[[], float] = time.time) -> web.Application:
+             clock: Callable[[], float] = time.time,
+             realtime: RealtimeSettings | None = None) -> web.Application:
     """The app over a started store; the caller owns the store's lifetime."""
     app = web.Application(middlewares=[json_errors, require_key, inject_faults])
-    app[CONTEXT] = Context(store=store, keys=keys, faults=faults or FaultState(), clock=clock)
+    faults = faults or FaultState()
+    app[CONTEXT] = Context(store=store, keys=keys, faults=faults, clock=clock,
+                           realtime=RealtimeHub(faults, realtime or RealtimeSettings()))
+    app.on_shutdown.append(_close_sockets)
     app.router.add_post("/functions/v1/create-checkout-session", create_checkout_session)
     app.router.add_post(WEBHOOK_PATH, stripe_webhook)
     app.router.add_post("/rest/v1/rpc/scan_ticket_atomic", scan_ticket_atomic)
@@ -377,4 +414,5 @@ def make_app(store: Store, keys: DemoKeys, faults: FaultState | None = None, *,
     app.router.add_put("/_control/faults", put_faults)
     app.router.add_delete("/_control/faults", clear_faults)
     app.router.add_get("/_control/health", health)
+    app.router.add_get(REALTIME_PATH, realtime_socket)
     return app

@@ -17,10 +17,14 @@ from typing import Any
 
 from loadaction.demo.store import (
     SCAN_COUNTED,
-    CheckoutOutcome,
+    CheckoutRefusal,
     EventStats,
     NewEvent,
+    NewOrder,
+    NewSession,
     Revenue,
+    Scan,
+    ScannedTicket,
     ScanResult,
     TicketStatus,
     WebhookDelivery,
@@ -161,24 +165,25 @@ class PostgresStore:
         return [_ticket(row) for row in rows]
 
     async def checkout(self, *, event_id: str, quantity: int, email: str,
-                       session_id: str) -> CheckoutOutcome:
+                       session_id: str) -> NewSession | CheckoutRefusal:
         t = self._t
         async with self.pool.acquire() as conn, conn.transaction():
             # One conditional UPDATE: the row lock makes concurrent checkouts queue,
             # and the WHERE clause makes overselling impossible.
-            left = await conn.fetchval(
+            price = await conn.fetchval(
                 f"UPDATE {t['events']} SET inventory_left = inventory_left - $2"
-                " WHERE id = $1 AND inventory_left >= $2 RETURNING inventory_left",
+                " WHERE id = $1 AND inventory_left >= $2 RETURNING price_cents",
                 event_id, quantity)
-            if left is None:
+            if price is None:
                 exists = await conn.fetchval(f"SELECT 1 FROM {t['events']} WHERE id = $1", event_id)
                 return "insufficient_inventory" if exists else "unknown_event"
-            await conn.execute(
+            created_at = await conn.fetchval(
                 f"INSERT INTO {t['checkout_sessions']} (id, event_id, quantity, email)"
-                " VALUES ($1, $2, $3, $4)", session_id, event_id, quantity, email)
-        return "ok"
+                " VALUES ($1, $2, $3, $4) RETURNING created_at",
+                session_id, event_id, quantity, email)
+        return NewSession(session_id, event_id, quantity, price * quantity, iso(created_at))
 
-    async def scan_ticket(self, ticket_id: str, scanner_id: str | None) -> ScanResult:
+    async def scan_ticket(self, ticket_id: str, scanner_id: str | None) -> Scan:
         import asyncpg
 
         t = self._t
@@ -191,21 +196,30 @@ class PostgresStore:
                         f"SELECT event_id, status FROM {t['tickets']} WHERE id = $1"
                         " FOR UPDATE NOWAIT", ticket_id)
                     if row is None:
-                        return "invalid"
-                    result: ScanResult = "already_scanned" if row["status"] == "scanned" else "valid"
-                    if result == "valid":
-                        await conn.execute(
-                            f"UPDATE {t['tickets']} SET status = 'scanned', scanned_at = now(),"
-                            " scanned_by = $2 WHERE id = $1", ticket_id, scanner_id)
-                    await self._log_scan(conn, ticket_id, row["event_id"], scanner_id, result)
-                    return result
+                        return Scan("invalid")
+                    if row["status"] == "scanned":
+                        await self._log_scan(conn, ticket_id, row["event_id"], scanner_id,
+                                             "already_scanned")
+                        return Scan("already_scanned")
+                    ticket = await self._set_scanned(conn, ticket_id, scanner_id)
+                    await self._log_scan(conn, ticket_id, row["event_id"], scanner_id, "valid")
+                    return Scan("valid", ticket)
             except asyncpg.exceptions.LockNotAvailableError:  # SQLSTATE 55P03
                 pass
             event_id = await conn.fetchval(f"SELECT event_id FROM {t['tickets']} WHERE id = $1",
                                            ticket_id)
             if event_id is not None:
                 await self._log_scan(conn, ticket_id, event_id, scanner_id, "locked")
-            return "locked"
+            return Scan("locked")
+
+    async def _set_scanned(self, conn: Any, ticket_id: str,
+                           scanner_id: str | None) -> ScannedTicket | None:
+        row = await conn.fetchrow(
+            f"UPDATE {self._t['tickets']} SET status = 'scanned', scanned_at = now(),"
+            " scanned_by = $2 WHERE id = $1 RETURNING event_id, scanned_at", ticket_id, scanner_id)
+        if row is None:
+            return None
+        return ScannedTicket(ticket_id, row["event_id"], iso(row["scanned_at"]), scanner_id)
 
     async def _log_scan(self, conn: Any, ticket_id: str, event_id: str, scanner_id: str | None,
                         result: ScanResult) -> None:
@@ -217,10 +231,9 @@ class PostgresStore:
         return await self.pool.fetchval(
             f"SELECT status FROM {self._t['tickets']} WHERE id = $1", ticket_id)
 
-    async def force_scan(self, ticket_id: str, scanner_id: str | None) -> None:
-        await self.pool.execute(
-            f"UPDATE {self._t['tickets']} SET status = 'scanned', scanned_at = now(),"
-            " scanned_by = $2 WHERE id = $1", ticket_id, scanner_id)
+    async def force_scan(self, ticket_id: str, scanner_id: str | None) -> ScannedTicket | None:
+        async with self.pool.acquire() as conn:
+            return await self._set_scanned(conn, ticket_id, scanner_id)
 
     async def record_scan(self, ticket_id: str, scanner_id: str | None,
                           result: ScanResult) -> None:
@@ -250,15 +263,20 @@ class PostgresStore:
                     delivery.stripe_event_id, processed)
                 if idempotent:
                     return WebhookOutcome(duplicate=True, processed=False)
+            order = None
             if delivery.is_order:
-                await conn.execute(
+                row = await conn.fetchrow(
                     f"INSERT INTO {t['orders']}"
                     " (event_id, stripe_event_id, session_id, amount_cents, quantity)"
                     f" SELECT $1, $2, $3, $4, $5 WHERE EXISTS"
-                    f" (SELECT 1 FROM {t['events']} WHERE id = $1)",
+                    f" (SELECT 1 FROM {t['events']} WHERE id = $1) RETURNING id, created_at",
                     delivery.event_id, delivery.stripe_event_id, delivery.session_id,
                     delivery.amount_cents, delivery.quantity)
-        return WebhookOutcome(duplicate=False, processed=True)
+                if row is not None:
+                    order = NewOrder(row["id"], delivery.event_id,  # type: ignore[arg-type]
+                                     delivery.session_id, delivery.amount_cents,  # type: ignore[arg-type]
+                                     delivery.quantity, iso(row["created_at"]))
+        return WebhookOutcome(duplicate=False, processed=True, order=order)
 
     async def event_revenue(self, event_id: str) -> Revenue | None:
         t = self._t

@@ -23,6 +23,7 @@ from aiohttp import web
 from loadaction.demo.app import make_app
 from loadaction.demo.auth import DemoKeys
 from loadaction.demo.faults import HEALTHY, Faults, FaultState
+from loadaction.demo.realtime import RealtimeSettings
 from loadaction.demo.store import Store
 
 
@@ -78,7 +79,8 @@ def _url(host: str, port: int) -> str:
 @asynccontextmanager
 async def running_target(host: str = "127.0.0.1", port: int = 0, database_url: str | None = None,
                          faults: Faults = HEALTHY, keys: DemoKeys | None = None, *,
-                         allow_remote: bool = False) -> AsyncIterator[DemoTarget]:
+                         allow_remote: bool = False,
+                         realtime: RealtimeSettings | None = None) -> AsyncIterator[DemoTarget]:
     """Serve until the block exits; the store is created, then closed, with it.
 
     A non-loopback host needs `allow_remote=True`: the keys are demo keys and
@@ -103,7 +105,7 @@ async def running_target(host: str = "127.0.0.1", port: int = 0, database_url: s
         state = FaultState(base=faults)
         # A short shutdown_timeout: stopping the demo must be prompt; a request
         # still in flight after 2 s (a long injected latency) is cut off.
-        runner = web.AppRunner(make_app(store, keys, state), access_log=None,
+        runner = web.AppRunner(make_app(store, keys, state, realtime=realtime), access_log=None,
                                handle_signals=False, shutdown_timeout=2.0)
         await runner.setup()
         try:

@@ -19,10 +19,14 @@ from typing import Any
 
 from loadaction.demo.store import (
     SCAN_COUNTED,
-    CheckoutOutcome,
+    CheckoutRefusal,
     EventStats,
     NewEvent,
+    NewOrder,
+    NewSession,
     Revenue,
+    Scan,
+    ScannedTicket,
     ScanResult,
     TicketStatus,
     WebhookDelivery,
@@ -63,7 +67,7 @@ _TICKET_COLUMNS = "id, event_id, status, scanned_at, scanned_by"
 
 
 def _now() -> str:
-    return iso(utc_now())  # type: ignore[return-value]
+    return iso(utc_now())
 
 
 class SqliteStore:
@@ -145,44 +149,55 @@ class SqliteStore:
         return [dict(row) for row in rows]
 
     async def checkout(self, *, event_id: str, quantity: int, email: str,
-                       session_id: str) -> CheckoutOutcome:
+                       session_id: str) -> NewSession | CheckoutRefusal:
         with self._tx() as db:
-            row = db.execute("SELECT inventory_left FROM events WHERE id = ?", (event_id,)).fetchone()
+            row = db.execute("SELECT inventory_left, price_cents FROM events WHERE id = ?",
+                             (event_id,)).fetchone()
             if row is None:
                 return "unknown_event"
             if row["inventory_left"] < quantity:
                 return "insufficient_inventory"
             db.execute("UPDATE events SET inventory_left = inventory_left - ? WHERE id = ?",
                        (quantity, event_id))
+            created_at = _now()
             db.execute("INSERT INTO checkout_sessions VALUES (?, ?, ?, ?, ?)",
-                       (session_id, event_id, quantity, email, _now()))
-        return "ok"
+                       (session_id, event_id, quantity, email, created_at))
+        return NewSession(session_id, event_id, quantity, row["price_cents"] * quantity, created_at)
 
     def _log_scan(self, db: sqlite3.Connection, ticket_id: str, event_id: str,
                   scanner_id: str | None, result: ScanResult) -> None:
         db.execute("INSERT INTO scans (ticket_id, event_id, scanner_id, result, at)"
                    " VALUES (?, ?, ?, ?, ?)", (ticket_id, event_id, scanner_id, result, _now()))
 
-    async def scan_ticket(self, ticket_id: str, scanner_id: str | None) -> ScanResult:
+    async def scan_ticket(self, ticket_id: str, scanner_id: str | None) -> Scan:
         with self._tx() as db:
             row = db.execute("SELECT event_id, status FROM tickets WHERE id = ?",
                              (ticket_id,)).fetchone()
             if row is None:
-                return "invalid"
-            result: ScanResult = "already_scanned" if row["status"] == "scanned" else "valid"
-            if result == "valid":
-                db.execute("UPDATE tickets SET status = 'scanned', scanned_at = ?, scanned_by = ?"
-                           " WHERE id = ?", (_now(), scanner_id, ticket_id))
-            self._log_scan(db, ticket_id, row["event_id"], scanner_id, result)
-        return result
+                return Scan("invalid")
+            if row["status"] == "scanned":
+                self._log_scan(db, ticket_id, row["event_id"], scanner_id, "already_scanned")
+                return Scan("already_scanned")
+            ticket = self._set_scanned(db, ticket_id, row["event_id"], scanner_id)
+            self._log_scan(db, ticket_id, row["event_id"], scanner_id, "valid")
+        return Scan("valid", ticket)
+
+    def _set_scanned(self, db: sqlite3.Connection, ticket_id: str, event_id: str,
+                     scanner_id: str | None) -> ScannedTicket:
+        scanned_at = _now()
+        db.execute("UPDATE tickets SET status = 'scanned', scanned_at = ?, scanned_by = ?"
+                   " WHERE id = ?", (scanned_at, scanner_id, ticket_id))
+        return ScannedTicket(ticket_id, event_id, scanned_at, scanner_id)
 
     async def peek_ticket(self, ticket_id: str) -> TicketStatus | None:
         row = self.db.execute("SELECT status FROM tickets WHERE id = ?", (ticket_id,)).fetchone()
         return None if row is None else row["status"]
 
-    async def force_scan(self, ticket_id: str, scanner_id: str | None) -> None:
-        self.db.execute("UPDATE tickets SET status = 'scanned', scanned_at = ?, scanned_by = ?"
-                        " WHERE id = ?", (_now(), scanner_id, ticket_id))
+    async def force_scan(self, ticket_id: str, scanner_id: str | None) -> ScannedTicket | None:
+        row = self.db.execute("SELECT event_id FROM tickets WHERE id = ?", (ticket_id,)).fetchone()
+        if row is None:
+            return None
+        return self._set_scanned(self.db, ticket_id, row["event_id"], scanner_id)
 
     async def record_scan(self, ticket_id: str, scanner_id: str | None,
                           result: ScanResult) -> None:
@@ -208,13 +223,19 @@ class SqliteStore:
                 db.execute("INSERT INTO webhook_events VALUES (?, ?, ?, ?, 1, 1, ?)",
                            (delivery.stripe_event_id, delivery.type, delivery.event_id,
                             delivery.payload, _now()))
+            order = None
             if delivery.is_order and db.execute("SELECT 1 FROM events WHERE id = ?",
                                                 (delivery.event_id,)).fetchone():
-                db.execute("INSERT INTO orders (event_id, stripe_event_id, session_id,"
-                           " amount_cents, quantity, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-                           (delivery.event_id, delivery.stripe_event_id, delivery.session_id,
-                            delivery.amount_cents, delivery.quantity, _now()))
-        return WebhookOutcome(duplicate=False, processed=True)
+                created_at = _now()
+                inserted = db.execute(
+                    "INSERT INTO orders (event_id, stripe_event_id, session_id,"
+                    " amount_cents, quantity, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                    (delivery.event_id, delivery.stripe_event_id, delivery.session_id,
+                     delivery.amount_cents, delivery.quantity, created_at))
+                order = NewOrder(inserted.lastrowid, delivery.event_id,  # type: ignore[arg-type]
+                                 delivery.session_id, delivery.amount_cents,  # type: ignore[arg-type]
+                                 delivery.quantity, created_at)
+        return WebhookOutcome(duplicate=False, processed=True, order=order)
 
     async def event_revenue(self, event_id: str) -> Revenue | None:
         db = self.db

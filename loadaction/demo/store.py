@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, overload
 
 ScanResult = Literal["valid", "already_scanned", "invalid", "locked"]
-CheckoutOutcome = Literal["ok", "insufficient_inventory", "unknown_event"]
+CheckoutRefusal = Literal["insufficient_inventory", "unknown_event"]
 TicketStatus = Literal["issued", "scanned"]
 
 
@@ -24,6 +24,46 @@ class NewEvent:
     price_cents: int
     inventory: int
     ticket_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class NewSession:
+    """The checkout_sessions row a checkout created. Writes hand back the rows
+    they made so the realtime feed can publish them without reading again."""
+
+    session_id: str
+    event_id: str
+    quantity: int
+    amount_cents: int  # the event's price times the quantity
+    created_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class ScannedTicket:
+    """A ticket row as a scan that admitted it left it."""
+
+    ticket_id: str
+    event_id: str
+    scanned_at: str
+    scanned_by: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Scan:
+    result: ScanResult
+    ticket: ScannedTicket | None = None  # the row the scan changed (a `valid` scan only)
+
+
+@dataclass(frozen=True, slots=True)
+class NewOrder:
+    """The orders row a processed `checkout.session.completed` created."""
+
+    order_id: int
+    event_id: str
+    session_id: str | None
+    amount_cents: int
+    quantity: int
+    created_at: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +88,7 @@ class WebhookDelivery:
 class WebhookOutcome:
     duplicate: bool
     processed: bool
+    order: NewOrder | None = None  # the order it created, if it created one
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +129,10 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+@overload
+def iso(moment: datetime) -> str: ...
+@overload
+def iso(moment: None) -> None: ...
 def iso(moment: datetime | None) -> str | None:
     """One timestamp format for both stores, so clients cannot tell them apart."""
     return None if moment is None else moment.astimezone(UTC).isoformat()
@@ -112,10 +157,11 @@ class Store(Protocol):
                            status: str | None = None, limit: int | None = None,
                            offset: int = 0) -> list[dict[str, Any]]: ...
     async def checkout(self, *, event_id: str, quantity: int, email: str,
-                       session_id: str) -> CheckoutOutcome: ...
-    async def scan_ticket(self, ticket_id: str, scanner_id: str | None) -> ScanResult: ...
+                       session_id: str) -> NewSession | CheckoutRefusal: ...
+    async def scan_ticket(self, ticket_id: str, scanner_id: str | None) -> Scan: ...
     async def peek_ticket(self, ticket_id: str) -> TicketStatus | None: ...
-    async def force_scan(self, ticket_id: str, scanner_id: str | None) -> None: ...
+    async def force_scan(self, ticket_id: str,
+                         scanner_id: str | None) -> ScannedTicket | None: ...
     async def record_scan(self, ticket_id: str, scanner_id: str | None,
                           result: ScanResult) -> None: ...
     async def record_webhook(self, delivery: WebhookDelivery, *,
