@@ -52,7 +52,8 @@ class PreparedSpec:
     whose every part is a constant renders the same each time: `request`
     keeps the first one built, and later iterations send it again."""
 
-    __slots__ = ("spec", "headers", "base_tags", "sinks", "state", "constant", "request")
+    __slots__ = ("spec", "headers", "base_tags", "sinks", "state", "constant", "request",
+                 "realtime")
 
     def __init__(self, state: RunState, spec: RequestSpec, scenario_tags: Tags, group: str) -> None:
         self.state = state
@@ -70,6 +71,9 @@ class PreparedSpec:
         parts = (spec.url, spec.query, spec.json, spec.form, spec.body, *(t for _, t in self.headers))
         self.constant = all(p is None or isinstance(p, Static) for p in parts)
         self.request: PreparedRequest | None = None
+        # the run's update matcher when a subscription waits for this request's writes
+        realtime = state.realtime
+        self.realtime = realtime if realtime is not None and spec.name in realtime.writes else None
 
     def sinks_for(self, status: int, label: str | None) -> RequestSinks:
         """The sinks for a status (and, with an attribution, its send-time label)."""
@@ -86,7 +90,8 @@ class PreparedSpec:
         return sinks
 
 
-def _render_mapping(tpl: Renderable | None, ctx: Mapping[str, Any]) -> Mapping[str, Any]:
+def render_mapping(tpl: Renderable | None, ctx: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A `query` or `form` template's mapping (empty when there is none)."""
     if tpl is None:
         return {}
     value = tpl.render(ctx)
@@ -95,7 +100,8 @@ def _render_mapping(tpl: Renderable | None, ctx: Mapping[str, Any]) -> Mapping[s
     return value
 
 
-def _as_text(value: Any) -> str:
+def as_text(value: Any) -> str:
+    """A rendered value as the text a URL, header or message carries."""
     if isinstance(value, bool):
         return "true" if value else "false"
     return "" if value is None else str(value)
@@ -119,11 +125,11 @@ class Requester:
         spec = prepared.spec
         url, text, basic_auth = self._url(spec.url.render(ctx))
         if spec.query is not None:
-            query = _render_mapping(spec.query, ctx)
+            query = render_mapping(spec.query, ctx)
             if query:
-                url = url.update_query({k: _as_text(v) for k, v in query.items()})
+                url = url.update_query({k: as_text(v) for k, v in query.items()})
                 text = str(url)
-        headers = {name: _as_text(tpl.render(ctx)) for name, tpl in prepared.headers}
+        headers = {name: as_text(tpl.render(ctx)) for name, tpl in prepared.headers}
         if basic_auth is not None and not any(k.lower() == "authorization" for k in headers):
             headers["Authorization"] = basic_auth  # an explicit Authorization header wins
         body: bytes | None = None
@@ -131,12 +137,12 @@ class Requester:
             body = json.dumps(spec.json.render(ctx), separators=(",", ":")).encode()
             headers.setdefault("Content-Type", "application/json")
         elif spec.form is not None:
-            form = _render_mapping(spec.form, ctx)
-            body = urlencode({k: _as_text(v) for k, v in form.items()}).encode()
+            form = render_mapping(spec.form, ctx)
+            body = urlencode({k: as_text(v) for k, v in form.items()}).encode()
             headers.setdefault("Content-Type", "application/x-www-form-urlencoded")
         elif spec.body is not None:
             raw = spec.body.render(ctx)
-            body = raw if isinstance(raw, bytes) else _as_text(raw).encode()
+            body = raw if isinstance(raw, bytes) else as_text(raw).encode()
         timeout = spec.timeout if spec.timeout is not None else self.state.plan.timeout
         req = PreparedRequest(spec.method, text, headers, body, timeout, url)
         if prepared.constant:
@@ -187,7 +193,10 @@ class Requester:
             result = await self._follow(prepared, req, result, label)
         if result.error:
             state.errors.add(self.scenario, result.error, result.error_kind or ErrorKind.PROTOCOL)
-        return ResponseView(prepared.spec.name, result, label)
+        view = ResponseView(prepared.spec.name, result, label)
+        if prepared.realtime is not None and prepared.sinks_for(result.status, label).expected:
+            prepared.realtime.responded(prepared.spec.name, view.json)  # a watched write
+        return view
 
     async def _send_through_layers(self, prepared: PreparedSpec, req: PreparedRequest,
                                    sent_at: float, label: str | None) -> HttpResult:

@@ -22,12 +22,14 @@ from loadaction.engine.clock import RunClock
 from loadaction.engine.data import Feeder
 from loadaction.engine.executors import Executor, ScenarioRun, executor_for
 from loadaction.engine.hooks import FinishedLoad, LoadContext, RunPlugin
+from loadaction.engine.realtime import UpdateMatcher
 from loadaction.engine.safety import Guard
 from loadaction.engine.state import ErrorEntry, ErrorLog, RunControl, RunState
 from loadaction.engine.status import RunStatus
 from loadaction.engine.transport import Transport
 from loadaction.engine.transports.aiohttp import AiohttpTransport
-from loadaction.engine.vu import StepError, VirtualUser
+from loadaction.engine.vu import ScenarioShared, StepError, VirtualUser, field_text
+from loadaction.engine.websocket.scope import SessionScope
 from loadaction.masking import Masker
 from loadaction.metrics.registry import MetricInfo, Registry
 from loadaction.metrics.series import LiveBucket, SeriesRecorder
@@ -169,6 +171,9 @@ class Run:
             layers=tuple(layer for p in self.plugins for layer in p.layers),
             attribution=attributions[0] if attributions else None,
         )
+        if plan.realtime_writes:
+            self.state.realtime = UpdateMatcher(plan.realtime_writes, field_text,
+                                                self.state.notice)
         for plugin in self.plugins:
             plugin.attach(self.state.registry)
         self.progress = progress
@@ -231,6 +236,8 @@ class Run:
                 self._teardown_s = monotonic() - began
             await state.transport.close()
             state.heartbeat.stop()
+            if state.realtime is not None:
+                state.realtime.finish()
         return self._outcome(started_at)
 
     def _render(self, tpl: Any) -> Any:
@@ -271,9 +278,15 @@ class Run:
         """Run setup or teardown as one iteration of VU 0; any error or failed check fails it."""
         state = self.state
         before = len(state.errors.entries)
-        vu = VirtualUser(state, name, 0, LiveBucket(), (("scenario", name),))
+        shared = ScenarioShared()
+        vu = VirtualUser(state, name, 0, LiveBucket(), (("scenario", name),), shared)
         try:
-            await vu.iteration(flow, 0, 0)
+            if flow.sessions:
+                scope = SessionScope(state)
+                vu.sessions = scope.for_vu(vu, flow, shared.sinks)
+                await scope.run(vu.iteration(flow, 0, 0))
+            else:
+                await vu.iteration(flow, 0, 0)
         except StepError as exc:
             raise StepError(f"{name} failed: {exc}") from None
         failed_checks = state.registry.select("checks", (("scenario", name),))
@@ -315,7 +328,10 @@ class Run:
         for plugin in self.plugins:
             await plugin.scenario_started(run.scenario.name)
         try:
-            await executor.execute()
+            if run.websockets is not None:
+                await run.websockets.run(executor.execute())
+            else:
+                await executor.execute()
         finally:
             run.ended = True
             run.end_mono = monotonic()

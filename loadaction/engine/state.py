@@ -10,6 +10,7 @@ from loadaction.engine.clock import Heartbeat, RunClock
 from loadaction.engine.data import Feeder
 from loadaction.engine.hooks import Attribution
 from loadaction.engine.layers import RequestLayer
+from loadaction.engine.realtime import UpdateMatcher
 from loadaction.engine.safety import Guard
 from loadaction.engine.status import RunStatus
 from loadaction.engine.transport import ErrorKind, Transport
@@ -81,6 +82,8 @@ class RunState:
     global_vars: dict[str, Any] = field(default_factory=dict)
     vu_seq: int = 0
     heartbeat: Heartbeat = field(default_factory=Heartbeat)
+    # the writes subscriptions' `updates` wait for (None: the plan has none)
+    realtime: UpdateMatcher | None = None
 
     def label_now(self) -> str | None:
         """The attribution tag value for something sent now (None without one)."""

@@ -1,5 +1,6 @@
 """The transport port: a prepared request in; status, headers, body, timings
-and a typed error kind out.
+and a typed error kind out. Beside it, a WebSocket-connect port: a handshake
+request in; the status, timings and an open socket (or the error) out.
 
 The engine talks to the network through this one narrow interface so that a
 faster HTTP/1.1 transport can replace aiohttp's without the rest of the
@@ -79,6 +80,84 @@ def failed(kind: ErrorKind, message: str, *, duration_us: int = 0, connecting_us
                       message, False, kind)
 
 
+# ---------------------------------------------------------------- WebSocket
+
+class WsFrameKind(StrEnum):
+    TEXT = "text"
+    BINARY = "binary"
+    PING = "ping"
+    PONG = "pong"
+    CLOSE = "close"  # the peer's close frame (`close_code`, `error` holds its reason)
+    CLOSED = "closed"  # the connection is gone: closed by either side, or lost
+    ERROR = "error"  # a protocol violation or a message too big; the connection is closed
+
+
+@dataclass(frozen=True, slots=True)
+class WsFrame:
+    kind: WsFrameKind
+    data: str | bytes = b""
+    close_code: int | None = None
+    error: str | None = None
+
+
+@dataclass(slots=True)
+class WsConnectRequest:
+    url: URL  # ws:// or wss://, credentials taken out (they are an Authorization header)
+    headers: dict[str, str]
+    protocols: tuple[str, ...]
+    timeout: float  # seconds the handshake may take
+    max_message_bytes: int  # a bigger message is an error that closes the connection
+    # data_sent for the handshake: request line, the caller's headers and the
+    # upgrade headers every client sends (key, version, upgrade, connection)
+    sent_bytes: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        size = len(self.url.raw_path_qs) + 16 + 129  # "GET ... HTTP/1.1", the upgrade headers
+        size += sum(len(k) + len(v) + 4 for k, v in self.headers.items())
+        if self.protocols:
+            size += 28 + sum(len(p) + 2 for p in self.protocols)
+        self.sent_bytes = size
+
+
+class WebSocket(Protocol):
+    """One open WebSocket connection. Sends raise ConnectionError when the
+    connection is gone; `receive` never raises for network trouble (that is
+    a CLOSED or ERROR frame)."""
+
+    protocol: str | None  # the subprotocol the server chose
+
+    async def send_text(self, text: str) -> None: ...
+
+    async def send_bytes(self, data: bytes) -> None: ...
+
+    async def ping(self, payload: bytes) -> None: ...
+
+    async def pong(self, payload: bytes) -> None: ...
+
+    async def receive(self) -> WsFrame:
+        """The next frame; pings and pongs are the caller's to answer and time."""
+        ...
+
+    async def close(self, code: int, reason: str) -> None:
+        """The closing handshake, bounded in time (then the connection is dropped)."""
+        ...
+
+    def abort(self) -> None:
+        """Drop the connection now, without the closing handshake."""
+        ...
+
+
+@dataclass(slots=True)
+class WsHandshake:
+    status: int  # 101 when upgraded, the refusal's status, or 0 when no answer came
+    socket: WebSocket | None  # None when the handshake failed
+    duration_us: int  # connecting and the upgrade exchange, as k6's ws_connecting
+    sent_bytes: int
+    received_bytes: int
+    error: str | None = None
+    error_kind: ErrorKind | None = None
+
+
 class Transport(Protocol):
     """What the engine needs of an HTTP client."""
 
@@ -91,6 +170,11 @@ class Transport(Protocol):
         """Write `req` whole, then hang up before reading a byte of the answer
         (status 0, `ErrorKind.ABORTED_BY_CHAOS`): the server may act on a
         request whose client never learns the outcome."""
+        ...
+
+    async def ws_connect(self, req: WsConnectRequest) -> WsHandshake:
+        """Upgrade to a WebSocket; never raises for network trouble or a
+        refused upgrade: that is a handshake without a socket."""
         ...
 
     async def close(self) -> None: ...

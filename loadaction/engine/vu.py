@@ -11,7 +11,7 @@ import asyncio
 import random
 from collections.abc import Coroutine, Mapping
 from time import perf_counter_ns
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from loadaction.engine.data import DataExhausted, IterationData
 from loadaction.engine.requests import PreparedSpec, Requester
@@ -23,8 +23,12 @@ from loadaction.metrics.registry import Tags
 from loadaction.metrics.series import LiveBucket
 from loadaction.plan.model import (
     BatchStep, CheckStep, Condition, ExtractStep, Flow, GroupStep, IfStep, MapRecordStep, Matcher,
-    RecordStep, RequestSpec, RequestStep, SetStep, Step, ThinkStep,
+    RecordStep, RequestSpec, RequestStep, SetStep, Step, ThinkStep, WebSocketStep, WsCloseStep,
+    WsReceiveStep, WsSendStep, WsSubscribeStep,
 )
+
+if TYPE_CHECKING:
+    from loadaction.engine.websocket.scope import VuSessions
 
 
 class StepError(Exception):
@@ -90,6 +94,8 @@ class VirtualUser:
         self.requester = Requester(state, scenario, bucket)
         self.vars: dict[str, Any] = dict(state.global_vars)
         self._rng: random.Random | None = None
+        # the VU's WebSocket sessions, only when its flow opens any
+        self.sessions: VuSessions | None = None
         shared = shared if shared is not None else ScenarioShared()
         self._prepared = shared.prepared
         self._sinks = shared.sinks
@@ -116,10 +122,34 @@ class VirtualUser:
             "data": IterationData(self.state.feeders), "response": None,
         }
         responses: dict[str, ResponseView] = {}
+        if self.sessions is not None:
+            return self._session_iteration(self.sessions, flow, ctx, responses)
         return self._steps(flow.steps, ctx, responses, "")
 
+    async def _session_iteration(self, sessions: VuSessions, flow: Flow, ctx: dict[str, Any],
+                                 responses: dict[str, ResponseView]) -> None:
+        """An iteration of a flow with WebSocket sessions: those it opened
+        with `keep: iteration` close at its end, drained; when it is
+        interrupted or the run is capped, they are dropped at once."""
+        sessions.ctx = ctx
+        try:
+            await self._steps(flow.steps, ctx, responses, "")
+        except (StepError, DataExhausted):
+            await sessions.end_iteration()
+            raise
+        except BaseException:  # interrupted, capped, or a bug
+            sessions.abort_iteration()
+            raise
+        await sessions.end_iteration()
+
+    def run_steps(self, steps: tuple[Step, ...], ctx: dict[str, Any],
+                  responses: dict[str, Any], group: str) -> Coroutine[Any, Any, None]:
+        """Steps outside the flow's own list: a session's on_open, a
+        subscription's steps for one message."""
+        return self._steps(steps, ctx, responses, group)
+
     async def _steps(self, steps: tuple[Step, ...], ctx: dict[str, Any],
-                     responses: dict[str, ResponseView], group: str) -> None:
+                     responses: dict[str, Any], group: str) -> None:
         for step in steps:
             match step:
                 case RequestStep(request=spec):
@@ -140,8 +170,10 @@ class VirtualUser:
                     for item in step.items:
                         present, value = view.subject(item.subject, item.key)
                         if not present:
+                            about = (f"status {view.status}" if isinstance(view, ResponseView)
+                                     else view.about())
                             raise StepError(f"extract '{item.var}': {_describe(item.subject, item.key)} "
-                                            f"not found in the response of '{view.name}' (status {view.status})")
+                                            f"not found in the response of '{view.name}' ({about})")
                         self.vars[item.var] = value
                 case RecordStep():
                     self._record(step, ctx, group)
@@ -167,6 +199,8 @@ class VirtualUser:
                     start = perf_counter_ns()
                     await self._steps(inner, ctx, responses, path)
                     self._sink("group_duration", path, label).add_us((perf_counter_ns() - start) // 1000)
+                case WebSocketStep() | WsSendStep() | WsReceiveStep() | WsSubscribeStep() | WsCloseStep():
+                    await self.sessions.step(step, ctx, responses, group)  # type: ignore[union-attr]
 
     # ------------------------------------------------------------ steps
 
@@ -191,13 +225,14 @@ class VirtualUser:
         return prepared, req
 
     def _response(self, name: str | None, ctx: Mapping[str, Any],
-                  responses: Mapping[str, ResponseView]) -> ResponseView:
+                  responses: Mapping[str, Any]) -> Any:
+        """A ResponseView, or a WebSocket message a ws_receive took."""
         view = responses.get(name) if name is not None else ctx["response"]
         if view is None:
             raise StepError(f"no response{f' named {name!r}' if name else ''} yet in this iteration")
         return view
 
-    def _check(self, step: CheckStep, view: ResponseView, group: str) -> None:
+    def _check(self, step: CheckStep, view: Any, group: str) -> None:
         for cond in step.conditions:
             present, value = view.subject(cond.subject, cond.key)
             self._check_sink(cond, group, view.label).add(matches(cond.matcher, present, value))

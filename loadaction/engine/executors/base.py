@@ -18,6 +18,7 @@ from loadaction.engine.safety import CapReached
 from loadaction.engine.state import RunState
 from loadaction.engine.status import RunStatus
 from loadaction.engine.vu import ScenarioShared, StepError, VirtualUser
+from loadaction.engine.websocket.scope import SessionScope
 from loadaction.plan.model import Scenario
 
 
@@ -49,6 +50,9 @@ class ScenarioRun:
         self.start_mono: float | None = None
         self.end_mono: float | None = None
         self.shared = ScenarioShared()  # prepared requests and sinks, for all its VUs
+        # where its VUs' WebSocket sessions live (the runner runs the executor in
+        # it); None when the flow opens none
+        self.websockets = SessionScope(state) if self.flow.sessions else None
         self._iter_count = state.registry.sink("iterations", self.tags)
         self._iter_duration = state.registry.sink("iteration_duration", self.tags)
         self._dropped = state.registry.sink("dropped_iterations", self.tags)
@@ -89,7 +93,10 @@ class ScenarioRun:
     def new_vu(self) -> VirtualUser:
         self.vus_max += 1
         vu_id = self.state.next_vu_id()
-        return VirtualUser(self.state, self.scenario.name, vu_id, self.bucket, self.tags, self.shared)
+        vu = VirtualUser(self.state, self.scenario.name, vu_id, self.bucket, self.tags, self.shared)
+        if self.websockets is not None:
+            vu.sessions = self.websockets.for_vu(vu, self.flow, self.shared.sinks)
+        return vu
 
     def drop(self) -> None:
         self.dropped += 1
@@ -189,7 +196,8 @@ class Executor:
         return tasks
 
     async def vu_loop(self, vu: VirtualUser, may_continue: Callable[[int], bool]) -> None:
-        """Iterate while the scenario is open and `may_continue(n)` says so."""
+        """Iterate while the scenario is open and `may_continue(n)` says so;
+        then the VU's WebSocket sessions close (dropped if it is interrupted)."""
         run = self.run
         run.active_vus += 1
         n = 0
@@ -199,5 +207,11 @@ class Executor:
                 n += 1
         except VUStopped:
             pass
+        except asyncio.CancelledError:
+            if vu.sessions is not None:
+                vu.sessions.abort()
+            raise
         finally:
             run.active_vus -= 1
+        if vu.sessions is not None:
+            await vu.sessions.close()

@@ -25,6 +25,10 @@ from loadaction.engine.transport import (
     ErrorKind,
     HttpResult,
     PreparedRequest,
+    WsConnectRequest,
+    WsFrame,
+    WsFrameKind,
+    WsHandshake,
     failed,
 )
 
@@ -175,10 +179,114 @@ class AiohttpTransport:
         """See the Transport port, and `send_and_abort` below."""
         return await send_and_abort(req)
 
+    async def ws_connect(self, req: WsConnectRequest) -> WsHandshake:
+        """The upgrade on the run's session and connector; the handshake's
+        timeout bounds connecting and the exchange together."""
+        session = self._session if self._session is not None else self._get_session()
+        start = perf_counter_ns()
+        try:
+            async with asyncio.timeout(req.timeout):
+                ws = await session.ws_connect(
+                    req.url, protocols=req.protocols, headers=req.headers, autoping=False,
+                    max_msg_size=req.max_message_bytes)
+        except aiohttp.WSServerHandshakeError as exc:
+            end = perf_counter_ns()
+            if exc.status == 101:
+                error = f"invalid upgrade: {exc.message}"
+            else:
+                error = f"the server answered the upgrade with HTTP {exc.status}"
+            headers = exc.headers or {}
+            received = 17 + sum(len(k) + len(v) + 4 for k, v in headers.items())
+            return WsHandshake(exc.status, None, (end - start) // 1000, req.sent_bytes, received,
+                               error, ErrorKind.PROTOCOL)
+        except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
+            end = perf_counter_ns()
+            if isinstance(exc, TimeoutError):
+                kind, error = ErrorKind.TIMEOUT, f"no upgrade within {req.timeout:g}s"
+            else:
+                kind, error = describe_error(exc, PreparedRequest("GET", str(req.url), {}, None,
+                                                                  req.timeout))
+            return WsHandshake(0, None, (end - start) // 1000, req.sent_bytes, 0, error, kind)
+        end = perf_counter_ns()
+        # the 101 status line and the upgrade headers (aiohttp keeps the rest to itself)
+        received = 129 + (len(ws.protocol) + 28 if ws.protocol else 0)
+        return WsHandshake(101, _AiohttpWebSocket(ws), (end - start) // 1000, req.sent_bytes,
+                           received)
+
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+# ---------------------------------------------------------------- WebSocket
+
+CLOSE_TIMEOUT_S = 2.0
+"""How long the closing handshake may take before the connection is dropped."""
+
+_FRAME_KINDS = {
+    aiohttp.WSMsgType.TEXT: WsFrameKind.TEXT,
+    aiohttp.WSMsgType.BINARY: WsFrameKind.BINARY,
+    aiohttp.WSMsgType.PING: WsFrameKind.PING,
+    aiohttp.WSMsgType.PONG: WsFrameKind.PONG,
+}
+
+
+class _AiohttpWebSocket:
+    """The WebSocket port on aiohttp's client (autoping off: the session
+    answers pings and times its own)."""
+
+    __slots__ = ("_ws",)
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self._ws = ws
+
+    @property
+    def protocol(self) -> str | None:
+        return self._ws.protocol
+
+    async def send_text(self, text: str) -> None:
+        await self._send(self._ws.send_str(text))
+
+    async def send_bytes(self, data: bytes) -> None:
+        await self._send(self._ws.send_bytes(data))
+
+    async def ping(self, payload: bytes) -> None:
+        await self._send(self._ws.ping(payload))
+
+    async def pong(self, payload: bytes) -> None:
+        await self._send(self._ws.pong(payload))
+
+    @staticmethod
+    async def _send(sending: Any) -> None:
+        try:
+            await sending
+        except (aiohttp.ClientError, OSError, RuntimeError) as exc:
+            raise ConnectionError(f"connection lost: {exc or type(exc).__name__}") from None
+
+    async def receive(self) -> WsFrame:
+        msg = await self._ws.receive()
+        kind = _FRAME_KINDS.get(msg.type)
+        if kind is not None:
+            return WsFrame(kind, msg.data)
+        if msg.type is aiohttp.WSMsgType.CLOSE:
+            return WsFrame(WsFrameKind.CLOSE, close_code=msg.data, error=msg.extra or None)
+        if msg.type is aiohttp.WSMsgType.ERROR:
+            exc = msg.data
+            return WsFrame(WsFrameKind.ERROR, close_code=self._ws.close_code,
+                           error=str(exc) or type(exc).__name__)
+        return WsFrame(WsFrameKind.CLOSED, close_code=self._ws.close_code)  # CLOSING, CLOSED
+
+    async def close(self, code: int, reason: str) -> None:
+        try:
+            async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                await self._ws.close(code=code, message=reason.encode())
+        except (TimeoutError, aiohttp.ClientError, OSError):
+            self.abort()
+
+    def abort(self) -> None:
+        # aiohttp has no public abort: closing the response drops the connection
+        self._ws._response.close()
 
 
 # ---------------------------------------------------------------- send, then hang up
