@@ -357,3 +357,17 @@ def test_records_inside_subscriptions_count_as_recorded(tmp_path: Path) -> None:
                      head=HEAD.replace("scenarios:", "metrics: {got: counter}\nthresholds:\n"
                                                      "  got: [\"count>0\"]\nscenarios:"))
     assert load_plan(path, env={}).warnings == ()
+
+
+def test_the_documented_example_loads(tmp_path: Path) -> None:
+    doc = (Path(__file__).parents[1] / "docs" / "plan-format.md").read_text()
+    section = doc[doc.index("## WebSocket and realtime"):]
+    example = section[section.index("```yaml\n") + 8:section.index("```\n", 8)]
+    path = tmp_path / "plan.yml"
+    path.write_text("target: http://127.0.0.1:8080\nsecrets: [SUPABASE_ANON_KEY]\n"
+                    "scenarios: {s: {executor: constant-vus, duration: 1s, exec: viewer}}\n"
+                    + example + "  buyer:\n    - request: {name: create_checkout, url: /c}\n")
+    plan = load_plan(path, env={"SUPABASE_ANON_KEY": "anon"})
+    opened = plan.flows["viewer"].steps[0]
+    assert isinstance(opened, WebSocketStep) and len(opened.on_open) == 4
+    assert plan.realtime_writes == frozenset({"create_checkout"})
