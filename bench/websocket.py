@@ -467,13 +467,14 @@ def results_table(runs: dict[str, list[Measurement]], bases: dict[str, Measureme
                    "and last tick, per frame the server sent meanwhile. CPU use = CPU s / wall s.")]
     lines += ["", "Server-side checks of each run:", "",
               ("| client | run | joined before the broadcast | changes sent / checked by the client "
-               "| heartbeats answered | server's worst tick lag (ms) | server CPU s | exit |"),
+               "| heartbeats received / answered | server's worst tick lag (ms) | server CPU s | exit |"),
               "|---|---:|---:|---:|---:|---:|---:|---|"]
     for client, ms in runs.items():
         for i, m in enumerate(ms, 1):
             lines.append(
                 f"| {LABELS[client]} | {i} | {m.stat('joined_at_start'):,} / {w.subscribers:,} | "
-                f"{m.stat('changes_sent'):,} / {m.changes:,} | {m.stat('heartbeats'):,} | "
+                f"{m.stat('changes_sent'):,} / {m.changes:,} | "
+                f"{m.stat('heartbeats'):,} / {m.stat('heartbeat_replies'):,} | "
                 f"{m.server.get('max_lag_ms', '')} | {m.server.get('server_cpu_s', '')} | "
                 f"{m.note or 'ok'} |")
     return "\n".join(lines)

@@ -69,6 +69,7 @@ class Connection:
     frames_sent: int = 0  # every frame the server sent it: replies, changes, done
     changes_sent: int = 0
     heartbeats: int = 0
+    heartbeat_replies: int = 0
     received: int = 0
 
 
@@ -110,6 +111,7 @@ class Broadcast:
             "frames_at_end": self.frames_at_end,
             "changes_sent": sum(c.changes_sent for c in self.connections),
             "heartbeats": sum(c.heartbeats for c in self.connections),
+            "heartbeat_replies": sum(c.heartbeat_replies for c in self.connections),
             "frames_received": sum(c.received for c in self.connections),
             "send_errors": self.send_errors,
             "max_lag_ms": round(self.max_lag_ms, 1),
@@ -189,7 +191,7 @@ async def handle(request: web.Request) -> web.WebSocketResponse:
                 continue
             if event == "heartbeat":
                 conn.heartbeats += 1
-                await send(state, conn, reply(ref, "phoenix", {}))
+                conn.heartbeat_replies += await send(state, conn, reply(ref, "phoenix", {}))
             elif event == "phx_join":
                 await send(state, conn, reply(ref, topic, {"postgres_changes": [
                     {"id": 7, "event": "*", "schema": "public", "table": "tickets"}]}))
