@@ -3,11 +3,13 @@ aiohttp app served from a thread with its own loop (like tests/target.py),
 so the CLI can run its own event loop in the test's thread.
 
 Routes:
-- `/echo` (WS): every text and binary message comes back; pings are answered.
+- `/echo` (WS): every text and binary message comes back; pings are answered,
+  and the second one is followed by the text `two pings`.
 - `/hello?n=N` (WS): N text messages on connect, then like /echo.
 - `/phoenix?silent=1` (WS): answers Phoenix heartbeats (`{topic: phoenix,
-  event: heartbeat, ref}`) with a `phx_reply` of the same ref, unless silent;
-  a `phx_join` gets an ok reply; `close <code>` makes the server close.
+  event: heartbeat, ref}`) with a `phx_reply` of the same ref, unless silent,
+  and after the third sends `{"event": "three_beats"}`; a `phx_join` gets an
+  ok reply; `close <code>` makes the server close.
 - `/reject` (HTTP): 401 to the upgrade.
 - `/updates` (WS): subscribers of the write endpoint; a subscriber says
   `ready` once it has subscribed. `/acks` (WS): where a writer says
@@ -47,7 +49,6 @@ class Stats:
     messages: list[tuple[str, Any]] = field(default_factory=list)  # (path, data)
     writes: int = 0
     published: int = 0
-    open: int = 0
 
 
 class UpdatesHub:
@@ -110,22 +111,25 @@ def make_app(stats: Stats) -> web.Application:
                                  "headers": dict(request.headers), "protocol": ws.ws_protocol})
 
     async def echo(request: web.Request) -> web.WebSocketResponse:
-        ws = web.WebSocketResponse(protocols=("phoenix", "echo"))
+        ws = web.WebSocketResponse(protocols=("phoenix", "echo"), autoping=False)
         await ws.prepare(request)
         handshake(request, ws)
-        stats.open += 1
-        try:
-            for i in range(int(request.query.get("n", "0"))):
-                await ws.send_str(f"hello {i}")
-            async for msg in ws:
-                stats.received[request.path] += 1
-                stats.messages.append((request.path, msg.data))
-                if msg.type is WSMsgType.TEXT:
-                    await ws.send_str(msg.data)
-                elif msg.type is WSMsgType.BINARY:
-                    await ws.send_bytes(msg.data)
-        finally:
-            stats.open -= 1
+        pings = 0
+        for i in range(int(request.query.get("n", "0"))):
+            await ws.send_str(f"hello {i}")
+        async for msg in ws:
+            if msg.type is WSMsgType.PING:
+                await ws.pong(msg.data)
+                pings += 1
+                if pings == 2:
+                    await ws.send_str("two pings")
+                continue
+            stats.received[request.path] += 1
+            stats.messages.append((request.path, msg.data))
+            if msg.type is WSMsgType.TEXT:
+                await ws.send_str(msg.data)
+            elif msg.type is WSMsgType.BINARY:
+                await ws.send_bytes(msg.data)
         return ws
 
     async def phoenix(request: web.Request) -> web.WebSocketResponse:
@@ -133,6 +137,7 @@ def make_app(stats: Stats) -> web.Application:
         await ws.prepare(request)
         handshake(request, ws)
         silent = request.query.get("silent") == "1"
+        beats = 0
         async for msg in ws:
             if msg.type is not WSMsgType.TEXT:
                 continue
@@ -142,9 +147,14 @@ def make_app(stats: Stats) -> web.Application:
                 break
             envelope = msg.json()
             stats.messages.append((request.path, envelope))
-            if envelope.get("event") == "heartbeat" and not silent:
-                await ws.send_json({"topic": "phoenix", "event": "phx_reply", "ref": envelope["ref"],
-                                    "payload": {"status": "ok", "response": {}}})
+            if envelope.get("event") == "heartbeat":
+                beats += 1
+                if not silent:
+                    await ws.send_json({"topic": "phoenix", "event": "phx_reply",
+                                        "ref": envelope["ref"],
+                                        "payload": {"status": "ok", "response": {}}})
+                if beats == 3:
+                    await ws.send_json({"event": "three_beats"})
             elif envelope.get("event") == "phx_join":
                 await ws.send_json({"topic": envelope["topic"], "event": "phx_reply",
                                     "ref": envelope["ref"], "join_ref": envelope.get("join_ref"),

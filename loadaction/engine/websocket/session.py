@@ -63,7 +63,6 @@ class Session:
         self.state = owner.state
         self.step = step
         self.name = step.name
-        self.group = group
         tags = {**dict(owner.scenario_tags), **dict(step.tags), "name": step.name, "group": group}
         self.metrics = SampleSinks(owner.state, tuple(sorted(tags.items())), owner.cache,
                                    (id(step), group))
@@ -347,7 +346,9 @@ class Session:
                 self._log(f"no reply to a heartbeat within {beat.timeout:g}s", WsError.HEARTBEAT)
             if now < due:
                 continue
-            due = max(due + beat.every, now)  # after a stall, one beat, not a burst
+            due += beat.every
+            if due <= now:  # it woke late: one beat now, the next a full interval on
+                due = now + beat.every
             try:
                 payload, value = self.render(beat.message, self.owner.ctx)
             except (StepError, DataExhausted) as exc:
