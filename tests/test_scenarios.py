@@ -37,8 +37,10 @@ def test_all_scenarios_pass_on_a_healthy_target(tmp_path, database_url):
     assert code == 0
     names = {s["name"]: s for s in doc["scenarios"]}
     assert set(names) == {"ticket-purchase", "scanner-burst", "scanner-race", "dashboard-load",
-                          "webhook-burst", "webhook-redelivery", "webhook-bad-signatures"}
+                          "dashboard-sales", "webhook-burst", "webhook-redelivery",
+                          "webhook-bad-signatures"}
     assert all(s["iterations"] > 0 for s in names.values())
+    _assert_every_viewer_got_every_sale(doc)
     # smoke: 20 events (enough for the p(95) budgets), then the same 20 again
     assert names["webhook-burst"]["iterations"] == 20 == names["webhook-redelivery"]["iterations"]
     assert doc["errors"] == []
@@ -70,6 +72,52 @@ def test_error_budgets_of_every_scenario_catch_injected_errors(tmp_path):
             "http_req_failed{scenario:scanner-race} rate<0.001",
             "http_req_failed{scenario:dashboard-load} rate<0.01",
             "checks{scenario:webhook-burst} rate==1"} <= _failed(doc)
+
+
+def _assert_every_viewer_got_every_sale(doc: dict) -> None:
+    """The realtime budgets were judged on every (viewer, sale) pair: 20 viewers
+    subscribed, and each received the change of each sale made while it was."""
+    metrics = doc["metrics"]
+    sales = metrics["http_reqs"]["by_tags"]
+    sold = sum(p["sink"]["count"] for p in sales
+               if p["tags"]["scenario"] == "dashboard-sales" and p["tags"]["status"] == "200")
+    received = metrics["realtime_update_latency"]["total"]["count"]
+    assert sold > 0
+    assert metrics["realtime_updates_missed"]["total"]["count"] == 0
+    # the first sale may come before the slowest viewer's join has been answered
+    assert 20 * (sold - 1) <= received <= 20 * sold
+    opened = sum(p["sink"]["count"] for p in metrics["ws_sessions"]["by_tags"]
+                 if p["tags"]["status"] == "101")
+    assert opened == 20
+
+
+@pytest.mark.parametrize("profile", ["smoke", "pr"])
+def test_the_dashboard_viewers_get_every_update_in_time(tmp_path, database_url, profile):
+    """The seed's 'updates < 100ms': the dashboard with its writer alone, at the
+    profiles a PR runs, on SQLite and PostgreSQL."""
+    out = tmp_path / "out"
+    args = ["--database-url", database_url] if database_url else []
+    code = main(["demo", "--profile", profile, "--quiet", "--out", str(out),
+                 "--scenario", "dashboard-load", "--scenario", "dashboard-sales", *args])
+    doc = json.loads((out / "results.json").read_text())
+    assert _failed(doc) == set()
+    assert code == 0
+    _assert_every_viewer_got_every_sale(doc)
+    assert doc["errors"] == []
+
+
+@pytest.mark.parametrize("fault, violated", [
+    ("realtime-lag=200", "realtime_update_latency{scenario:dashboard-load} p(95)<100"),
+    ("realtime-drop=0.2", "realtime_updates_missed{scenario:dashboard-load} count==0"),
+])
+def test_the_realtime_budgets_catch_late_and_lost_updates(tmp_path, capsys, fault, violated):
+    # smoke: 3-4 sales x 20 viewers: the chance that a 0.2 drop rate loses none is 0.8**60 (2e-6)
+    code, doc = _demo(tmp_path, "--fault", fault,
+                      "--scenario", "dashboard-load", "--scenario", "dashboard-sales")
+    assert code == 99
+    assert _failed(doc) == {violated}
+    metric, expression = violated.split(" ")
+    assert f"✗ {metric}  {expression}" in capsys.readouterr().out
 
 
 def test_the_scenarios_webhook_signatures_verify_with_stripes_own_library(tmp_path, monkeypatch):
