@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from aiohttp import web
 from loadaction.cli import main
 from loadaction.demo.command import PLAN
 from loadaction.plan import load_plan
+from loadaction.report.markdown import render_markdown
 from loadaction.session import run_and_report
 from tests.target import Target
 
@@ -104,6 +106,10 @@ def test_the_dashboard_viewers_get_every_update_in_time(tmp_path, database_url, 
     assert code == 0
     _assert_every_viewer_got_every_sale(doc)
     assert doc["errors"] == []
+    # the PR comment shows the sessions and the subscription, misses included
+    markdown = render_markdown(doc)
+    assert "| dashboard-load | realtime | 20 | 0 |" in markdown
+    assert re.search(r"^\| dashboard-load \| sales \| \d+ \|.*\| 0 \(0\.00%\) \|$", markdown, re.M)
 
 
 @pytest.mark.parametrize("fault, violated", [
