@@ -498,13 +498,15 @@ def reproduce_command(args: argparse.Namespace) -> str:
     return shlex.join(["python", *argv])
 
 
-def report(section: str, tools: Tools, args: argparse.Namespace,
-           server_cpus: set[int] | None, client_cpus: set[int] | None) -> str:
+def report(section: str, tools: Tools, args: argparse.Namespace, server_cpus: set[int] | None,
+           client_cpus: set[int] | None, load: tuple[float, float]) -> str:
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     bench_tools = bench.Tools(python=tools.python, k6=tools.k6, clients=tools.clients,
                               mem_limit_kb=tools.mem_limit_kb)
-    rows = "\n".join(f"| {k} | {v} |" for k, v in bench.machine(bench_tools, "bench/ws_server.py "
-                                                                "(aiohttp, its own process)"))
+    machine = [*bench.machine(bench_tools, "bench/ws_server.py (aiohttp, its own process)"),
+               ("load average (1 min) before / after the runs",
+                f"{load[0]:.2f} / {load[1]:.2f} (other load on the machine shows in the first)")]
+    rows = "\n".join(f"| {k} | {v} |" for k, v in machine)
     pinning = (f"server pinned to CPU {sorted(server_cpus)}, clients to CPU {sorted(client_cpus)} "
                f"(so k6's Go runtime, too, runs on {len(client_cpus)} CPU)"
                if server_cpus and client_cpus else "not pinned")
@@ -591,9 +593,11 @@ def main(argv: list[str] | None = None) -> int:
     if client_cpus:
         os.sched_setaffinity(0, client_cpus)  # every client inherits it; the server is re-pinned
     log(f"{w.subscribers} subscriptions x {w.ticks} messages, clients: {', '.join(clients)}")
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="loadaction-wsbench-") as tmpdir:
         runs, bases = run_all(tools, w, base, args, Path(tmpdir), server_cpus, log)
-    text = report(results_table(runs, bases, w, args.repeat), tools, args, server_cpus, client_cpus)
+    text = report(results_table(runs, bases, w, args.repeat), tools, args, server_cpus, client_cpus,
+                  (load_before, os.getloadavg()[0]))
     print(text)
     if not args.no_write:
         args.results.write_text(text)
