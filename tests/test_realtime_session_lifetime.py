@@ -6,9 +6,13 @@ step's heartbeat (every 25 s); the other is the same step without it, so the
 target closes it as idle, and its VU goes on to its next step.
 
 The margins are the protocol's own: 25 s between heartbeats against a 60 s
-timeout, and a 70 s hold against it. The only clock compared with a bound is
-the session's own duration, measured from before the first frame the target
-could count from; the test takes the hold and no more (about 71 s).
+timeout, and a 70 s hold against it. What is compared with those bounds is
+what the run measured itself: the sessions' durations (as their trends report
+them, see `reported_ms`) and when the close was logged. The target's idle
+clock restarts at every frame it reads, the last of the silent session's
+being its join, sent after the session opened: so that session lasts at least
+the timeout. The test takes the hold and little more (72 s beside two CPU
+burners).
 """
 
 from __future__ import annotations
@@ -21,7 +25,8 @@ import pytest
 
 from loadaction.demo import DemoTarget, serve_in_thread
 from loadaction.demo.realtime import RealtimeSettings
-from loadaction.metrics.sinks import new_histogram
+from loadaction.metrics.sinks import TrendSink, new_histogram
+from loadaction.metrics.thresholds import aggregate, evaluate, parse_threshold
 from tests.dashboard_realtime import realtime_step, writer_flow
 from tests.ws_servers import count, sinks
 
@@ -113,3 +118,18 @@ def test_heartbeats_keep_a_session_open_past_the_idle_timeout(demo, tmp_path, ru
 
     assert [e["scenario"] for e in doc["errors"]] == ["silent"]
     assert count(doc, "ws_sessions", status="101") == 2
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
+    "bug: TrendSink.min()/max() (loadaction/metrics/sinks.py:207-211) report the ends of the "
+    "samples' HDR buckets (hdrh get_min_value: lowest equivalent; get_max_value: highest), so "
+    "a 70.03 s session is min 69992.448 ms, max 70057.983 ms, and the natural budget "
+    "`ws_session_duration: [\"min>=70000\"]` fails on sessions that all lasted 70 s. Fix: keep "
+    "the exact smallest and largest sample beside the histogram, as GaugeSink does"))
+def test_a_session_duration_budget_is_judged_on_the_durations_themselves():
+    """Why the lifetime test above compares with `reported_ms` instead of 70 s."""
+    session = TrendSink()
+    session.add_us(70_030_000)  # as Session._end adds a 70.03 s session
+    budget = parse_threshold("min>=70000")
+    assert evaluate(budget, aggregate(budget, "trend", session, 70.0)).passed
+    assert session.min() == session.max() == 70_030.0
