@@ -60,3 +60,25 @@ def test_values_beyond_the_range_are_clamped_and_counted():
     sink.add_us(-5)
     assert sink.count == 2 and sink.clamped == 1
     assert _close(sink.max(), HIGHEST_US / 1000)
+
+
+def test_min_and_max_are_the_samples_not_their_bucket_edges():
+    """A bucket is 0.1% wide (65 ms at 70 s): a `min>=70000` budget holds when
+    every session lasted 70 s, and min and max survive the results document
+    and merging exactly."""
+    from loadaction.metrics.thresholds import aggregate, evaluate, parse_threshold
+
+    session = TrendSink()
+    session.add_us(70_030_000)
+    session.add_us(71_500_000)
+    budget = parse_threshold("min>=70030")
+    assert evaluate(budget, aggregate(budget, "trend", session, 70.0)).passed
+    assert (session.min(), session.max()) == (70_030.0, 71_500.0)
+    summary = session.summary(70.0)
+    assert (summary["min"], summary["max"]) == (70_030.0, 71_500.0)
+    other = TrendSink()
+    other.add_us(69_999_999)
+    merged = TrendSink.from_summary(summary)
+    merged.merge(TrendSink.from_summary(other.summary(70.0)))
+    assert (merged.min(), merged.max(), merged.count) == (69_999.999, 71_500.0, 3)
+    assert TrendSink().summary(1.0) == {"count": 0, "hdr": None}

@@ -134,15 +134,22 @@ class TrendSink:
     folded into the histogram (one record_value per distinct value) whenever
     anything reads the sink, and whenever it holds PENDING_LIMIT distinct
     values. What is read is exactly what recording every sample would give.
+
+    The smallest and largest samples are kept exactly beside the histogram
+    (as k6 reports them): a bucket is 0.1% wide, 65 ms at 70 s, and a `min`
+    taken from bucket edges would be below every sample, failing a
+    `min>=70000` budget that every sample met.
     """
 
-    __slots__ = ("_hist", "_pending", "_clamped")
+    __slots__ = ("_hist", "_pending", "_clamped", "_lo", "_hi")
     kind = "trend"
 
     def __init__(self) -> None:
         self._hist = new_histogram()
         self._pending: dict[int, int] = {}
         self._clamped = 0
+        self._lo = HIGHEST_US + 1  # exact extremes, in the histogram's units (clamped alike)
+        self._hi = -1
 
     def add(self, value: float) -> None:
         self.add_us(int(value * 1000))
@@ -155,7 +162,11 @@ class TrendSink:
 
     def _fold(self) -> None:
         record = self._hist.record_value
-        for us, n in self._pending.items():
+        pending = self._pending
+        if pending:  # per fold, not per sample: recording stays one dict update
+            self._lo = min(self._lo, min(max(min(pending), 0), HIGHEST_US))
+            self._hi = max(self._hi, min(max(max(pending), 0), HIGHEST_US))
+        for us, n in pending.items():
             if us < 0:
                 us = 0
             elif us > HIGHEST_US:
@@ -183,6 +194,7 @@ class TrendSink:
         self._hist = new_histogram()
         self._pending.clear()
         self._clamped = 0
+        self._lo, self._hi = HIGHEST_US + 1, -1
 
     @property
     def count(self) -> int:
@@ -205,10 +217,10 @@ class TrendSink:
         return float(total) / hist.total_count / 1000
 
     def min(self) -> float:
-        return self.hist.get_min_value() / 1000
+        return self._lo / 1000 if self.count else 0.0
 
     def max(self) -> float:
-        return self.hist.get_max_value() / 1000
+        return self._hi / 1000 if self.count else 0.0
 
     def percentile(self, p: float) -> float:
         return self.percentiles((p,))[0]
@@ -242,6 +254,8 @@ class TrendSink:
     def merge(self, other: TrendSink) -> None:
         if other.count:
             self.hist.add(other.hist)
+            self._lo = min(self._lo, other._lo)
+            self._hi = max(self._hi, other._hi)
         self._clamped += other.clamped
 
     def encode(self) -> str:
@@ -265,10 +279,17 @@ class TrendSink:
 
     @classmethod
     def from_summary(cls, data: dict[str, Any]) -> TrendSink:
-        """Rebuild exactly from the encoded histogram (so runs merge exactly)."""
+        """Rebuild exactly from the encoded histogram and the exact extremes
+        beside it (so runs merge exactly)."""
         sink = cls()
         if data.get("hdr"):
-            _add_counts(sink._hist, HdrHistogram.decode(data["hdr"]))
+            hist = HdrHistogram.decode(data["hdr"])
+            _add_counts(sink._hist, hist)
+            # a per-second series point or a phase's part carries the
+            # histogram alone: then its bucket edges are the best known
+            lo, hi = data.get("min"), data.get("max")
+            sink._lo = round(lo * 1000) if lo is not None else hist.get_min_value()
+            sink._hi = round(hi * 1000) if hi is not None else hist.get_max_value()
         return sink
 
 
