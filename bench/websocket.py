@@ -498,13 +498,22 @@ def reproduce_command(args: argparse.Namespace) -> str:
     return shlex.join(["python", *argv])
 
 
+def commit() -> str:
+    return subprocess.run(["git", "-C", str(REPO_DIR), "describe", "--always", "--dirty"],
+                          capture_output=True, text=True, check=False).stdout.strip() or "unknown"
+
+
 def report(section: str, tools: Tools, args: argparse.Namespace, server_cpus: set[int] | None,
-           client_cpus: set[int] | None, load: tuple[float, float]) -> str:
+           client_cpus: set[int] | None, load: tuple[float, float], started_at: str) -> str:
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     bench_tools = bench.Tools(python=tools.python, k6=tools.k6, clients=tools.clients,
                               mem_limit_kb=tools.mem_limit_kb)
-    machine = [*bench.machine(bench_tools, "bench/ws_server.py (aiohttp, its own process)"),
-               ("load average (1 min) before / after the runs",
+    # Other work lands in the same checkout: a commit during the runs is named, not hidden.
+    ended_at = commit()
+    machine = [(k, v if k != "loadaction commit" or ended_at == started_at
+                else f"{started_at} at the start, {ended_at} at the end")
+               for k, v in bench.machine(bench_tools, "bench/ws_server.py (aiohttp, its own process)")]
+    machine += [("load average (1 min) before / after the runs",
                 f"{load[0]:.2f} / {load[1]:.2f} (other load on the machine shows in the first)")]
     rows = "\n".join(f"| {k} | {v} |" for k, v in machine)
     pinning = (f"server pinned to CPU {sorted(server_cpus)}, clients to CPU {sorted(client_cpus)} "
@@ -593,11 +602,11 @@ def main(argv: list[str] | None = None) -> int:
     if client_cpus:
         os.sched_setaffinity(0, client_cpus)  # every client inherits it; the server is re-pinned
     log(f"{w.subscribers} subscriptions x {w.ticks} messages, clients: {', '.join(clients)}")
-    load_before = os.getloadavg()[0]
+    load_before, started_at = os.getloadavg()[0], commit()
     with tempfile.TemporaryDirectory(prefix="loadaction-wsbench-") as tmpdir:
         runs, bases = run_all(tools, w, base, args, Path(tmpdir), server_cpus, log)
     text = report(results_table(runs, bases, w, args.repeat), tools, args, server_cpus, client_cpus,
-                  (load_before, os.getloadavg()[0]))
+                  (load_before, os.getloadavg()[0]), started_at)
     print(text)
     if not args.no_write:
         args.results.write_text(text)
