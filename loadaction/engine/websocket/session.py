@@ -284,6 +284,7 @@ class Session:
                 self._waiters.remove(entry)
                 return
         if self._keeps_inbox:
+            view.shed()
             inbox = self.inbox
             inbox.append(view)
             self._inbox_bytes += size
