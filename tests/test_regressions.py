@@ -148,13 +148,21 @@ def test_a_percentile_on_too_few_samples_is_insufficient_data(target, write_plan
 # ---------------------------------------------------------------- end to end
 
 
+# The healthy target answers in 20 ms, as a staging does, not in the 1 ms of a
+# loopback demo: at 1 ms a scheduler stall of a busy runner moves a p(95) by
+# +100% (1.2 -> 2.7 ms seen beside two CPU burners), a real difference the
+# statistics rightly call a regression; at 20 ms the same stall is within the
+# budget's 10%.
+HEALTHY = ("--fault", "latency=20")
+
+
 @pytest.fixture(scope="module")
 def baselines(tmp_path_factory) -> Path:
     """Three healthy runs of the bundled plan at smoke: the base branch."""
     folder = tmp_path_factory.mktemp("baselines")
     for n in range(3):
         out = folder / f"run-{n}"
-        assert main(["demo", "--profile", "smoke", "--quiet", "--out", str(out)]) == 0
+        assert main(["demo", "--profile", "smoke", "--quiet", "--out", str(out), *HEALTHY]) == 0
         shutil.copy(out / "results.json", folder / f"baseline-{n}.json")
         shutil.rmtree(out)
     return folder
@@ -169,7 +177,8 @@ CHECKOUT = "http_req_duration{scenario:ticket-purchase} p(95) <= +10%"
 
 def test_a_healthy_run_against_healthy_baselines_shows_no_evidence(tmp_path, baselines, capsys):
     out = tmp_path / "out"
-    code = main(["demo", "--profile", "smoke", "--quiet", "--out", str(out), "--baseline", str(baselines)])
+    code = main(["demo", "--profile", "smoke", "--quiet", "--out", str(out), *HEALTHY,
+                 "--baseline", str(baselines)])
     doc = json.loads((out / "results.json").read_text())
     assert doc["baselines"]["runs"] == 3
     rows = _regressions(doc)
