@@ -737,3 +737,26 @@ def test_chaos_templates_read_setup_vars_but_not_a_vus(tmp_path: Path,
     assert str(caught.value) == ("plan.yml:5: 'vars.session' is not defined for faults "
                                  "(faults see the plan's vars, --var values and vars set "
                                  "in setup, not those a VU sets in a flow)")
+
+
+def test_chaos_templates_read_vars_setup_extracts_in_a_websocket_on_open(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The setup-vars walker is the plan's one step walker: it sees inside on_open too."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "plan.yml").write_text(textwrap.dedent("""
+        target: http://localhost:8080
+        setup:
+          - websocket:
+              url: /ws
+              on_open:
+                - ws_receive: {timeout: 1s}
+                - extract: {json: {channel: "$.channel"}}
+        chaos:
+          - {name: f, kind: command, duration: 5s, start: "echo {{ vars.channel }}", stop: "true"}
+        flows:
+          main: [{request: {url: /}}]
+        scenarios:
+          main: {executor: constant-vus, duration: 1s}
+    """).lstrip())
+    (fault,) = load_plan("plan.yml", env=ENV).chaos
+    assert fault.name == "f"

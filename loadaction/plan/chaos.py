@@ -9,7 +9,7 @@ silently ignored. Templates compile with the plan's `Templates` and may read
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -21,13 +21,14 @@ from loadaction.plan.fields import (
 )
 from loadaction.plan.limits import duration_problem
 from loadaction.plan.model import (
-    BatchStep, ExtractStep, Fault, Flow, GroupStep, IfStep, RecoveryBudget, RequestStep,
-    SetStep, Step,
+    BatchStep, ExtractStep, Fault, Flow, RecoveryBudget, RequestStep,
+    SetStep,
 )
 from loadaction.plan.profiles import Profile
 from loadaction.plan.references import check_references
 from loadaction.plan.source import Map, Node
 from loadaction.plan.templates import Reference, Templates
+from loadaction.plan.websocket import walk
 
 CHAOS_ROOTS = ("env", "secrets", "vars")
 """What chaos templates may read: faults start and stop outside any VU."""
@@ -132,7 +133,11 @@ def request_names(flows: Iterable[Flow]) -> set[str]:
     """The `name` of every request in these flows (batches, groups and ifs included)."""
     names: set[str] = set()
     for flow in flows:
-        names.update(_step_requests(flow.steps))
+        for step in walk(flow.steps):
+            if isinstance(step, RequestStep):
+                names.add(step.request.name)
+            elif isinstance(step, BatchStep):
+                names.update(request.name for request in step.requests)
     return names
 
 
@@ -141,34 +146,12 @@ def assigned_vars(flow: Flow | None) -> set[str]:
     vars chaos templates can read besides the plan's own)."""
     names: set[str] = set()
     if flow is not None:
-        _collect_vars(flow.steps, names)
+        for step in walk(flow.steps):
+            if isinstance(step, SetStep):
+                names.update(var for var, _ in step.assignments)
+            elif isinstance(step, ExtractStep):
+                names.update(item.var for item in step.items)
     return names
-
-
-def _collect_vars(steps: Iterable[Step], names: set[str]) -> None:
-    for step in steps:
-        if isinstance(step, SetStep):
-            names.update(var for var, _ in step.assignments)
-        elif isinstance(step, ExtractStep):
-            names.update(item.var for item in step.items)
-        elif isinstance(step, GroupStep):
-            _collect_vars(step.steps, names)
-        elif isinstance(step, IfStep):
-            _collect_vars(step.steps, names)
-            _collect_vars(step.otherwise, names)
-
-
-def _step_requests(steps: Iterable[Step]) -> Iterator[str]:
-    for step in steps:
-        if isinstance(step, RequestStep):
-            yield step.request.name
-        elif isinstance(step, BatchStep):
-            yield from (request.name for request in step.requests)
-        elif isinstance(step, GroupStep):
-            yield from _step_requests(step.steps)
-        elif isinstance(step, IfStep):
-            yield from _step_requests(step.steps)
-            yield from _step_requests(step.otherwise)
 
 
 def _fault(node: Node, templates: Templates, requests: Collection[str],
