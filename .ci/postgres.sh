@@ -49,6 +49,14 @@ if [ "${1:-}" = "stop" ]; then
   exit 0
 fi
 
+psql_pg() { as_pg "$BIN/psql" -h 127.0.0.1 -p "$(cat "$DIR/port")" -U postgres -d postgres -qtAX "$@"; }
+
+# The postgres probe reads pg_stat_statements, which must be preloaded: an
+# instance started without it (by an older copy of this script) is restarted.
+if running && ! psql_pg -c "SHOW shared_preload_libraries" | grep -q pg_stat_statements; then
+  as_pg "$BIN/pg_ctl" stop -D "$DIR/data" -m fast -w >/dev/null
+fi
+
 if ! running; then
   mkdir -p "$DIR"
   chown "$OWNER" "$DIR"
@@ -61,14 +69,15 @@ if ! running; then
   PORT="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
   # Durability off: a throwaway test cluster trades crash safety for speed.
   as_pg "$BIN/pg_ctl" start -D "$DIR/data" -l "$DIR/server.log" -w -t 60 \
-    -o "-k $DIR -h 127.0.0.1 -p $PORT -c fsync=off -c synchronous_commit=off -c full_page_writes=off" \
+    -o "-k $DIR -h 127.0.0.1 -p $PORT -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c shared_preload_libraries=pg_stat_statements" \
     >/dev/null || { tail -n 20 "$DIR/server.log" >&2; die "could not start PostgreSQL"; }
   echo "$PORT" >"$DIR/port"
 fi
 PORT="$(cat "$DIR/port")"
 
-psql_pg() { as_pg "$BIN/psql" -h 127.0.0.1 -p "$PORT" -U postgres -d postgres -qtAX "$@"; }
 if [ "$(psql_pg -c "SELECT 1 FROM pg_database WHERE datname = '$DB'")" != 1 ]; then
   psql_pg -c "CREATE DATABASE $DB" >/dev/null
 fi
+as_pg "$BIN/psql" -h 127.0.0.1 -p "$PORT" -U postgres -d "$DB" -qtAX \
+  -c "SET client_min_messages = warning" -c "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" >/dev/null
 echo "postgresql://postgres@127.0.0.1:$PORT/$DB"
