@@ -55,7 +55,7 @@ def test_parse_matches_documented_example() -> None:
     assert parse_threshold("p(95)<500") == ThresholdExpr("p", 95.0, "<", 500.0, "p(95)<500")
 
 
-AGG = "expected avg, min, med, max, p(N), rate, count or value"
+AGG = "expected avg, min, med, max, p(N), rate, count, value, last or slope"
 OPS = "expected an operator (<, <=, >, >=, ==, !=)"
 PN = "expected p(N) with N a number, e.g. p(95)"
 PCT = "percentile must be between 0 and 100"
@@ -275,7 +275,7 @@ def test_valid_aggregations() -> None:
         "trend": frozenset({"avg", "min", "med", "max", "p"}),
         "rate": frozenset({"rate"}),
         "counter": frozenset({"count", "rate"}),
-        "gauge": frozenset({"value"}),
+        "gauge": frozenset({"value", "last", "min", "max", "avg", "slope"}),
     }
     with pytest.raises(TypeError):
         VALID_AGGREGATIONS["trend"] = frozenset()  # type: ignore[index]

@@ -86,7 +86,17 @@ class RateSink:
 
 
 class GaugeSink:
-    __slots__ = ("value", "lo", "hi", "count")
+    """The last value (by time), the extremes, the mean and the least-squares
+    growth of a gauge: "memory stays stable" is a budget on `slope`.
+
+    The regression is kept as sums (n, Σt, Σv, Σt², Σtv over timed samples,
+    t centred on the first timed sample so a long run keeps its precision),
+    not as a fitted line, so two sinks (two workers, two tag sets) merge
+    exactly and results.json can rebuild the sink from its summary.
+    """
+
+    __slots__ = ("value", "lo", "hi", "count", "total", "last_t",
+                 "t0", "n", "st", "sv", "stt", "stv")
     kind = "gauge"
 
     def __init__(self) -> None:
@@ -94,33 +104,100 @@ class GaugeSink:
         self.lo = float("inf")
         self.hi = float("-inf")
         self.count = 0
+        self.total = 0.0
+        self.last_t: float | None = None  # run-clock time of `value`, when timed
+        self.t0: float | None = None  # the first timed sample's t: the centre of the sums
+        self.n = 0
+        self.st = self.sv = self.stt = self.stv = 0.0
 
-    def add(self, value: float) -> None:
-        self.value = value
+    def add(self, value: float, t: float | None = None) -> None:
+        """`t`: run-clock seconds the value was read at; without it the sample
+        counts for last, min, max and avg but not for the slope."""
         self.count += 1
+        self.total += value
         if value < self.lo:
             self.lo = value
         if value > self.hi:
             self.hi = value
+        if t is None:
+            self.value = value
+            return
+        if self.last_t is None or t >= self.last_t:
+            self.value, self.last_t = value, t
+        if self.t0 is None:
+            self.t0 = t
+        x = t - self.t0
+        self.n += 1
+        self.st += x
+        self.sv += value
+        self.stt += x * x
+        self.stv += x * value
+
+    def avg(self) -> float | None:
+        return self.total / self.count if self.count else None
+
+    def slope(self) -> float | None:
+        """Least-squares growth per minute; None with fewer than two timed
+        samples or when they were all read at the same time."""
+        n = self.n
+        if n < 2:
+            return None
+        var = self.stt - self.st * self.st / n
+        if var <= 1e-12 * max(self.stt, 1e-300):
+            return None
+        return 60.0 * (self.stv - self.st * self.sv / n) / var
 
     def merge(self, other: GaugeSink) -> None:
-        if other.count:
+        if not other.count:
+            return
+        if other.last_t is None or self.last_t is None or other.last_t >= self.last_t:
             self.value = other.value
-            self.count += other.count
-            self.lo = min(self.lo, other.lo)
-            self.hi = max(self.hi, other.hi)
+            self.last_t = other.last_t if other.last_t is not None else self.last_t
+        self.count += other.count
+        self.total += other.total
+        self.lo = min(self.lo, other.lo)
+        self.hi = max(self.hi, other.hi)
+        if not other.n:
+            return
+        assert other.t0 is not None
+        if self.t0 is None:
+            self.t0 = other.t0
+        d = other.t0 - self.t0  # other's sums, re-centred on our t0
+        self.n += other.n
+        self.stt += other.stt + 2 * d * other.st + other.n * d * d
+        self.stv += other.stv + d * other.sv
+        self.st += other.st + other.n * d
+        self.sv += other.sv
 
     def summary(self, duration_s: float) -> dict[str, Any]:
         if not self.count:
-            return {"value": None, "min": None, "max": None, "count": 0}
-        return {"value": self.value, "min": self.lo, "max": self.hi, "count": self.count}
+            return {"value": None, "min": None, "max": None, "avg": None, "last": None,
+                    "slope": None, "count": 0}
+        return {"value": self.value, "min": self.lo, "max": self.hi, "avg": self.avg(),
+                "last": self.value, "slope": self.slope(), "count": self.count,
+                "fit": {"sum": self.total, "last_t": self.last_t, "t0": self.t0, "n": self.n,
+                        "st": self.st, "sv": self.sv, "stt": self.stt, "stv": self.stv}}
 
     @classmethod
     def from_summary(cls, data: dict[str, Any]) -> GaugeSink:
+        """Exact from `fit`; a summary without it (an older document) keeps
+        last, min and max, and its mean when it has one."""
         sink = cls()
         sink.count = int(data.get("count", 0))
-        if sink.count:
-            sink.value, sink.lo, sink.hi = float(data["value"]), float(data["min"]), float(data["max"])
+        if not sink.count:
+            return sink
+        sink.value, sink.lo, sink.hi = float(data["value"]), float(data["min"]), float(data["max"])
+        fit = data.get("fit")
+        if fit is None:
+            avg = data.get("avg")
+            sink.total = float(avg) * sink.count if avg is not None else sink.value * sink.count
+            return sink
+        sink.total = float(fit["sum"])
+        sink.last_t = None if fit.get("last_t") is None else float(fit["last_t"])
+        sink.t0 = None if fit.get("t0") is None else float(fit["t0"])
+        sink.n = int(fit.get("n", 0))
+        sink.st, sink.sv = float(fit.get("st", 0.0)), float(fit.get("sv", 0.0))
+        sink.stt, sink.stv = float(fit.get("stt", 0.0)), float(fit.get("stv", 0.0))
         return sink
 
 

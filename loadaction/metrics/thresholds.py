@@ -17,7 +17,7 @@ from decimal import Decimal
 from types import MappingProxyType
 from typing import Literal, Protocol
 
-Aggregation = Literal["avg", "min", "med", "max", "p", "rate", "count", "value"]
+Aggregation = Literal["avg", "min", "med", "max", "p", "rate", "count", "value", "last", "slope"]
 Operator = Literal["<", "<=", ">", ">=", "==", "!="]
 
 
@@ -46,9 +46,9 @@ _SPACE = re.compile(r"\s*")
 _METRIC_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 _PLAIN_AGGREGATIONS: frozenset[str] = frozenset(
-    {"avg", "min", "med", "max", "rate", "count", "value"}
+    {"avg", "min", "med", "max", "rate", "count", "value", "last", "slope"}
 )
-_EXPECTED_AGGREGATION = "expected avg, min, med, max, p(N), rate, count or value"
+_EXPECTED_AGGREGATION = "expected avg, min, med, max, p(N), rate, count, value, last or slope"
 _EXPECTED_OPERATOR = "expected an operator (<, <=, >, >=, ==, !=)"
 
 VALID_AGGREGATIONS: Mapping[str, frozenset[str]] = MappingProxyType(
@@ -56,7 +56,8 @@ VALID_AGGREGATIONS: Mapping[str, frozenset[str]] = MappingProxyType(
         "trend": frozenset({"avg", "min", "med", "max", "p"}),
         "rate": frozenset({"rate"}),
         "counter": frozenset({"count", "rate"}),
-        "gauge": frozenset({"value"}),
+        # `value` is k6's (the last value); `slope` is growth per minute
+        "gauge": frozenset({"value", "last", "min", "max", "avg", "slope"}),
     }
 )
 """Which aggregations make sense per metric kind, so plans fail at load time
@@ -204,6 +205,12 @@ class GaugeSink(Protocol):
     def value(self) -> float: ...
     @property
     def count(self) -> int: ...
+    @property
+    def lo(self) -> float: ...
+    @property
+    def hi(self) -> float: ...
+    def avg(self) -> float | None: ...
+    def slope(self) -> float | None: ...
 
 
 Sink = TrendSink | RateSink | CounterSink | GaugeSink
@@ -249,7 +256,17 @@ def aggregate(
             return float(counter.count)
         return float(counter.count) / duration_s if duration_s > 0 else None
     gauge: GaugeSink = sink  # type: ignore[assignment]
-    return None if gauge.count == 0 else float(gauge.value)
+    if gauge.count == 0:
+        return None
+    if expr.aggregation == "min":
+        return float(gauge.lo)
+    if expr.aggregation == "max":
+        return float(gauge.hi)
+    if expr.aggregation == "avg":
+        return gauge.avg()
+    if expr.aggregation == "slope":
+        return gauge.slope()  # None (no data) below two timed samples
+    return float(gauge.value)
 
 
 # ---------------------------------------------------------------- evaluation

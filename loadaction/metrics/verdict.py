@@ -29,9 +29,11 @@ class Verdict(StrEnum):
 def samples_needed(threshold: Threshold) -> int:
     """`minSamples`, else what the aggregate needs: a percentile p needs
     100 / (100 - p) samples before it is more than the maximum (p(95): 20,
-    p(99): 100, the median: 2); everything else needs one."""
+    p(99): 100, the median: 2), a gauge's slope 2; everything else needs one."""
     if threshold.min_samples is not None:
         return threshold.min_samples
+    if threshold.expr.aggregation == "slope":
+        return 2  # a line through one point has no slope
     pct = threshold.expr.percentile if threshold.expr.aggregation == "p" else (
         50.0 if threshold.expr.aggregation == "med" else None)
     if pct is None or pct >= 100:
