@@ -1,0 +1,218 @@
+#!/usr/bin/env python3
+"""Soak benchmark: does loadaction's own memory stay flat over a 30-minute run?
+
+Not run by CI or the test suite: it takes 35 minutes. Run it from the repository root:
+
+    python bench/soak.py --out /tmp/soak-bench/soak          # the soak profile, ~35 min
+    python bench/soak.py --profile pr --out /tmp/soak-bench/trial   # a trial, under a minute
+
+The question (issue 12): a soak test runs for half an hour or more, so the
+generator itself must not leak: "no memory leaks" is a claim about the target
+that a leaking generator would spoil. The demo target (`loadaction demo-target`,
+SQLite in memory) is started in its own process, so its CPU and memory do not
+count; then `loadaction run scenarios/ticketing.yml --profile soak --scenario
+ticket-purchase` runs against it (30 VUs: 2 min ramp up, 30 min held, 2 min
+down; the plan's setup seeds the event). The harness reads the run's VmRSS
+from /proc/<pid>/status every `--interval` seconds (psutil is not a
+dependency; /proc is what it would read) until the run exits.
+
+Reported: RSS at the end of the ramp up (the warm-up: every VU, connection and
+metric series exists by then), RSS at the start of the ramp down (the end of
+the held load; later samples include the ramp down and building the report),
+the maximum, the growth from warm-up to end in per cent, and the least-squares
+slope over the held phase in MB per hour. The goal is growth < 5%. Both times
+come from the loaded plan's stages, so `--profile pr` (a 4.5 s ramp, 18 s held)
+is the same measurement, short. Arguments after `--` go to `loadaction run`.
+
+Writes OUT/samples.csv (t_s, rss_kb, cpu_s), OUT/summary.md, and the run's
+results.json under OUT/run/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_DIR = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_DIR))
+
+from loadaction.plan import load_plan  # noqa: E402
+from loadaction.plan.model import RampingVUs  # noqa: E402
+
+PLAN = REPO_DIR / "scenarios" / "ticketing.yml"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+TARGET_ENV = ("SUPABASE_URL", "SUPABASE_ANON_KEY", "SUPABASE_SERVICE_ROLE_KEY", "STRIPE_WEBHOOK_SECRET")
+
+
+@dataclass(frozen=True)
+class Sample:
+    t_s: float  # since the run started
+    rss_kb: int
+    cpu_s: float
+
+
+@dataclass(frozen=True)
+class Phases:
+    """Where the warm-up ends and the held load ends, in seconds from the start."""
+
+    warm_s: float
+    held_end_s: float
+
+
+def read_sample(pid: int, t_s: float) -> Sample | None:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None  # exited between two samples
+    rss = next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")), None)
+    if rss is None:
+        return None  # a zombie has no VmRSS
+    fields = stat.rsplit(")", 1)[1].split()  # fields[11], [12]: utime, stime (stat(5) 14, 15)
+    return Sample(t_s, rss, (int(fields[11]) + int(fields[12])) / CLK_TCK)
+
+
+def start_target(python: str) -> tuple[subprocess.Popen[str], dict[str, str]]:
+    """The demo target in its own process; its `export` lines give URL and keys."""
+    proc = subprocess.Popen([python, "-m", "loadaction", "demo-target"], cwd=REPO_DIR, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    env: dict[str, str] = {}
+    assert proc.stdout is not None
+    while not all(name in env for name in TARGET_ENV):
+        line = proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the demo target exited ({proc.wait()}) before printing its URL")
+        words = shlex.split(line)
+        if len(words) == 2 and words[0] == "export":
+            name, _, value = words[1].partition("=")
+            env[name] = value
+    return proc, env
+
+
+def stop(proc: subprocess.Popen[str]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def phases(profile: str, scenario: str, env: dict[str, str]) -> Phases:
+    """Warm-up ends with the first stage; the held load ends where the last stage begins."""
+    plan = load_plan(PLAN, target=env["SUPABASE_URL"], profile=profile, scenarios=[scenario],
+                     env={**os.environ, **env})
+    (chosen,) = plan.scenarios
+    executor = chosen.executor
+    if not isinstance(executor, RampingVUs) or len(executor.stages) < 3:
+        raise SystemExit(f"{scenario} at profile {profile} is not a ramp up, hold, ramp down")
+    starts = [chosen.start_time]
+    for stage in executor.stages:
+        starts.append(starts[-1] + stage.duration)
+    return Phases(warm_s=starts[1], held_end_s=starts[-2])
+
+
+def at(samples: list[Sample], t_s: float) -> Sample:
+    """The last sample taken at or before t_s."""
+    return [s for s in samples if s.t_s <= t_s][-1]
+
+
+def slope_mb_per_h(samples: list[Sample]) -> float:
+    n = len(samples)
+    if n < 2:
+        return 0.0
+    mt = sum(s.t_s for s in samples) / n
+    mr = sum(s.rss_kb for s in samples) / n
+    var = sum((s.t_s - mt) ** 2 for s in samples)
+    cov = sum((s.t_s - mt) * (s.rss_kb - mr) for s in samples)
+    return cov / var * 3600 / 1024 if var else 0.0
+
+
+def summary(args: argparse.Namespace, command: list[str], ph: Phases, samples: list[Sample],
+            code: int, wall_s: float) -> str:
+    warm, end = at(samples, ph.warm_s), at(samples, ph.held_end_s)
+    peak = max(samples, key=lambda s: s.rss_kb)
+    held = [s for s in samples if ph.warm_s <= s.t_s <= ph.held_end_s]
+    growth = (end.rss_kb - warm.rss_kb) / warm.rss_kb * 100
+    mb = lambda kb: f"{kb / 1024:.1f} MB"  # noqa: E731
+    verdict = "met" if growth < 5 else "MISSED"
+    commit = subprocess.run(["git", "-C", str(REPO_DIR), "describe", "--always", "--dirty"],
+                            capture_output=True, text=True).stdout.strip()
+    return "\n".join([
+        f"Soak, profile `{args.profile}`, scenario `{args.scenario}`, {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, "
+        f"commit {commit}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} at the end",
+        "",
+        f"    {shlex.join(command)}",
+        "",
+        "| | t | RSS |",
+        "|---|---:|---:|",
+        f"| start (first sample) | {samples[0].t_s:.0f} s | {mb(samples[0].rss_kb)} |",
+        f"| after warm-up (end of the ramp up) | {warm.t_s:.0f} s | {mb(warm.rss_kb)} |",
+        f"| end of the held load | {end.t_s:.0f} s | {mb(end.rss_kb)} |",
+        f"| max | {peak.t_s:.0f} s | {mb(peak.rss_kb)} |",
+        f"| last sample (ramp down, report) | {samples[-1].t_s:.0f} s | {mb(samples[-1].rss_kb)} |",
+        "",
+        f"Growth from warm-up to end: **{growth:+.2f}%** (goal < 5%: {verdict}); slope over the "
+        f"held load {slope_mb_per_h(held):+.2f} MB/h ({len(held)} samples every {args.interval:g} s); "
+        f"CPU {samples[-1].cpu_s:.1f} s over {wall_s:.0f} s wall; exit code {code}.",
+        "",
+    ])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--profile", default="soak")
+    parser.add_argument("--scenario", default="ticket-purchase")
+    parser.add_argument("--interval", type=float, default=10.0, help="seconds between RSS samples")
+    parser.add_argument("--out", type=Path, required=True, help="directory for samples and summary")
+    parser.add_argument("--python", default=str(REPO_DIR / ".venv" / "bin" / "python"))
+    parser.add_argument("run_args", nargs="*", help="after --: more `loadaction run` arguments")
+    args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    target, env = start_target(args.python)
+    try:
+        ph = phases(args.profile, args.scenario, env)
+        command = [args.python, "-m", "loadaction", "run", str(PLAN.relative_to(REPO_DIR)),
+                   "--profile", args.profile, "--scenario", args.scenario,
+                   "--out", str(args.out / "run"), "--quiet", *args.run_args]
+        log = (args.out / "run.log").open("w")
+        began = time.monotonic()
+        run = subprocess.Popen(command, cwd=REPO_DIR, env={**os.environ, **env},
+                               stdout=log, stderr=subprocess.STDOUT)
+        samples: list[Sample] = []
+        with (args.out / "samples.csv").open("w") as csv:
+            csv.write("t_s,rss_kb,cpu_s\n")
+            tick = 0
+            while run.poll() is None:
+                sample = read_sample(run.pid, time.monotonic() - began)
+                if sample is not None:
+                    samples.append(sample)
+                    csv.write(f"{sample.t_s:.1f},{sample.rss_kb},{sample.cpu_s:.2f}\n")
+                    csv.flush()
+                tick += 1  # on a schedule from the start, not drifting by the read's own time
+                time.sleep(max(0.0, began + tick * args.interval - time.monotonic()))
+        code = run.wait()
+        wall = time.monotonic() - began
+    finally:
+        stop(target)
+    if not samples or samples[-1].t_s < ph.held_end_s:
+        print(f"the run ended (exit {code}) before its held load did; see {args.out / 'run.log'}",
+              file=sys.stderr)
+        return 1
+    text = summary(args, command, ph, samples, code, wall)
+    (args.out / "summary.md").write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
