@@ -1,4 +1,4 @@
-"""Command line: `loadaction run | validate | report | demo | demo-target | comment`.
+"""Command line: `loadaction run | validate | capacity | report | demo | demo-target | comment`.
 
 Exit codes (k6's 99 for crossed thresholds, so k6 users' scripts keep working):
   0   all budgets held
@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from loadaction.argtypes import duration, key_value, positive
+from loadaction.capacity.command import add_capacity_parser, run_capacity
 from loadaction.demo.cli import add_demo_target_parser, run_demo_target
 from loadaction.demo.command import add_demo_parser, run_demo
 from loadaction.errors import ExitCode, LoadactionError, PlanError
@@ -89,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--strict", action="store_true",
                           help="unset environment variables and secrets are errors (exit 2)")
 
+    add_capacity_parser(sub)
     add_demo_parser(sub)
     add_demo_target_parser(sub)
     add_comment_parser(sub)
@@ -133,6 +135,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "demo":
             return run_demo(args)
+        if args.command == "capacity":
+            return run_capacity(args)
         if args.command == "demo-target":
             return run_demo_target(args)
         if args.command == "comment":

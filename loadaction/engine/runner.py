@@ -145,8 +145,15 @@ class Run:
     def __init__(self, plan: Plan, *, transport: Transport | None = None,
                  plugins: Sequence[RunPlugin] = (),
                  progress: Callable[[Progress], None] | None = None,
-                 progress_interval_s: float = 5.0, seed: int | None = None) -> None:
+                 progress_interval_s: float = 5.0, seed: int | None = None,
+                 vars: Mapping[str, Any] | None = None) -> None:
+        """`vars`: what an earlier run's setup produced (its `setup_vars`); with
+        them the plan's setup is skipped, so a series of runs against the same
+        target (capacity steps) seeds its test data once."""
         self.plan = plan
+        self._given_vars = None if vars is None else dict(vars)
+        self.setup_vars: dict[str, Any] = {}  # what setup returned, or the vars given
+        self.setup_done = False  # vars rendered and setup run (or given): teardown may clean up
         self.control = RunControl()
         self.plugins = tuple(plugins)
         clock = RunClock()
@@ -200,18 +207,20 @@ class Run:
     async def execute(self) -> RunOutcome:
         started_at = datetime.now(UTC)
         state = self.state
-        setup_done = False
         state.heartbeat.start()
         try:
             await self._preflight()
             state.global_vars.update(self._render_vars())
-            if self.plan.setup is not None:
+            if self._given_vars is not None:
+                self.setup_vars = self._given_vars
+            elif self.plan.setup is not None:
                 began = monotonic()
                 try:
-                    state.global_vars.update(await self._once(self.plan.setup, "setup"))
+                    self.setup_vars = await self._once(self.plan.setup, "setup")
                 finally:
                     self._setup_s = monotonic() - began
-            setup_done = True
+            state.global_vars.update(self.setup_vars)
+            self.setup_done = True
             self._scenarios_task = asyncio.create_task(self._run_scenarios())
             try:
                 await self._scenarios_task
@@ -226,11 +235,11 @@ class Run:
             self.control.request_stop(RunStatus.CRASHED,
                                       f"internal error: {type(root).__name__}: {root}")
         finally:
-            if self._load_s == 0.0 and setup_done:
+            if self._load_s == 0.0 and self.setup_done:
                 self._load_s = state.clock.elapsed()
             for plugin in self.plugins:
                 await plugin.close()  # before teardown: never leave a fault behind
-            if setup_done and self.plan.teardown is not None:
+            if self.setup_done and self.plan.teardown is not None:
                 began = monotonic()
                 await self._teardown()
                 self._teardown_s = monotonic() - began
@@ -316,7 +325,8 @@ class Run:
         async with asyncio.TaskGroup() as tg:
             tasks = [tg.create_task(self._scenario(run, ex, t0)) for run, ex in self.scenarios]
             ticker = tg.create_task(self._tick(t0))
-            await asyncio.wait(tasks)
+            if tasks:  # a plan of setup or teardown alone runs no load
+                await asyncio.wait(tasks)
             ticker.cancel()
         self._load_s = clock.elapsed()
         self._roll(self._load_s)
