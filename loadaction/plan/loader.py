@@ -18,7 +18,9 @@ from loadaction.plan.chaos import (
 )
 from loadaction.plan.data import parse_data
 from loadaction.plan.durations import parse_size
-from loadaction.plan.fields import check_keys, expect_duration, expect_map, expect_str
+from loadaction.plan.fields import (
+    check_keys, expect_bool, expect_duration, expect_map, expect_str, required,
+)
 from loadaction.plan.hosts import PLACEHOLDER_TARGET, UnsetTarget, allowed_hosts, resolve_target
 from loadaction.plan.executors import executor_length
 from loadaction.plan.includes import PlanDocument, read_plan
@@ -83,7 +85,7 @@ def _load_plan(path: str | Path, *, target: str | None, profile: str | None,
     hosts = allowed_hosts(plan_target, root, extra_allowed_hosts)
     if unset_target is not None:
         hosts = AnyHost(hosts)
-    secrets = _secrets(document.secrets, env, placeholders, warnings)
+    secrets, declared_secrets = _secrets(document.secrets, env, placeholders, warnings)
     metrics = parse_metrics(document.named["metrics"])
     data = parse_data(document.named["data"])
     plan_vars = _vars(document.named["vars"], vars, templates)
@@ -101,7 +103,7 @@ def _load_plan(path: str | Path, *, target: str | None, profile: str | None,
     own_vars = {var for var, _ in plan_vars}
     faults = parse_chaos(root.get("chaos"), templates=templates, flows=flows,
                          scenarios=document.named["scenarios"], profile=chosen,
-                         vars=own_vars | assigned_vars(setup), secrets=secrets)
+                         vars=own_vars | assigned_vars(setup), secrets=declared_secrets)
     phases = phase_values(faults) if faults else None
     thresholds = parse_thresholds(document.thresholds, metrics, document.named["scenarios"],
                                   phases=phases)
@@ -127,7 +129,7 @@ def _load_plan(path: str | Path, *, target: str | None, profile: str | None,
     regressions = [budget for budget in regressions if _applies(budget, running, running_phases)]
 
     check_references(templates.references, vars=own_vars | flow_parser.defined_vars,
-                     secrets=secrets, data=data)
+                     secrets=declared_secrets, data=data)
     if not limits.allow_live_keys:
         check_live_keys(_live_key_candidates(document, vars, secrets, templates, env))
     check_max_duration(selected, limits.max_duration)
@@ -229,12 +231,20 @@ def _target(root: Map, cli_target: str | None, templates: Templates, env: dict[s
 
 
 def _secrets(nodes: Iterable[Node], env: Mapping[str, str], placeholders: bool,
-             warnings: list[PlanWarning]) -> dict[str, tuple[str, Source]]:
-    """Secret name -> (value, where it was declared); each must be set (with
-    `placeholders`, an unset one gets a placeholder value and a warning)."""
+             warnings: list[PlanWarning]) -> tuple[dict[str, tuple[str, Source]], set[str]]:
+    """Secret name -> (value, where it was declared), and every declared name.
+
+    A plain name must be set (with `placeholders`, an unset one gets a
+    placeholder value and a warning). `{name: X, optional: true}` may be
+    unset: it is then left out of `secrets`, so `secrets.get('X')` is falsy
+    (a probe or step can be switched off by it), and nothing warns."""
     secrets = {}
+    declared = set()
     for node in nodes:
-        name = expect_str(node, "secrets")
+        name, optional = _secret_declaration(node)
+        declared.add(name)
+        if name not in env and optional:
+            continue
         if name not in env:
             if not placeholders:
                 raise PlanError(f"secret '{name}' is not set in the environment", node.source,
@@ -244,7 +254,18 @@ def _secrets(nodes: Iterable[Node], env: Mapping[str, str], placeholders: bool,
             secrets[name] = (_placeholder(name), node.source)
             continue
         secrets[name] = (env[name], node.source)
-    return secrets
+    return secrets, declared
+
+
+def _secret_declaration(node: Node) -> tuple[str, bool]:
+    """(name, optional) of one `secrets:` item: `NAME` or `{name: NAME, optional: bool}`."""
+    if not isinstance(node, Map):
+        return expect_str(node, "secrets"), False
+    check_keys(node, {"name", "optional"}, "in a secrets item")
+    name_node = required(node, "name", "in a secrets item")
+    optional_node = node.get("optional")
+    optional = optional_node is not None and expect_bool(optional_node, "secrets item optional")
+    return expect_str(name_node, "secrets name"), optional
 
 
 def _placeholder(name: str) -> str:

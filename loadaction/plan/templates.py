@@ -435,8 +435,17 @@ class Templates:
                 raise PlanError(f"template uses unsafe attribute '{key}'", source)
             target = node.node
             if (isinstance(target, nodes.Name) and target.name in undeclared
-                    and target.name in _ATTRIBUTE_ROOTS and key is not None):
+                    and target.name in _ATTRIBUTE_ROOTS and key is not None
+                    and not (target.name == "secrets" and key == "get")):
                 self.references.append(Reference(target.name, key, source))
+        # `secrets.get('NAME')` reads an optional secret: NAME must be declared
+        for call in ast.find_all(nodes.Call):
+            if (isinstance(call.node, nodes.Getattr) and call.node.attr == "get"
+                    and isinstance(call.node.node, nodes.Name) and call.node.node.name == "secrets"
+                    and "secrets" in undeclared):
+                arg = call.args[0] if call.args else None
+                name = arg.value if isinstance(arg, nodes.Const) and isinstance(arg.value, str) else None
+                self.references.append(Reference("secrets", name, source))
         return frozenset(undeclared)
 
 
