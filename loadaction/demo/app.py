@@ -6,7 +6,9 @@ Handlers validate, call the `Store`, and shape answers; they never know
 which database is behind it. Error bodies follow their origin: edge
 functions answer `{"error": ...}`, PostgREST-style routes `{"message": ...}`.
 A write that created or changed a published row hands it to the realtime
-hub after it committed (see `realtime`).
+hub after it committed (see `realtime`). A request that touches the store
+holds a slot of the database pool for its handler (see `pool`), and every
+answer but /metrics' own is counted there (see `metrics`).
 """
 
 from __future__ import annotations
@@ -22,13 +24,15 @@ from typing import Any
 from aiohttp import web
 
 from loadaction.demo.auth import DemoKeys, Denied, Role, authenticate
-from loadaction.demo.faults import FaultState, Invalid, parse_update
+from loadaction.demo.faults import FaultState, Invalid, Leak, parse_update
 from loadaction.demo.idempotency import (
     MAX_KEY_LENGTH,
     IdempotencyKeys,
     Saved,
     fingerprint,
 )
+from loadaction.demo.metrics import PATH as METRICS_PATH
+from loadaction.demo.metrics import DemoMetrics
 from loadaction.demo.payloads import (
     CheckoutRequest,
     parse_checkout,
@@ -38,6 +42,7 @@ from loadaction.demo.payloads import (
     parse_seed,
     parse_webhook,
 )
+from loadaction.demo.pool import DEFAULT_ACQUIRE_TIMEOUT_S, DEFAULT_POOL_SIZE, Pool, PoolExhausted
 from loadaction.demo.realtime import PATH as REALTIME_PATH
 from loadaction.demo.realtime import RealtimeHub, RealtimeSettings, serve_socket
 from loadaction.demo.realtime.changes import (
@@ -62,6 +67,9 @@ class Context:
     faults: FaultState
     clock: Callable[[], float]  # wall clock, for signature and commit timestamps
     realtime: RealtimeHub
+    pool: Pool
+    metrics: DemoMetrics
+    leak: Leak = field(default_factory=Leak)
     idempotency: IdempotencyKeys = field(default_factory=IdempotencyKeys)
 
     def now(self) -> datetime:
@@ -85,6 +93,29 @@ def _error(status: int, error: str) -> web.Response:
 
 
 @web.middleware
+async def count_requests(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Outermost, so it sees the status the client gets (401s and JSON errors
+    included); labelled by route pattern, never by raw path, to keep the
+    series few."""
+    if request.path == METRICS_PATH:
+        return await handler(request)
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    finally:
+        resource = request.match_info.route.resource
+        route = resource.canonical if resource is not None else "unmatched"
+        timed = None if request.path == REALTIME_PATH else time.perf_counter() - started
+        _ctx(request).metrics.observe(route, request.method, status, timed)
+
+
+@web.middleware
 async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Unknown routes and wrong methods answer JSON too, so clients parse every body."""
     try:
@@ -103,7 +134,7 @@ async def require_key(request: web.Request, handler: Handler) -> web.StreamRespo
     """Stripe sends no Supabase key: the webhook function is deployed without JWT
     verification (`--no-verify-jwt`) and trusts its signature instead. The
     realtime socket checks its own key, which comes in the query string."""
-    if request.path in (WEBHOOK_PATH, REALTIME_PATH):
+    if request.path in (WEBHOOK_PATH, REALTIME_PATH, METRICS_PATH):
         return await handler(request)
     outcome = authenticate(_ctx(request).keys, request.headers)
     if isinstance(outcome, Denied):
@@ -117,15 +148,34 @@ async def inject_faults(request: web.Request, handler: Handler) -> web.StreamRes
     stay usable to turn faults off again, and the test-data routes are the
     harness (a seeding request that fails would stop the run, not measure it).
     The realtime socket has faults of its own (realtime-lag, realtime-drop)."""
-    if request.path.startswith((CONTROL_PREFIX, TEST_DATA_PREFIX)) or request.path == REALTIME_PATH:
+    if (request.path.startswith((CONTROL_PREFIX, TEST_DATA_PREFIX))
+            or request.path in (REALTIME_PATH, METRICS_PATH)):
         return await handler(request)
-    faults = _ctx(request).faults
-    latency = faults.current().latency_ms
+    ctx = _ctx(request)
+    faults = ctx.faults
+    current = faults.current()
+    if current.leak_kb:
+        ctx.leak.keep(current.leak_kb)
+    latency = current.latency_ms
     if latency:
         await asyncio.sleep(latency / 1000)
     if faults.should_fail():
         return _message(500, "injected fault")
     return await handler(request)
+
+
+@web.middleware
+async def hold_connection(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Innermost: a request holds its pool slot while it runs, not while an
+    injected latency delays it. The control routes, the socket and /metrics
+    touch no store and need none."""
+    if request.path.startswith(CONTROL_PREFIX) or request.path in (REALTIME_PATH, METRICS_PATH):
+        return await handler(request)
+    try:
+        async with _ctx(request).pool.connection():
+            return await handler(request)
+    except PoolExhausted:
+        return _message(503, "connection pool exhausted")
 
 
 def _service_only(request: web.Request) -> web.Response | None:
@@ -381,6 +431,11 @@ async def health(request: web.Request) -> web.Response:
                               "realtime": ctx.realtime.describe()})
 
 
+async def metrics(request: web.Request) -> web.Response:
+    body, content_type = _ctx(request).metrics.exposition()
+    return web.Response(body=body, headers={"Content-Type": content_type})
+
+
 # --- realtime -------------------------------------------------------------------------
 
 async def realtime_socket(request: web.Request) -> web.StreamResponse:
@@ -394,12 +449,17 @@ async def _close_sockets(app: web.Application) -> None:
 
 def make_app(store: Store, keys: DemoKeys, faults: FaultState | None = None, *,
              clock: Callable[[], float] = time.time,
-             realtime: RealtimeSettings | None = None) -> web.Application:
+             realtime: RealtimeSettings | None = None,
+             pool_timeout_s: float = DEFAULT_ACQUIRE_TIMEOUT_S) -> web.Application:
     """The app over a started store; the caller owns the store's lifetime."""
-    app = web.Application(middlewares=[json_errors, require_key, inject_faults])
-    faults = faults or FaultState()
-    app[CONTEXT] = Context(store=store, keys=keys, faults=faults, clock=clock,
-                           realtime=RealtimeHub(faults, realtime or RealtimeSettings()))
+    app = web.Application(middlewares=[count_requests, json_errors, require_key, inject_faults,
+                                       hold_connection])
+    state = faults or FaultState()
+    hub = RealtimeHub(state, realtime or RealtimeSettings())
+    pool = Pool(lambda: state.current().pool_size or DEFAULT_POOL_SIZE, pool_timeout_s)
+    leak = Leak()
+    app[CONTEXT] = Context(store=store, keys=keys, faults=state, clock=clock, realtime=hub,
+                           pool=pool, metrics=DemoMetrics(pool, hub, leak), leak=leak)
     app.on_shutdown.append(_close_sockets)
     app.router.add_post("/functions/v1/create-checkout-session", create_checkout_session)
     app.router.add_post(WEBHOOK_PATH, stripe_webhook)
@@ -414,5 +474,6 @@ def make_app(store: Store, keys: DemoKeys, faults: FaultState | None = None, *,
     app.router.add_put("/_control/faults", put_faults)
     app.router.add_delete("/_control/faults", clear_faults)
     app.router.add_get("/_control/health", health)
+    app.router.add_get(METRICS_PATH, metrics)
     app.router.add_get(REALTIME_PATH, realtime_socket)
     return app

@@ -1,6 +1,7 @@
 """Fault knobs of the demo target: added latency, injected errors, three
 deliberate bugs (a non-atomic scan, a non-idempotent webhook, a checkout that
-ignores its Idempotency-Key), and a slow or lossy realtime feed.
+ignores its Idempotency-Key), a slow or lossy realtime feed, a memory leak
+and a tiny database pool.
 
 They exist so tests can prove each budget catches what it should. Faults set
 with `expires_in_s` revert by themselves: a chaos run that dies before its
@@ -16,13 +17,20 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 FAULT_KEYS = ("latency_ms", "error_rate", "race", "double_webhook", "no_idempotency",
-              "realtime_lag_ms", "realtime_drop_rate")
+              "realtime_lag_ms", "realtime_drop_rate", "leak_kb", "pool_size")
 MAX_LATENCY_MS = 60_000
+MAX_LEAK_KB = 65_536                # per request
+LEAK_CAP_BYTES = 1 << 30            # the leak stops growing at 1 GiB, so a long run cannot sink the machine
+MAX_POOL_SIZE = 100                 # PostgreSQL's default max_connections
 _MILLISECONDS = ("latency_ms", "realtime_lag_ms")
 _RATES = ("error_rate", "realtime_drop_rate")
+# pool_size 0 (the default size) is only the unset value: asking for 0 slots is refused
+_COUNTS = {"leak_kb": (0, MAX_LEAK_KB), "pool_size": (1, MAX_POOL_SIZE)}
 # --fault NAME=VALUE spellings and the keys they set; the other flags are switches.
 _VALUE_FLAGS = {"latency": "latency_ms", "errors": "error_rate",
-                "realtime-lag": "realtime_lag_ms", "realtime-drop": "realtime_drop_rate"}
+                "realtime-lag": "realtime_lag_ms", "realtime-drop": "realtime_drop_rate",
+                "leak": "leak_kb", "pool": "pool_size"}
+_INTEGERS = (*_MILLISECONDS, *_COUNTS)
 _SWITCH_FLAGS = ("race", "double-webhook", "no-idempotency")
 
 
@@ -37,6 +45,8 @@ class Faults:
     no_idempotency: bool = False
     realtime_lag_ms: int = 0         # every postgres_changes message waits this long
     realtime_drop_rate: float = 0.0  # the chance that a message is lost, per subscriber
+    leak_kb: int = 0                 # every request keeps this much memory for good (capped)
+    pool_size: int = 0               # database pool slots; 0: the default (pool.DEFAULT_POOL_SIZE)
 
     def as_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -61,6 +71,11 @@ class Invalid:
 
 
 def _check(key: str, value: Any) -> Any | Invalid:
+    if key in _COUNTS:
+        low, high = _COUNTS[key]
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            return Invalid(f"{key} must be an integer from {low} to {high}, got {value!r}")
+        return value
     if key in _MILLISECONDS:
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_LATENCY_MS:
             return Invalid(f"{key} must be an integer from 0 to {MAX_LATENCY_MS}, got {value!r}")
@@ -98,7 +113,8 @@ def parse_update(body: Any) -> FaultUpdate | Invalid:
 
 
 FLAG_HELP = ("latency=MS, errors=RATE, race, double-webhook, no-idempotency, realtime-lag=MS, "
-             "realtime-drop=RATE")
+             "realtime-drop=RATE, leak=KB (kept per request, capped at 1 GiB in all), "
+             "pool=N (database connections; 503 after a 2 s wait)")
 
 
 def parse_flags(specs: Iterable[str]) -> Faults | Invalid:
@@ -113,7 +129,7 @@ def parse_flags(specs: Iterable[str]) -> Faults | Invalid:
         if name in _VALUE_FLAGS and sep:
             key = _VALUE_FLAGS[name]
             try:
-                number: Any = int(raw) if key in _MILLISECONDS else float(raw)
+                number: Any = int(raw) if key in _INTEGERS else float(raw)
             except ValueError:
                 return Invalid(f"--fault {spec}: {raw!r} is not a number")
             checked = _check(key, number)
@@ -187,3 +203,19 @@ class FaultState:
             self._error_credit -= 1
             return True
         return False
+
+
+@dataclass(slots=True)
+class Leak:
+    """What the `leak` fault keeps: real, written bytes (untouched zero pages
+    would not count in RSS), held by the target instance until it stops."""
+
+    cap_bytes: int = LEAK_CAP_BYTES
+    _kept: list[bytes] = field(default_factory=list)
+    held_bytes: int = 0
+
+    def keep(self, kb: int) -> None:
+        size = min(kb * 1024, self.cap_bytes - self.held_bytes)
+        if size > 0:
+            self._kept.append(b"\xa5" * size)
+            self.held_bytes += size

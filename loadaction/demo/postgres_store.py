@@ -33,6 +33,8 @@ from loadaction.demo.store import (
 )
 
 DEFAULT_SCHEMA = "loadaction_demo"
+APPLICATION_NAME = "loadaction-demo"  # what a postgres probe's application_name filter selects
+MAX_CONNECTIONS = 100  # asyncpg's ceiling; the app's pool gate (see `pool`) keeps use at its size
 _SCHEMA_LOCK_KEY = 0x10AD_AC71  # any constant; shared by every instance creating the schema
 
 
@@ -77,7 +79,11 @@ def _ticket(row: Any) -> dict[str, Any]:
 
 
 class PostgresStore:
-    """An asyncpg pool over one schema; opened by `start()`, closed by `close()`."""
+    """An asyncpg pool over one schema; opened by `start()`, closed by `close()`.
+
+    `pool_size` connections are opened at start; the app's pool gate lets no
+    more than its size work at once, so asyncpg opens more only when the
+    `pool` fault grows the gate at run time."""
 
     def __init__(self, database_url: str, *, schema: str = DEFAULT_SCHEMA,
                  pool_size: int = 20) -> None:
@@ -104,8 +110,9 @@ class PostgresStore:
         # Warm from the start, as Supabase's pooler is: a burst of scans must not
         # pay for opening PostgreSQL connections (a backend fork each) in its
         # first second, which a staging behind a pooler never does.
-        self._pool = await asyncpg.create_pool(self._url, min_size=self._pool_size,
-                                               max_size=self._pool_size)
+        self._pool = await asyncpg.create_pool(
+            self._url, min_size=self._pool_size, max_size=max(self._pool_size, MAX_CONNECTIONS),
+            server_settings={"application_name": APPLICATION_NAME})
         try:
             async with self._pool.acquire() as conn, conn.transaction():
                 await conn.execute("SELECT pg_advisory_xact_lock($1)", _SCHEMA_LOCK_KEY)

@@ -23,6 +23,7 @@ from aiohttp import web
 from loadaction.demo.app import make_app
 from loadaction.demo.auth import DemoKeys
 from loadaction.demo.faults import HEALTHY, Faults, FaultState
+from loadaction.demo.pool import DEFAULT_ACQUIRE_TIMEOUT_S, DEFAULT_POOL_SIZE
 from loadaction.demo.realtime import RealtimeSettings
 from loadaction.demo.store import Store
 
@@ -60,15 +61,16 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def make_store(database_url: str | None) -> Store:
-    """SQLite in memory unless a PostgreSQL URL is given."""
+def make_store(database_url: str | None, pool_size: int = DEFAULT_POOL_SIZE) -> Store:
+    """SQLite in memory unless a PostgreSQL URL is given (then with `pool_size`
+    connections open from the start)."""
     if database_url is None:
         from loadaction.demo.sqlite_store import SqliteStore
         return SqliteStore()
     if not database_url.startswith(("postgresql://", "postgres://")):
         raise ValueError(f"database URL must start with postgresql://, got {database_url.split(':')[0]}:…")
     from loadaction.demo.postgres_store import PostgresStore
-    return PostgresStore(database_url)
+    return PostgresStore(database_url, pool_size=pool_size)
 
 
 def _url(host: str, port: int) -> str:
@@ -80,7 +82,9 @@ def _url(host: str, port: int) -> str:
 async def running_target(host: str = "127.0.0.1", port: int = 0, database_url: str | None = None,
                          faults: Faults = HEALTHY, keys: DemoKeys | None = None, *,
                          allow_remote: bool = False,
-                         realtime: RealtimeSettings | None = None) -> AsyncIterator[DemoTarget]:
+                         realtime: RealtimeSettings | None = None,
+                         pool_timeout_s: float = DEFAULT_ACQUIRE_TIMEOUT_S,
+                         ) -> AsyncIterator[DemoTarget]:
     """Serve until the block exits; the store is created, then closed, with it.
 
     A non-loopback host needs `allow_remote=True`: the keys are demo keys and
@@ -94,7 +98,7 @@ async def running_target(host: str = "127.0.0.1", port: int = 0, database_url: s
     keys = keys or DemoKeys.generate()
     if problem := keys.problem():
         raise ValueError(problem)
-    store = make_store(database_url)
+    store = make_store(database_url, faults.pool_size or DEFAULT_POOL_SIZE)
     try:
         await store.start()
     except (ImportError, ValueError):
@@ -105,7 +109,8 @@ async def running_target(host: str = "127.0.0.1", port: int = 0, database_url: s
         state = FaultState(base=faults)
         # A short shutdown_timeout: stopping the demo must be prompt; a request
         # still in flight after 2 s (a long injected latency) is cut off.
-        runner = web.AppRunner(make_app(store, keys, state, realtime=realtime), access_log=None,
+        app = make_app(store, keys, state, realtime=realtime, pool_timeout_s=pool_timeout_s)
+        runner = web.AppRunner(app, access_log=None,
                                handle_signals=False, shutdown_timeout=2.0)
         await runner.setup()
         try:

@@ -53,6 +53,15 @@ class Channels:
         self._joined: dict[str, Channel] = {}
         self._max = max_channels
 
+    @property
+    def joined(self) -> int:
+        return len(self._joined)
+
+    @property
+    def bindings(self) -> int:
+        """postgres_changes subscriptions across the joined channels."""
+        return sum(len(channel.bindings) for channel in self._joined.values())
+
     def receive(self, frame: Frame) -> list[str]:
         if frame.topic == protocol.PHOENIX_TOPIC and frame.event == ClientEvent.HEARTBEAT:
             return [protocol.reply(frame.topic, frame.ref, Status.OK, {})]

@@ -84,5 +84,11 @@ class RealtimeHub:
         for subscriber in list(self._subscribers):
             subscriber.disconnect(WSCloseCode.GOING_AWAY, "server shutting down")
 
+    def counts(self) -> tuple[int, int, int]:
+        """(sockets, joined channels, postgres_changes bindings), for /metrics."""
+        subscribers = list(self._subscribers)
+        return (len(subscribers), sum(s.channels.joined for s in subscribers),
+                sum(s.channels.bindings for s in subscribers))
+
     def describe(self) -> dict[str, Any]:
         return {"connections": len(self._subscribers), "cut_off_too_slow": self._cut_off}
