@@ -24,6 +24,7 @@ from loadaction.errors import ExitCode
 from loadaction.masking import mask_url_credentials
 from loadaction.plan.model import Plan, PlanWarning
 from loadaction.progress import progress_lines
+from loadaction.probes.plugin import ProbesPlugin
 from loadaction.report import render
 from loadaction.results.build import build_results
 from loadaction.results.io import write_results
@@ -45,8 +46,11 @@ def exit_code(status: RunStatus, violations: int, rollback_failures: int = 0) ->
 
 
 def plugins_for(plan: Plan, seed: int | None = None) -> list[RunPlugin]:
-    """The plugins a plan asks for: chaos when it has faults."""
-    return [ChaosPlugin(plan.chaos, seed=seed)] if plan.chaos else []
+    """The plugins a plan asks for: chaos when it has faults, probes when it has probes."""
+    plugins: list[RunPlugin] = [ChaosPlugin(plan.chaos, seed=seed)] if plan.chaos else []
+    if plan.probes:
+        plugins.append(ProbesPlugin(plan))
+    return plugins
 
 
 def build_run(plan: Plan, *, transport: Transport | None = None, seed: int | None = None,

@@ -18,7 +18,7 @@ from loadaction.plan.source import Entry, Map, Node, ReadBudget, Seq, read_yaml
 ROOT_KEYS = (
     "name", "target", "allowedHosts", "extends", "include", "secrets", "vars", "defaults", "data",
     "metrics", "thresholds", "regressions", "profiles", "setup", "teardown", "flows", "scenarios",
-    "chaos",
+    "chaos", "probes",
 )
 PARTIAL_KEYS = ("include", "flows", "scenarios", "thresholds", "regressions", "metrics", "data",
                 "vars", "secrets")

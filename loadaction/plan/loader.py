@@ -26,10 +26,15 @@ from loadaction.plan.executors import executor_length
 from loadaction.plan.includes import PlanDocument, read_plan
 from loadaction.plan.limits import check_concurrency
 from loadaction.plan.lint import fault_warnings, template_strings, threshold_warnings, unset_env
-from loadaction.plan.metrics import parse_metrics, parse_regressions, parse_thresholds
-from loadaction.plan.model import (
-    Fault, Flow, Limits, Plan, PlanWarning, RegressionBudget, Renderable, Scenario, Threshold,
+from loadaction.plan.metrics import (
+    BUILTIN_METRICS, parse_metrics, parse_regressions, parse_thresholds,
 )
+from loadaction.plan.model import (
+    Fault, Flow, Limits, MetricDecl, Plan, PlanWarning, RegressionBudget, Renderable, Scenario,
+    Threshold,
+)
+from loadaction.metrics.registry import CHAOS_METRICS
+from loadaction.plan.probes import PROBE_ERRORS, Probe, parse_probes
 from loadaction.plan.profiles import parse_profiles, select_profile
 from loadaction.plan.references import check_references
 from loadaction.plan.requests import parse_headers
@@ -105,14 +110,20 @@ def _load_plan(path: str | Path, *, target: str | None, profile: str | None,
                          scenarios=document.named["scenarios"], profile=chosen,
                          vars=own_vars | assigned_vars(setup), secrets=declared_secrets)
     phases = phase_values(faults) if faults else None
-    thresholds = parse_thresholds(document.thresholds, metrics, document.named["scenarios"],
-                                  phases=phases)
-    regressions = parse_regressions(document.regressions, metrics, document.named["scenarios"],
-                                    phases=phases)
+    probes = parse_probes(root.get("probes"), templates=templates, target=plan_target,
+                          allowed_hosts=hosts, secrets=secrets,
+                          taken={*BUILTIN_METRICS, *CHAOS_METRICS, *metrics})
+    # probe samples are gauges (and their errors a counter) that budgets may name
+    budget_metrics = {**metrics, **_probe_metrics(probes)}
+    thresholds = parse_thresholds(document.thresholds, budget_metrics,
+                                  document.named["scenarios"], phases=phases)
+    regressions = parse_regressions(document.regressions, budget_metrics,
+                                    document.named["scenarios"], phases=phases)
     selected: list[Scenario] = []
     for scenario_name, entry in document.named["scenarios"].items():
         scenario, own_thresholds, own_regressions = parse_scenario(
-            scenario_name, entry, flows=flows, metrics=metrics, profile=chosen, phases=phases)
+            scenario_name, entry, flows=flows, metrics=budget_metrics, profile=chosen,
+            phases=phases)
         thresholds.extend(own_thresholds)
         regressions.extend(own_regressions)
         if not scenarios or scenario_name in scenarios:
@@ -182,7 +193,16 @@ def _load_plan(path: str | Path, *, target: str | None, profile: str | None,
         warnings=tuple(warnings),
         regressions=tuple(regressions),
         realtime_writes=frozenset(name for name, _ in flow_parser.websocket.writes),
+        probes=probes,
     )
+
+
+def _probe_metrics(probes: Sequence[Probe]) -> dict[str, MetricDecl]:
+    decls = {name: MetricDecl(name, "gauge", probe.source)
+             for probe in probes for name in probe.metric_names}
+    if probes:
+        decls[PROBE_ERRORS] = MetricDecl(PROBE_ERRORS, "counter", probes[0].source)
+    return decls
 
 
 def _check_selection(names: Iterable[str], scenarios: Mapping[str, Entry]) -> None:

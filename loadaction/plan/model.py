@@ -10,11 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from loadaction.errors import Source
 from loadaction.metrics.regressions import RegressionExpr
 from loadaction.metrics.thresholds import ThresholdExpr, format_selector
+
+if TYPE_CHECKING:
+    from loadaction.plan.probes import Probe
 
 
 class Renderable(Protocol):
@@ -615,3 +618,4 @@ class Plan:
     regressions: tuple[RegressionBudget, ...] = ()
     # request names whose responses some subscription's `updates` waits for
     realtime_writes: frozenset[str] = frozenset()
+    probes: tuple[Probe, ...] = ()  # sampled while the load runs (plan/probes.py)

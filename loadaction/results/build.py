@@ -21,6 +21,7 @@ from loadaction.engine.runner import RunOutcome
 from loadaction.errors import Source
 from loadaction.metrics.registry import Registry
 from loadaction.metrics.verdict import ThresholdResult
+from loadaction.probes.report import ProbesReport
 from loadaction.results.regression import regression_section
 
 RESULTS_SCHEMA = 1
@@ -125,6 +126,20 @@ def _chaos(report: ChaosReport) -> dict[str, Any]:
     }
 
 
+def _probes(report: ProbesReport) -> dict[str, Any]:
+    return {
+        "probes": [{"name": p.name, "kind": p.kind, "interval_s": p.interval_s,
+                    "enabled": p.enabled, "samples": p.samples, "errors": p.errors,
+                    "errors_by_kind": dict(p.errors_by_kind), "last_error": p.last_error}
+                   for p in report.probes],
+        "series": [{"metric": s.metric, "tags": dict(s.tags),
+                    "points": [[round(t, 3), v] for t, v in s.points]} for s in report.series],
+        "statements": [{"probe": s.probe, "queryid": s.queryid, "query": s.query,
+                        "calls": s.calls, "total_ms": s.total_ms, "mean_ms": s.mean_ms,
+                        "max_ms": s.max_ms} for s in report.statements],
+    }
+
+
 def build_results(outcome: RunOutcome,
                   baselines: Sequence[Mapping[str, Any]] = (),
                   capacity: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -166,6 +181,9 @@ def build_results(outcome: RunOutcome,
     chaos = outcome.contributions.get("chaos")
     if isinstance(chaos, ChaosReport):
         doc["chaos"] = _chaos(chaos)
+    probes = outcome.contributions.get("probes")
+    if isinstance(probes, ProbesReport):
+        doc["probes"] = _probes(probes)
     if capacity is not None:
         doc["capacity"] = dict(capacity)
     doc = outcome.masker.deep(doc)
