@@ -35,6 +35,7 @@ from loadaction.github.cli import (
 from loadaction.masking import mask_url_credentials, url_passwords
 from loadaction.plan import load_plan
 from loadaction.plan.model import Limits, Plan
+from loadaction.plan.overrides import add_override_arguments, overrides_from_args
 from loadaction.session import print_warnings, run_and_report
 from loadaction.writable import check_output_dir
 
@@ -70,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="refuse plans scheduled to run longer; stop the run at this time")
         p.add_argument("--allow-live-keys", action="store_true",
                        help="allow live Stripe keys (sk_live_, rk_live_) in secrets and vars")
+        add_override_arguments(p)
 
     run = sub.add_parser("run", help="run a plan", epilog=EPILOG,
                          formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -110,7 +112,8 @@ def _load(args: argparse.Namespace, *, placeholders: bool = False) -> Plan:
                     max_duration=args.max_duration, allow_live_keys=args.allow_live_keys)
     return load_plan(args.plan, target=args.target, profile=args.profile,
                      scenarios=args.scenario, vars=dict(args.var), limits=limits,
-                     extra_allowed_hosts=args.allow_host, placeholders=placeholders)
+                     extra_allowed_hosts=args.allow_host, placeholders=placeholders,
+                     overrides=overrides_from_args(args))
 
 
 def _validate(args: argparse.Namespace) -> int:

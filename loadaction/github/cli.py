@@ -199,8 +199,8 @@ def error_line(exc: LoadactionError, env: Mapping[str, str]) -> str:
     """A CLI error as one annotation line, on its plan line when it has one."""
     message = exc.message + (f" ({exc.hint})" if exc.hint else "")
     source = exc.source
-    if source is None:
-        return commands.error(message, title="loadaction")
+    if source is None or not source.line:  # line 0: a flag's value (--vus 0), no file
+        return commands.error(f"{source}: {message}" if source else message, title="loadaction")
     relative = Environment.from_env(env).relative_path
     return commands.error(message, file=relative(source.file), line=source.line,
                           title="loadaction")

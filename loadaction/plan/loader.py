@@ -35,6 +35,7 @@ from loadaction.plan.model import (
 )
 from loadaction.metrics.registry import CHAOS_METRICS
 from loadaction.plan.probes import PROBE_ERRORS, Probe, parse_probes
+from loadaction.plan.overrides import QuickOverrides, apply_quick_overrides, overridden_scenario
 from loadaction.plan.profiles import parse_profiles, select_profile
 from loadaction.plan.references import check_references
 from loadaction.plan.requests import parse_headers
@@ -53,12 +54,15 @@ DEFAULT_MAX_BODY = 1 << 20
 def load_plan(path: str | Path, *, target: str | None = None, profile: str | None = None,
               scenarios: Sequence[str] = (), vars: Mapping[str, str] = MappingProxyType({}),
               env: Mapping[str, str] | None = None, limits: Limits = Limits(),
-              extra_allowed_hosts: Sequence[str] = (), placeholders: bool = False) -> Plan:
+              extra_allowed_hosts: Sequence[str] = (), placeholders: bool = False,
+              overrides: QuickOverrides = QuickOverrides()) -> Plan:
     """Read, validate and compile a plan; raise one PlanError at the first problem.
 
     `target` (--target) replaces the plan's target, `vars` (--var) replace or
     add plan vars, `scenarios` keeps only the named ones, `profile` scales
-    the plan, and `env` (default: os.environ) feeds `env.*` and secrets.
+    the plan, `overrides` (--vus, --duration, --stage, --iterations) replace
+    one scenario's executor as k6's shortcuts do, and `env` (default:
+    os.environ) feeds `env.*` and secrets.
     Mistakes that still validate become the plan's `warnings`.
 
     `placeholders` (validate): secrets and environment variables that are
@@ -69,13 +73,14 @@ def load_plan(path: str | Path, *, target: str | None = None, profile: str | Non
     with collections_paused():  # a large plan is a large tree of small objects
         return _load_plan(path, target=target, profile=profile, scenarios=scenarios, vars=vars,
                           env=env, limits=limits, extra_allowed_hosts=extra_allowed_hosts,
-                          placeholders=placeholders)
+                          placeholders=placeholders, overrides=overrides)
 
 
 def _load_plan(path: str | Path, *, target: str | None, profile: str | None,
                scenarios: Sequence[str], vars: Mapping[str, str],
                env: Mapping[str, str] | None, limits: Limits,
-               extra_allowed_hosts: Sequence[str], placeholders: bool) -> Plan:
+               extra_allowed_hosts: Sequence[str], placeholders: bool,
+               overrides: QuickOverrides) -> Plan:
     env = dict(os.environ if env is None else env)
     warnings: list[PlanWarning] = []
     plan_path = Path(path)
@@ -105,6 +110,7 @@ def _load_plan(path: str | Path, *, target: str | None, profile: str | None,
 
     profiles = parse_profiles(root.get("profiles"), document.named["scenarios"])
     chosen = select_profile(profiles, profile)
+    overridden = overridden_scenario(overrides, document.named["scenarios"], scenarios)
     own_vars = {var for var, _ in plan_vars}
     faults = parse_chaos(root.get("chaos"), templates=templates, flows=flows,
                          scenarios=document.named["scenarios"], profile=chosen,
@@ -121,8 +127,11 @@ def _load_plan(path: str | Path, *, target: str | None, profile: str | None,
                                     document.named["scenarios"], phases=phases)
     selected: list[Scenario] = []
     for scenario_name, entry in document.named["scenarios"].items():
+        shaped_by = chosen
+        if scenario_name == overridden:  # --vus, --duration, --stage, --iterations
+            entry, shaped_by = apply_quick_overrides(entry, overrides, chosen, scenario_name)
         scenario, own_thresholds, own_regressions = parse_scenario(
-            scenario_name, entry, flows=flows, metrics=budget_metrics, profile=chosen,
+            scenario_name, entry, flows=flows, metrics=budget_metrics, profile=shaped_by,
             phases=phases)
         thresholds.extend(own_thresholds)
         regressions.extend(own_regressions)
