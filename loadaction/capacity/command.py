@@ -21,7 +21,7 @@ from typing import Any
 
 from loadaction.argtypes import duration, key_value, positive
 from loadaction.capacity.record import capacity_section
-from loadaction.capacity.search import LimitedBy, Search, SearchConfig, StepVerdict
+from loadaction.capacity.search import FLOOR_RATE, LimitedBy, Search, SearchConfig, StepVerdict
 from loadaction.capacity.step import StepConfig, StepResult, StepWindow, judge_step, step_plan, teardown_plan
 from loadaction.capacity.table import result_line, step_row, table_header
 from loadaction.engine.runner import Run
@@ -137,7 +137,9 @@ def _options(args: argparse.Namespace, plan: Plan) -> Options:
     return Options(
         scenario=scenario.name,
         search=SearchConfig(start_rate=start, max_rate=args.max_rate, precision=args.precision,
-                            max_steps=args.max_steps),
+                            max_steps=args.max_steps,
+                            # a judged window needs one iteration at least
+                            floor_rate=max(FLOOR_RATE, 1 / (step_s - warmup))),
         step=StepConfig(duration_s=step_s, warmup_s=warmup, max_vus=args.max_vus,
                         max_error_rate=args.max_error_rate, max_lateness_ms=args.max_lateness),
         limits=Limits(max_rps=args.max_rps, max_requests=args.max_requests,
