@@ -213,6 +213,7 @@ class PostgresProbe:
 class CommandProbe:
     argv: tuple[Renderable, ...]
     metric: str
+    metric_source: Source
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,6 +268,8 @@ def _metric_sources(probe: Probe) -> list[tuple[str, Source]]:
     spec = probe.spec
     if isinstance(spec, PrometheusProbe):
         return [(m.metric, m.source) for m in spec.metrics]
+    if isinstance(spec, CommandProbe):
+        return [(spec.metric, spec.metric_source)]
     return [(metric, probe.source) for metric in probe.metric_names]
 
 
@@ -382,7 +385,7 @@ def _command(node: Map, where: str, templates: Templates) -> CommandProbe:
     metric_node = required(node, "metric", where)
     metric = expect_str(metric_node, "metric")
     _check_metric_name(metric, metric_node.source)
-    return CommandProbe(argv, metric)
+    return CommandProbe(argv, metric, metric_node.source)
 
 
 def _check_metric_name(name: str, source: Source) -> None:
