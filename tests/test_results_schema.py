@@ -87,7 +87,7 @@ def test_a_document_without_the_newer_fields_is_still_valid() -> None:
 
 def test_unknown_keys_are_allowed_so_readers_stay_compatible() -> None:
     doc = make_doc()
-    doc["probes"] = [{"name": "db"}]
+    doc["future_section"] = [{"name": "db"}]  # a key a later version adds
     doc["thresholds"][0]["comparison"] = {"p": 0.01}
     assert results_problem(doc) is None
 
