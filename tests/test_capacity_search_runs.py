@@ -186,16 +186,29 @@ def test_a_generator_capped_below_the_capacity_reports_unknown(pool: Pool, tmp_p
     assert found["unknown_rate"] == last["rate"] and found["bracket"][1] is None
 
 
-def test_setup_runs_once_and_teardown_once_across_steps(pool: Pool, tmp_path: Path) -> None:
+def test_setup_once_teardown_once_and_the_github_step_shows_the_capacity(
+        pool: Pool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    summary, outputs = tmp_path / "summary.md", tmp_path / "outputs"
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    monkeypatch.setenv("GITHUB_OUTPUT", str(outputs))
+    monkeypatch.setenv("GITHUB_EVENT_NAME", "push")
     code, doc = capacity(plan_for(pool, tmp_path / "plan.yml", with_hooks=True), tmp_path / "out",
                          "--start-rate", "20", "--max-rate", "40", "--step-duration", "2s",
-                         "--warmup", "0.5s")
+                         "--warmup", "0.5s", "--github", "--min-rate", "30")
     assert code == 0, doc.get("capacity")
     steps = doc["capacity"]["steps"]
     assert [s["rate"] for s in steps] == [20, 40] and doc["capacity"]["limited_by"] == "cap"
     counts = pool.counts()
     assert counts["setup"] == 1 and counts["teardown"] == 1
     assert counts["hold"] == counts["hold_with_token"] > 0  # every step had setup's vars
+    # the job summary (and report.md, the comment's text) has the Capacity section
+    text = summary.read_text()
+    assert "#### Capacity: hold" in text and "**40/s** sustained" in text
+    assert "| 2 | 40/s |" in text and "x-axis \"rate (iterations/s)\" [\"20\", \"40\"]" in text
+    assert (tmp_path / "out" / "report.md").read_text().count("#### Capacity") == 1
+    passed = outputs.read_text().split("passed<<", 1)[1].splitlines()
+    assert passed[1] == "true"
 
 
 def test_sigint_stops_the_step_and_writes_the_steps_so_far(pool: Pool, tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 import sys
 import time
@@ -21,17 +22,26 @@ from typing import Any
 
 from loadaction.argtypes import duration, key_value, positive
 from loadaction.capacity.record import capacity_section
-from loadaction.capacity.search import FLOOR_RATE, LimitedBy, Search, SearchConfig, StepVerdict
+from loadaction.capacity.search import (
+    FLOOR_RATE,
+    LimitedBy,
+    Search,
+    SearchConfig,
+    SearchResult,
+    StepVerdict,
+)
 from loadaction.capacity.step import StepConfig, StepResult, StepWindow, judge_step, step_plan, teardown_plan
 from loadaction.capacity.table import result_line, step_row, table_header
 from loadaction.engine.runner import Run
 from loadaction.engine.status import RunStatus
 from loadaction.errors import ExitCode, PlanError
-from loadaction.masking import mask_url_credentials
+from loadaction.github.cli import add_run_arguments, github_step, mask_token
+from loadaction.masking import mask_url_credentials, url_passwords
 from loadaction.plan import load_plan
 from loadaction.plan.model import ConstantArrivalRate, Limits, Plan, RampingArrivalRate, Scenario
 from loadaction.results.build import build_results
 from loadaction.results.io import write_results
+from loadaction.session import AfterRun
 from loadaction.writable import check_output_dir
 
 DEFAULT_RATE = 10.0
@@ -98,6 +108,7 @@ def add_capacity_parser(sub: Any) -> argparse.ArgumentParser:
                    help="how long the whole search may take at most (no step starts that "
                         "would end later)")
     p.add_argument("--out", type=Path, metavar="DIR", help="write DIR/results.json")
+    add_run_arguments(p)
     return p
 
 
@@ -148,27 +159,42 @@ def _options(args: argparse.Namespace, plan: Plan) -> Options:
 
 
 def run_capacity(args: argparse.Namespace) -> int:
+    """With --github, the step gets the summary, outputs and sticky comment of
+    the chosen step's document, Capacity section included."""
+    if args.github:
+        mask_token(os.environ)
+    if args.baseline:
+        raise PlanError("--baseline: a capacity search is not compared with baselines")
     if args.out is not None:
-        check_output_dir(args.out, "--out", contents=("results.json",))
+        check_output_dir(args.out, "--out", contents=("results.json", "report.md"))
+    step = github_step(args, os.environ, [])
     # the loader's max-duration check is per plan; here it bounds the whole search
     plan = load_plan(args.plan, target=args.target, profile=args.profile, scenarios=[args.scenario],
                      vars=dict(args.var), extra_allowed_hosts=args.allow_host,
                      limits=Limits(max_rps=args.max_rps, allow_live_keys=args.allow_live_keys))
     options = _options(args, plan)
+    if step is not None:
+        step.mask([*plan.secrets.values(), *url_passwords(plan.target)])
     for warning in plan.warnings:
         print(mask_url_credentials(f"warning: {warning}"), file=sys.stderr)
     if plan.chaos:
         print("warning: capacity steps run without the plan's chaos faults", file=sys.stderr)
-    return asyncio.run(CapacitySearch(plan, options).execute())
+    search = CapacitySearch(plan, options, after=step.after_run if step is not None else None)
+    code = asyncio.run(search.execute())
+    if code == ExitCode.THRESHOLDS_FAILED and not args.fail_on_violation:
+        return ExitCode.OK
+    return code
 
 
 class CapacitySearch:
     """The loop: one run per step; SIGINT/SIGTERM stops the current step and
     ends the search with the steps so far (a second one stops at once)."""
 
-    def __init__(self, plan: Plan, options: Options,
+    def __init__(self, plan: Plan, options: Options, *, after: AfterRun | None = None,
                  print_line: Callable[[str], None] | None = None) -> None:
+        """`after`: called with the document written and the exit code (the GitHub step)."""
         self.plan = plan
+        self._after = after
         self.options = options
         self.search = Search(options.search)
         self.steps: list[StepResult] = []
@@ -208,7 +234,10 @@ class CapacitySearch:
         finally:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
-        return self._finish()
+        doc, code = self._finish()
+        if self._after is not None and doc is not None:
+            await self._after(doc, code)
+        return code
 
     async def _steps(self) -> dict[str, Any] | None:
         options, limits = self.options, self.options.limits
@@ -252,7 +281,7 @@ class CapacitySearch:
             self.search.record(rate, result.verdict, cap=result.limited_by is LimitedBy.CAP)
         return setup_vars
 
-    def _finish(self) -> ExitCode:
+    def _finish(self) -> tuple[dict[str, Any] | None, ExitCode]:
         result = self.search.result()
         status = ("cancelled" if self.cancelled else "failed" if self.failure else "complete")
         section = capacity_section(result, self.steps, scenario=self.options.scenario, status=status,
@@ -260,10 +289,15 @@ class CapacitySearch:
         passed = [s for s in self.steps if s.verdict is StepVerdict.PASS]
         chosen = max(passed, key=lambda s: s.rate) if passed else (
             self.steps[-1] if self.steps else None)
-        if self.options.out is not None and chosen is not None and chosen.outcome is not None:
+        doc = None
+        if chosen is not None and chosen.outcome is not None:
             doc = build_results(chosen.outcome, capacity=section)
-            write_results(self.options.out / "results.json", doc)
+            if self.options.out is not None:
+                write_results(self.options.out / "results.json", doc)
         self._print(result_line(section, self.options.min_rate))
+        return doc, self._code(result)
+
+    def _code(self, result: SearchResult) -> ExitCode:
         if self.failure is not None:
             print(f"loadaction: capacity search could not go on: {self.failure}", file=sys.stderr)
             return ExitCode.NOT_CARRIED_OUT

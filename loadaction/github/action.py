@@ -1,4 +1,5 @@
-"""The action's inputs as a `loadaction run` command line.
+"""The action's inputs as a `loadaction run` (or, with mode capacity,
+`loadaction capacity`) command line.
 
 `entrypoint.py` reads `INPUT_*` through `invocation`, which checks each
 value's shape (so a bad input is named as the input the user wrote, not as
@@ -49,7 +50,11 @@ DEFAULTS: Mapping[str, str] = {
     "results-dir": "loadaction-results",
     "allowed-hosts": "",
     "max-rps": "",
+    "mode": "run",
+    "scenario": "",
+    "min-rate": "",
 }
+MODES = ("run", "capacity")
 
 
 class InputError(ValueError):
@@ -77,12 +82,20 @@ def invocation(env: Mapping[str, str], bundled_plan: Path) -> Invocation:
                          contents=("results.json", "report.md"))
     except PlanError as exc:
         raise InputError(exc.message) from None
-    argv = ["run", get("plan") or str(bundled_plan), "--github", "--target", target,
+    mode = get("mode").lower() or DEFAULTS["mode"]
+    if mode not in MODES:
+        raise InputError(f"input 'mode' must be {' or '.join(MODES)}; got {mode!r}")
+    argv = [mode, get("plan") or str(bundled_plan), "--github", "--target", target,
             "--out", results_dir]
     if profile := get("profile"):
         argv += ["--profile", profile]
-    for scenario in _items(get("scenarios")):
-        argv += ["--scenario", scenario]
+    if mode == "capacity":
+        argv += _capacity(get)
+    elif get("scenario") or get("min-rate"):
+        raise InputError("inputs 'scenario' and 'min-rate' are for mode capacity")
+    else:
+        for scenario in _items(get("scenarios")):
+            argv += ["--scenario", scenario]
     for number, line in enumerate(get("vars").splitlines(), start=1):
         line = line.strip()
         if not line or line.startswith("#"):
@@ -92,7 +105,12 @@ def invocation(env: Mapping[str, str], bundled_plan: Path) -> Invocation:
             # never echo the line: it may hold a secret
             raise InputError(f"input 'vars', line {number}: expected KEY=VALUE")
         argv += ["--var", f"{key.strip()}={value.strip()}"]
-    argv += _baseline(get)
+    baseline = _baseline(get)
+    if mode == "run":
+        argv += baseline
+    elif baseline:
+        raise InputError("input 'baseline' is for mode run; a capacity search is not compared "
+                         "with baselines")
     comment = get("comment").lower()
     if comment not in COMMENT_MODES:
         raise InputError(f"input 'comment' must be {', '.join(COMMENT_MODES)}; got {comment!r}")
@@ -108,13 +126,7 @@ def invocation(env: Mapping[str, str], bundled_plan: Path) -> Invocation:
     for host in _items(get("allowed-hosts")):
         argv += ["--allow-host", host]
     if max_rps := get("max-rps"):
-        try:
-            rate = float(max_rps)
-        except ValueError:
-            rate = math.nan
-        if not (rate > 0 and math.isfinite(rate)):
-            raise InputError(f"input 'max-rps' must be a positive number; got {max_rps!r}")
-        argv += ["--max-rps", max_rps]
+        argv += ["--max-rps", _positive("max-rps", max_rps)]
     token = get("github-token") or env.get(TOKEN_ENV, "")
     return Invocation(argv, {TOKEN_ENV: token} if token else {})
 
@@ -140,6 +152,30 @@ def _baseline(get: Callable[[str], str]) -> list[str]:
         raise InputError("input 'baseline' is either auto or paths, not both "
                          "(a file called auto: ./auto)")
     return [arg for path in paths for arg in ("--baseline", path)]
+
+
+def _positive(name: str, text: str) -> str:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (value > 0 and math.isfinite(value)):
+        raise InputError(f"input '{name}' must be a positive number; got {text!r}")
+    return text
+
+
+def _capacity(get: Callable[[str], str]) -> list[str]:
+    """Mode capacity: one `scenario` (the `scenarios` list is for mode run), and the gate."""
+    scenario = get("scenario").strip()
+    if not scenario:
+        raise InputError("input 'scenario' is required with mode capacity (the scenario to search)")
+    if get("scenarios").strip():
+        raise InputError("input 'scenarios' is for mode run; mode capacity searches one "
+                         "'scenario'")
+    argv = ["--scenario", scenario]
+    if min_rate := get("min-rate"):
+        argv += ["--min-rate", _positive("min-rate", min_rate)]
+    return argv
 
 
 def _items(text: str) -> list[str]:

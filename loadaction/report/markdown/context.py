@@ -24,6 +24,7 @@ from loadaction.report.format import (
     observed_value,
     threshold_metric,
 )
+from loadaction.report.markdown.capacity import capacity_context
 from loadaction.report.markdown.chaos import chaos_context
 from loadaction.report.markdown.escape import safe_url
 from loadaction.report.markdown.fit import Context
@@ -71,6 +72,7 @@ def report_context(doc: Mapping[str, Any], baseline: Mapping[str, Any] | None = 
         "realtime": realtime_rows(doc),
         "realtime_omitted": 0,
         **chaos_context(doc),
+        **capacity_context(doc),
         "checks": [_check_row(c) for c in doc["checks"]],
         "checks_omitted": 0,
         "check_groups": any(c.get("group") for c in doc["checks"]),

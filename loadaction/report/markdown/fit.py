@@ -34,6 +34,7 @@ def _held(row: Mapping[str, Any]) -> bool:
 # per-phase table go first, in this order...
 _DETAILS_DROP_ORDER = (
     "errors", "charts", "scenario_details", "fault_charts", "phase_rows", "notices",
+    "capacity_charts",
 )
 # ...then table rows, the least important table first. Within a table, rows
 # for which the function is true (nothing wrong there) go before the others;
@@ -46,6 +47,7 @@ _TABLE_SHRINK_ORDER: tuple[tuple[str, Expendable, bool], ...] = (
     ("websockets", lambda row: bool(row["ok"]), False),
     ("realtime", lambda row: bool(row["ok"]), False),
     ("scenarios", lambda row: True, False),
+    ("capacity_steps", lambda row: True, False),
     ("faults", _rolled_back, True),
     ("recoveries", _held, True),
     ("regressions", _held, True),
