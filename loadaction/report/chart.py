@@ -251,3 +251,68 @@ def _xychart(title: str, axis: TimeAxis, unit: str, series: Sequence[_Series]) -
         label = f' "{mermaid_text(name)}"' if name else ""
         lines.append(f"    {kind}{label} [{data}]")
     return "\n".join(lines)
+
+
+# ------------------------------------------------------------ probe series
+
+MAX_PROBE_CHARTS = 8
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeChart:
+    title: str
+    chart: str
+
+
+def probe_charts(doc: Mapping[str, Any], max_charts: int = MAX_PROBE_CHARTS) -> list[ProbeChart]:
+    """A line per probe series (up to `max_charts`, in the order first
+    sampled) on the run's own time axis, from 0 to its duration, so it lines
+    up with the scenarios' charts. Each point is the mean of the samples
+    within half a step of it; a point without samples repeats the previous
+    value (xychart has no gaps, see the module docstring; a gauge holds its
+    value until read again), and points before the first sample take it."""
+    series = (doc.get("probes") or {}).get("series") or []
+    duration = float(doc.get("duration_s") or 0.0)
+    charts = []
+    for entry in series[:max_charts]:
+        points = entry.get("points") or []
+        if not points:
+            continue
+        end = max(duration, float(points[-1][0]))
+        step = max(math.ceil(end / MAX_POINTS), 1)
+        count = int(end // step) + 1
+        values: list[float | None] = [None] * count
+        sums = [0.0] * count
+        ns = [0] * count
+        for t, v in points:
+            i = min(max(round(float(t) / step), 0), count - 1)
+            sums[i] += float(v)
+            ns[i] += 1
+        for i in range(count):
+            if ns[i]:
+                values[i] = sums[i] / ns[i]
+        first = next(v for v in values if v is not None)
+        filled, last = [], first
+        for v in values:
+            last = v if v is not None else last
+            filled.append(last)
+        tags = sorted((k, str(v)) for k, v in (entry.get("tags") or {}).items())
+        name = f"{entry['metric']} " + " ".join(f"{k}={v}" for k, v in tags)
+        charts.append(ProbeChart(name, _probe_xychart(name, TimeAxis(0, step), filled)))
+    return charts
+
+
+def _probe_xychart(title: str, axis: TimeAxis, values: Sequence[float]) -> str:
+    """A line whose y-axis spans its own values (a line, unlike bars, has no
+    height to lose at the bottom of the axis)."""
+    lo, hi = min(values), max(values)
+    if hi == lo:
+        lo, hi = lo - 1, hi + 1
+    lines = [
+        "xychart-beta",
+        f'    title "{mermaid_text(title)}"',
+        axis.line(len(values)),
+        f'    y-axis "value" {_number(lo)} --> {_number(hi)}',
+        "    line [" + ", ".join(_number(v) for v in values) + "]",
+    ]
+    return "\n".join(lines)

@@ -68,6 +68,7 @@ def render_text(doc: Mapping[str, Any], color: bool = False) -> str:
         _thresholds(doc, paint),
         _regressions(doc, paint),
         _chaos(doc, paint),
+        _probes(doc, paint),
         _checks(doc, paint),
         _metrics(doc),
         _errors(doc),
@@ -75,6 +76,28 @@ def render_text(doc: Mapping[str, Any], color: bool = False) -> str:
         _verdict(doc, paint),
     ]
     return "\n\n".join("\n".join(lines) for lines in sections if lines) + "\n"
+
+
+def _probes(doc: Mapping[str, Any], paint: _Paint) -> list[str]:
+    """One line per probe: its samples and errors by kind, and the last error."""
+    probes = (doc.get("probes") or {}).get("probes") or []
+    if not probes:
+        return []
+    lines = ["  PROBES", ""]
+    for probe in probes:
+        if not probe.get("enabled", True):
+            lines.append(f"    - {clean(probe['name'])}  {clean(probe['kind'])}  disabled (when)")
+            continue
+        errors = probe["errors"]
+        mark = paint("✗", _RED) if errors or not probe["samples"] else paint("✓", _GREEN)
+        text = (f"    {mark} {clean(probe['name'])}  {clean(probe['kind'])}  "
+                f"{format_value(probe['samples'])} samples  {format_value(errors)} errors")
+        if errors:
+            kinds = ", ".join(f"{clean(k)} {format_value(n)}"
+                              for k, n in sorted(probe["errors_by_kind"].items()))
+            text += f" ({kinds}); last: {clean(probe.get('last_error') or '')}"
+        lines.append(text)
+    return lines
 
 
 def _header(doc: Mapping[str, Any], paint: _Paint) -> list[str]:

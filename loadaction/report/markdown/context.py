@@ -28,6 +28,7 @@ from loadaction.report.markdown.capacity import capacity_context
 from loadaction.report.markdown.chaos import chaos_context
 from loadaction.report.markdown.escape import safe_url
 from loadaction.report.markdown.fit import Context
+from loadaction.report.markdown.probes import probes_context
 from loadaction.report.markdown.scenarios import scenario_detail, scenario_row
 from loadaction.report.markdown.websocket import realtime_rows, websocket_rows
 from loadaction.report.regressions import (
@@ -72,6 +73,7 @@ def report_context(doc: Mapping[str, Any], baseline: Mapping[str, Any] | None = 
         "realtime": realtime_rows(doc),
         "realtime_omitted": 0,
         **chaos_context(doc),
+        **probes_context(doc),
         **capacity_context(doc),
         "checks": [_check_row(c) for c in doc["checks"]],
         "checks_omitted": 0,

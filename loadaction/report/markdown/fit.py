@@ -34,6 +34,7 @@ def _held(row: Mapping[str, Any]) -> bool:
 # per-phase table go first, in this order...
 _DETAILS_DROP_ORDER = (
     "errors", "charts", "scenario_details", "fault_charts", "phase_rows", "notices",
+    "probe_charts",
     "capacity_charts",
 )
 # ...then table rows, the least important table first. Within a table, rows
@@ -46,6 +47,9 @@ _TABLE_SHRINK_ORDER: tuple[tuple[str, Expendable, bool], ...] = (
     ("checks", lambda row: bool(row["ok"]), False),
     ("websockets", lambda row: bool(row["ok"]), False),
     ("realtime", lambda row: bool(row["ok"]), False),
+    ("probe_statements", lambda row: True, False),
+    ("probe_metrics", lambda row: True, False),
+    ("probes", lambda row: bool(row["ok"]), False),
     ("scenarios", lambda row: True, False),
     ("capacity_steps", lambda row: True, False),
     ("faults", _rolled_back, True),
