@@ -1,7 +1,7 @@
 """A target with a Prometheus /metrics endpoint whose values a test sets
 (a prometheus_client CollectorRegistry behind `generate_latest`), over real
-sockets on 127.0.0.1. `mode` breaks it on purpose: a 500, garbage, or text
-with none of the series a probe asks for; `stop()` kills it mid-run."""
+sockets on 127.0.0.1. `mode` breaks it on purpose: a 500, garbage, text
+with none of the series a probe asks for, or an answer too slow; `stop()` kills it mid-run."""
 
 from __future__ import annotations
 
@@ -39,6 +39,8 @@ class MetricsTarget:
         async def metrics(request: web.Request) -> web.Response:
             now = time.monotonic()
             self.scrapes.append(now)
+            if self.mode == "slow":  # longer than any probe timeout the tests set
+                await asyncio.sleep(2)
             if self.mode == "500":
                 return web.Response(status=500, text="boom")
             if self.mode == "garbage":

@@ -118,11 +118,12 @@ def test_budgets_on_probe_metrics_fail_with_exit_99(metrics, write_plan, tmp_pat
 
 
 @pytest.mark.parametrize(("mode", "kind"), [
-    ("500", "http_status"), ("garbage", "parse"), ("none", "no_series")])
+    ("500", "http_status"), ("garbage", "parse"), ("none", "no_series"), ("slow", "timeout")])
 def test_a_broken_metrics_url_is_counted_errors_and_no_data(metrics, write_plan, run_plan,
                                                             mode, kind):
     metrics.mode = mode
-    plan = write_plan(_plan(metrics, '  memory: ["max<1"]', duration="600ms"))
+    plan = write_plan(_plan(metrics, '  memory: ["max<1"]', duration="600ms")
+                      .replace("    interval: 100ms", "    interval: 200ms\n    timeout: 150ms"))
     code, doc = run_plan(plan)
     assert code == 99
     assert doc["thresholds"][0]["verdict"] == "no data"
@@ -174,3 +175,23 @@ flows:
     assert main(["validate", str(plan)]) == 2
     err = capsys.readouterr().err
     assert f"{plan}:4:" in err and "metrics.example.com" in err and "allowed hosts" in err
+
+
+def test_a_templated_url_to_a_disallowed_host_is_refused_each_interval(metrics, write_plan,
+                                                                        run_plan):
+    """Checked at load start (the URL is known only then): nothing is sent,
+    every interval is a host_not_allowed error, a budget on it is no data."""
+    with serve_metrics() as other:  # allowed by nobody: another port than the target's
+        port = other.url.rsplit(":", 1)[1]
+        plan = write_plan(_plan(metrics, '  memory: ["max<1"]', duration="600ms",
+                                interval="200ms")
+                          .replace("prometheus: {url: /metrics}",
+                                   "prometheus: {url: \"http://localhost:{{ vars.port }}/metrics\"}")
+                          + f"vars: {{port: '{port}'}}\n")
+        code, doc = run_plan(plan)
+        assert other.scrapes == []
+    assert code == 99 and doc["thresholds"][0]["verdict"] == "no data"
+    probe = doc["probes"]["probes"][0]
+    assert set(probe["errors_by_kind"]) == {"host_not_allowed"}
+    assert probe["errors"] >= 3  # t=0, 0.2, 0.4 at least
+    assert "localhost" in probe["last_error"] and "allowed hosts" in probe["last_error"]
