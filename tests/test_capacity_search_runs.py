@@ -270,3 +270,13 @@ def test_an_unknown_scenario_and_a_missing_one_are_exit_2(pool: Pool, tmp_path: 
     assert "unknown scenario 'nope'" in capsys.readouterr().err
     assert exit_code(["capacity", str(plan)]) == 2
     assert "--scenario" in capsys.readouterr().err
+
+
+def test_an_unreachable_target_is_exit_3_with_a_failed_document(tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    dead = Pool("http://127.0.0.1:1", 1, 1.0)  # nothing listens on port 1
+    code, doc = capacity(plan_for(dead, tmp_path / "plan.yml"), tmp_path / "out")
+    assert code == 3
+    assert "unreachable: connection refused" in capsys.readouterr().err
+    assert doc["status"] == "failed" and doc["capacity"]["status"] == "failed"
+    assert doc["capacity"]["steps"] == [] and doc["capacity"]["rate"] is None

@@ -32,7 +32,7 @@ from loadaction.capacity.search import (
 )
 from loadaction.capacity.step import StepConfig, StepResult, StepWindow, judge_step, step_plan, teardown_plan
 from loadaction.capacity.table import result_line, step_row, table_header
-from loadaction.engine.runner import Run
+from loadaction.engine.runner import Run, RunOutcome
 from loadaction.engine.status import RunStatus
 from loadaction.errors import ExitCode, PlanError
 from loadaction.github.cli import add_run_arguments, github_step, mask_token
@@ -201,6 +201,7 @@ class CapacitySearch:
         self.cancelled: str | None = None
         self.failure: str | None = None
         self._run: Run | None = None
+        self._failed: RunOutcome | None = None  # the step that could not be carried out
         self._print = print_line or (lambda line: print(line, flush=True))
 
     def _on_signal(self, signum: int) -> None:
@@ -266,6 +267,7 @@ class CapacitySearch:
             sent += run.state.guard.sent
             if outcome.status in (RunStatus.FAILED, RunStatus.CRASHED):
                 self.failure = run.masker(outcome.reason or str(outcome.status))
+                self._failed = outcome
                 if setup_vars is None:
                     setup_vars = run.setup_vars if run.setup_done else None
                 break
@@ -290,8 +292,9 @@ class CapacitySearch:
         chosen = max(passed, key=lambda s: s.rate) if passed else (
             self.steps[-1] if self.steps else None)
         doc = None
-        if chosen is not None and chosen.outcome is not None:
-            doc = build_results(chosen.outcome, capacity=section)
+        outcome = chosen.outcome if chosen is not None else self._failed
+        if outcome is not None:
+            doc = build_results(outcome, capacity=section)
             if self.options.out is not None:
                 write_results(self.options.out / "results.json", doc)
         self._print(result_line(section, self.options.min_rate))
