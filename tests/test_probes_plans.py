@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from loadaction.cli import main
+from loadaction.plan import load_plan
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -111,3 +112,18 @@ flows:
     doc = json.loads((out / "results.json").read_text())
     assert doc["status"] == "cancelled"
     assert doc["probes"]["probes"][0]["samples"] >= 1
+
+
+def test_the_documented_probes_example_loads(tmp_path):
+    doc = (ROOT / "docs" / "plan-format.md").read_text()
+    section = doc.split("\n## Probes\n", 1)[1]
+    example = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    plan_path = tmp_path / "plan.yml"
+    plan_path.write_text(
+        "target: http://127.0.0.1:8080\nsecrets: [METRICS_TOKEN, DATABASE_URL]\n" + example
+        + "scenarios: {s: {executor: shared-iterations, exec: f}}\n"
+        "flows: {f: [{request: {url: /}}]}\n")
+    plan = load_plan(plan_path, env={"METRICS_TOKEN": "t0ken-value",
+                                     "DATABASE_URL": "postgresql://u:pw@127.0.0.1/db"})
+    assert [p.name for p in plan.probes] == ["target", "db", "queue"]
+    assert [t.metric for t in plan.thresholds] == ["target_memory_bytes", "pg_connections"]
