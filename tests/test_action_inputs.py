@@ -103,6 +103,36 @@ def test_bad_inputs_name_the_input(env, message):
         invocation(env, BUNDLED)
 
 
+def test_quick_override_inputs_map_to_k6_s_flags():
+    call = invocation({"INPUT_TARGET": "https://x.test", "INPUT_SCENARIOS": "ticket-purchase",
+                       "INPUT_VUS": " 30 ", "INPUT_STAGES": "2m:30\n30m:30, 2m : 0\n"}, BUNDLED)
+    at = call.argv.index("--vus")
+    assert call.argv[at:at + 8] == ["--vus", "30", "--stage", "2m:30", "--stage", "30m:30",
+                                    "--stage", "2m:0"]
+    call = invocation({"INPUT_TARGET": "https://x.test", "INPUT_ITERATIONS": "100",
+                       "INPUT_DURATION": "1m30s"}, BUNDLED)
+    at = call.argv.index("--iterations")
+    assert call.argv[at:at + 4] == ["--iterations", "100", "--duration", "1m30s"]
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"INPUT_VUS": "0"}, "input 'vus' must be a whole number of at least 1; got '0'"),
+    ({"INPUT_VUS": "ten"}, "input 'vus' must be a whole number"),
+    ({"INPUT_ITERATIONS": "1.5"}, "input 'iterations' must be a whole number"),
+    ({"INPUT_DURATION": "-1s"}, "input 'duration' must be a duration (e.g. 30s, 5m); got '-1s'"),
+    ({"INPUT_STAGES": "30s"}, "input 'stages': expected DURATION:TARGET"),
+    ({"INPUT_STAGES": "30s:10, x:1"}, "input 'stages': expected DURATION:TARGET (e.g. 30s:100), "
+                                      "one per line or comma-separated; got 'x:1'"),
+    ({"INPUT_STAGES": "30s:-1"}, "input 'stages': expected DURATION:TARGET"),
+    ({"INPUT_MODE": "capacity", "INPUT_SCENARIO": "s", "INPUT_VUS": "2", "INPUT_DURATION": "1s"},
+     "inputs 'vus', 'duration', 'stages' and 'iterations' are for mode run"),
+])
+def test_bad_quick_override_inputs_name_the_input(env, message):
+    with pytest.raises(InputError) as raised:
+        invocation({"INPUT_TARGET": "https://x.test", **env}, BUNDLED)
+    assert str(raised.value).startswith(message)
+
+
 def test_action_yml_declares_exactly_the_inputs_the_code_reads_with_the_same_defaults():
     inputs = action_yml()["inputs"]
     assert set(inputs) == set(DEFAULTS)

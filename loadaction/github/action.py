@@ -28,6 +28,7 @@ from loadaction.github.cli import TOKEN_ENV
 from loadaction.github.comments import key_problem
 from loadaction.github.environment import input_value
 from loadaction.github.step import COMMENT_MODES
+from loadaction.plan.durations import parse_duration
 from loadaction.writable import check_output_dir
 
 # Defaults for when the runner sets no INPUT_* at all (a test, a local
@@ -53,6 +54,10 @@ DEFAULTS: Mapping[str, str] = {
     "mode": "run",
     "scenario": "",
     "min-rate": "",
+    "vus": "",
+    "duration": "",
+    "stages": "",
+    "iterations": "",
 }
 MODES = ("run", "capacity")
 
@@ -96,6 +101,10 @@ def invocation(env: Mapping[str, str], bundled_plan: Path) -> Invocation:
     else:
         for scenario in _items(get("scenarios")):
             argv += ["--scenario", scenario]
+    quick = _quick_overrides(get)
+    if quick and mode != "run":
+        raise InputError("inputs 'vus', 'duration', 'stages' and 'iterations' are for mode run")
+    argv += quick
     for number, line in enumerate(get("vars").splitlines(), start=1):
         line = line.strip()
         if not line or line.startswith("#"):
@@ -152,6 +161,37 @@ def _baseline(get: Callable[[str], str]) -> list[str]:
         raise InputError("input 'baseline' is either auto or paths, not both "
                          "(a file called auto: ./auto)")
     return [arg for path in paths for arg in ("--baseline", path)]
+
+
+def _quick_overrides(get: Callable[[str], str]) -> list[str]:
+    """k6's quick overrides, checked for shape here so a bad one is named as the
+    input; how they combine (a lone `vus`, one scenario) the CLI judges."""
+    argv = []
+    for name in ("vus", "iterations"):
+        if value := get(name).strip():
+            if not value.isdigit() or int(value) < 1:
+                raise InputError(f"input '{name}' must be a whole number of at least 1; "
+                                 f"got {value!r}")
+            argv += [f"--{name}", value]
+    if value := get("duration").strip():
+        if not _is_duration(value):
+            raise InputError(f"input 'duration' must be a duration (e.g. 30s, 5m); got {value!r}")
+        argv += ["--duration", value]
+    for stage in _items(get("stages")):
+        duration, sep, target = (part.strip() for part in stage.partition(":"))
+        if not sep or not _is_duration(duration) or not target.isdigit():
+            raise InputError(f"input 'stages': expected DURATION:TARGET (e.g. 30s:100), "
+                             f"one per line or comma-separated; got {stage!r}")
+        argv += ["--stage", f"{duration}:{target}"]
+    return argv
+
+
+def _is_duration(text: str) -> bool:
+    try:
+        parse_duration(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _positive(name: str, text: str) -> str:
