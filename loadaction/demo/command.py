@@ -16,6 +16,7 @@ from loadaction.demo.serve import StoreUnavailable, running_target
 from loadaction.errors import PlanError, RunError
 from loadaction.github.cli import add_baseline_argument, load_baseline
 from loadaction.plan import load_plan
+from loadaction.plan.overrides import add_override_arguments, overrides_from_args
 from loadaction.session import run_and_report
 from loadaction.writable import check_output_dir
 
@@ -30,9 +31,12 @@ def add_demo_parser(subparsers: Any) -> argparse.ArgumentParser:
         "demo", help="run the four ticketing scenarios against the bundled demo target",
         description="Start the demo target on 127.0.0.1, run scenarios/ticketing.yml against it, "
                     "print the summary, write results, stop the target. Exit code as for `run`.")
-    parser.add_argument("--profile", default=DEFAULT_PROFILE, choices=("smoke", "pr", "full"),
+    parser.add_argument("--profile", default=DEFAULT_PROFILE,
+                        choices=("smoke", "pr", "full", "stress", "soak"),
                         help="smoke: seconds; pr: about a minute (default); full: the original "
-                             "plan's numbers (about seven minutes)")
+                             "plan's numbers (about seven minutes); stress: up to 5x full, in "
+                             "steps (about ten minutes); soak: ticket-purchase held 30 minutes "
+                             "at pr's load (about 36 minutes)")
     parser.add_argument("--fault", action="append", default=[], metavar="SPEC",
                         help=f"break the target on purpose: {FLAG_HELP} (repeatable)")
     parser.add_argument("--chaos", action="store_true",
@@ -47,6 +51,7 @@ def add_demo_parser(subparsers: Any) -> argparse.ArgumentParser:
     add_baseline_argument(parser)  # earlier demo results: the regression budgets judge against them
     parser.add_argument("--progress-interval", type=positive(float), default=5.0, metavar="SECONDS")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
+    add_override_arguments(parser)
     return parser
 
 
@@ -60,7 +65,8 @@ async def _demo(args: argparse.Namespace) -> int:
     try:
         async with running_target(database_url=args.database_url, faults=faults) as target:
             plan = load_plan(CHAOS_PLAN if args.chaos else PLAN, target=target.url, profile=args.profile,
-                             scenarios=args.scenario, env={**os.environ, **target.env})
+                             scenarios=args.scenario,
+                             overrides=overrides_from_args(args), env={**os.environ, **target.env})
             return await run_and_report(plan, out=args.out, quiet=args.quiet,
                                         progress_interval_s=args.progress_interval,
                                         baselines=baselines)
