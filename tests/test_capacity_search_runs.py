@@ -15,6 +15,7 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.request import urlopen
@@ -30,17 +31,28 @@ SERVER = textwrap.dedent('''
     from aiohttp import web
 
     W, H = int(sys.argv[1]), float(sys.argv[2])
+    QUEUE = int(sys.argv[3]) if len(sys.argv) > 3 else None  # beyond it: 503 at once
 
     async def main():
         pool = asyncio.Semaphore(W)
         counts = collections.Counter()
+        waiting = 0
 
         async def hold(request):
+            nonlocal waiting
             counts["hold"] += 1
             if request.query.get("token") == "seeded":
                 counts["hold_with_token"] += 1
-            async with pool:
-                await asyncio.sleep(H)
+            if QUEUE is not None and pool.locked() and waiting >= QUEUE:
+                return web.Response(status=503, text="busy")
+            waiting += 1
+            try:
+                async with pool:
+                    waiting -= 1
+                    await asyncio.sleep(H)
+            except BaseException:
+                waiting -= 1
+                raise
             return web.Response(text="ok")
 
         async def setup(request):
@@ -85,10 +97,10 @@ class Pool:
             return json.loads(response.read())
 
 
-@pytest.fixture
-def pool() -> Iterator[Pool]:
-    workers, hold_s = 30, 0.1  # 300 requests per second
-    proc = subprocess.Popen([sys.executable, "-c", SERVER, str(workers), str(hold_s)],
+@contextmanager
+def serve_pool(workers: int, hold_s: float, queue: int | None = None) -> Iterator[Pool]:
+    argv = [sys.executable, "-c", SERVER, str(workers), str(hold_s)]
+    proc = subprocess.Popen(argv + ([str(queue)] if queue is not None else []),
                             stdout=subprocess.PIPE, text=True)
     try:
         port = int(proc.stdout.readline())  # type: ignore[union-attr]
@@ -98,7 +110,13 @@ def pool() -> Iterator[Pool]:
         proc.wait(timeout=10)
 
 
-def plan_for(pool: Pool, path: Path, *, with_hooks: bool = False) -> Path:
+@pytest.fixture
+def pool() -> Iterator[Pool]:
+    with serve_pool(30, 0.1) as p:  # 300 requests per second
+        yield p
+
+
+def plan_for(pool: Pool, path: Path, *, with_hooks: bool = False, budget: bool = True) -> Path:
     """Its own rate and VUs are not what the search drives; its budget is."""
     hooks = textwrap.dedent('''
         setup:
@@ -120,9 +138,10 @@ def plan_for(pool: Pool, path: Path, *, with_hooks: bool = False) -> Path:
             exec: hold
             vus: 2
             duration: 5s
+    ''') + (textwrap.dedent(f'''
         thresholds:
           http_req_duration: ["p(95)<{2.5 * pool.hold_s * 1000:g}"]
-    ''') + hooks)
+    ''') if budget else "") + hooks)
     return path
 
 
@@ -280,3 +299,52 @@ def test_an_unreachable_target_is_exit_3_with_a_failed_document(tmp_path: Path,
     assert "unreachable: connection refused" in capsys.readouterr().err
     assert doc["status"] == "failed" and doc["capacity"]["status"] == "failed"
     assert doc["capacity"]["steps"] == [] and doc["capacity"]["rate"] is None
+
+
+def test_errors_past_the_knee_fail_by_max_error_rate(tmp_path: Path) -> None:
+    """A pool that turns requests away (503) once 10 wait, and no error budget:
+    past the knee the step fails on --max-error-rate (1%)."""
+    with serve_pool(30, 0.1, queue=10) as busy:
+        code, doc = capacity(plan_for(busy, tmp_path / "plan.yml", budget=False), tmp_path / "out",
+                             "--start-rate", "450", "--step-duration", "3s", "--warmup", "1s",
+                             "--max-steps", "1")
+    (step,) = doc["capacity"]["steps"]
+    assert step["verdict"] == "fail" and step["error_rate"] > 0.2  # a third is turned away
+    assert step["reasons"][0].startswith("error rate") and "> 1.00%" in step["reasons"][0]
+    assert code == 99 and doc["capacity"]["limited_by"] == "steps"
+
+
+def test_iterations_dropped_past_the_knee_fail_the_step(pool: Pool, tmp_path: Path) -> None:
+    """No latency budget: past the knee the queue holds every VU, --max-vus
+    runs out, and the dropped iterations fail the step (not unknown: at the
+    pool's own 100 ms, 450/s needs 45 VUs of the 100 allowed)."""
+    code, doc = capacity(plan_for(pool, tmp_path / "plan.yml", budget=False), tmp_path / "out",
+                         "--start-rate", "450", "--step-duration", "3s", "--warmup", "1s",
+                         "--max-steps", "1", "--max-vus", "100")
+    (step,) = doc["capacity"]["steps"]
+    assert step["verdict"] == "fail", step
+    assert step["dropped_iterations"] > 0
+    assert any("dropped iterations" in r for r in step["reasons"])
+    assert code == 99
+
+
+def test_max_requests_ends_the_search_as_a_cap(pool: Pool, tmp_path: Path) -> None:
+    code, doc = capacity(plan_for(pool, tmp_path / "plan.yml"), tmp_path / "out",
+                         "--start-rate", "20", "--step-duration", "2s", "--warmup", "0.5s",
+                         "--max-requests", "60")
+    found = doc["capacity"]
+    assert found["limited_by"] == "cap" and found["rate"] == 20
+    last = found["steps"][-1]
+    assert last["verdict"] == "unknown" and "max-requests" in last["reasons"][0]
+    assert pool.counts()["hold"] <= 60
+    assert code == 0  # 20/s was found
+
+
+def test_max_duration_bounds_the_whole_search(pool: Pool, tmp_path: Path) -> None:
+    code, doc = capacity(plan_for(pool, tmp_path / "plan.yml"), tmp_path / "out",
+                         "--start-rate", "20", "--step-duration", "2s", "--warmup", "0.5s",
+                         "--max-duration", "5s")
+    found = doc["capacity"]
+    assert found["limited_by"] == "cap"
+    assert 1 <= len(found["steps"]) <= 2 and all(s["verdict"] == "pass" for s in found["steps"])
+    assert code == 0

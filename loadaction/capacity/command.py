@@ -246,7 +246,8 @@ class CapacitySearch:
         began = time.monotonic()
         sent = 0
         setup_vars: dict[str, Any] | None = None
-        iteration_s: float | None = None
+        iteration_s: float | None = None  # for sizing VUs: the lowest step median so far
+        fastest_s: float | None = None  # for the --max-vus check: the fastest iteration so far
         self._print(table_header())
         while self.cancelled is None and (rate := self.search.next_rate()) is not None:
             max_duration = None
@@ -261,6 +262,8 @@ class CapacitySearch:
             plan = step_plan(self.plan, scenario, rate, options.step,
                              iteration_s=iteration_s or FIRST_ITERATION_S, limits=step_limits,
                              setup=setup_vars is None)
+            print(f"loadaction: step {len(self.steps) + 1}: {rate:g}/s for "
+                  f"{options.step.duration_s:g}s", file=sys.stderr, flush=True)
             window = StepWindow(options.step.warmup_s, scenario.name)
             run = self._run = Run(plan, plugins=[window], vars=setup_vars)
             outcome = await run.execute()
@@ -273,11 +276,14 @@ class CapacitySearch:
                 break
             if setup_vars is None:
                 setup_vars = run.setup_vars
-            result = judge_step(outcome, rate, options.step, baseline_iteration_s=iteration_s)
+            result = judge_step(outcome, rate, options.step, baseline_iteration_s=fastest_s)
             self.steps.append(result)
             self._print(run.masker(step_row(len(self.steps), result)))
             if result.iteration_s is not None:
                 iteration_s = min(iteration_s or result.iteration_s, result.iteration_s)
+            if result.fastest_iteration_s is not None:
+                fastest_s = min(fastest_s or result.fastest_iteration_s,
+                                result.fastest_iteration_s)
             if self.cancelled is not None:
                 break
             self.search.record(rate, result.verdict, cap=result.limited_by is LimitedBy.CAP)
@@ -302,7 +308,8 @@ class CapacitySearch:
 
     def _code(self, result: SearchResult) -> ExitCode:
         if self.failure is not None:
-            print(f"loadaction: capacity search could not go on: {self.failure}", file=sys.stderr)
+            print(mask_url_credentials(f"loadaction: capacity search could not go on: "
+                                       f"{self.failure}"), file=sys.stderr)
             return ExitCode.NOT_CARRIED_OUT
         if self.cancelled is not None:
             return ExitCode.NOT_CARRIED_OUT

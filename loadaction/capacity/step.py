@@ -198,6 +198,7 @@ class StepResult:
     cpu_share: float | None
     request_rate: float | None
     iteration_s: float | None  # median iteration time, for sizing the next step's VUs
+    fastest_iteration_s: float | None
     thresholds: tuple[ThresholdResult, ...]
     limited_by: LimitedBy | None = None  # why an unknown step is unknown
     outcome: RunOutcome | None = field(default=None, repr=False)
@@ -210,7 +211,8 @@ def _judged(scenario: str) -> tuple[tuple[str, str], ...]:
 def judge_step(outcome: RunOutcome, rate: float, config: StepConfig, *,
                baseline_iteration_s: float | None) -> StepResult:
     """Unknown first (the generator or a cap is the limit), then fail (a
-    budget, the error rate or dropped iterations), else pass."""
+    budget, the error rate or dropped iterations), else pass.
+    `baseline_iteration_s`: the fastest iteration earlier steps saw."""
     registry = outcome.registry
     scenario = outcome.plan.scenarios[0].name
     marks = outcome.contributions.get("capacity")
@@ -231,8 +233,11 @@ def judge_step(outcome: RunOutcome, rate: float, config: StepConfig, *,
     lateness_p95 = (lateness.percentile(95)
                     if isinstance(lateness, TrendSink) and lateness.count else None)
     iterations = registry.select("iteration_duration", (("scenario", scenario),))
-    iteration_s = (iterations.percentile(50) / 1000
-                   if isinstance(iterations, TrendSink) and iterations.count else None)
+    timed = isinstance(iterations, TrendSink) and iterations.count > 0
+    iteration_s = iterations.percentile(50) / 1000 if timed else None  # type: ignore[union-attr]
+    # the fastest iteration: the target's service time without a queue, the
+    # VUs' need that is the generator's to meet (a queue is the target's)
+    fastest_s = iterations.min() / 1000 if timed else None  # type: ignore[union-attr]
     cpu_share = marks.cpu_s / marks.wall_s if marks.wall_s > 0 else None
 
     unknown: list[str] = []
@@ -256,7 +261,7 @@ def judge_step(outcome: RunOutcome, rate: float, config: StepConfig, *,
                            f"> {config.max_lateness_ms:g} ms")
         if cpu_share is not None and cpu_share > CPU_SHARE:
             unknown.append(f"generator CPU {cpu_share:.0%} of a core")
-        base = baseline_iteration_s if baseline_iteration_s is not None else iteration_s
+        base = min((t for t in (baseline_iteration_s, fastest_s) if t is not None), default=None)
         if dropped and base is not None and rate * base >= 0.9 * config.max_vus:
             unknown.append(f"--max-vus {config.max_vus} too few for {rate:g}/s at "
                            f"{base * 1000:.0f} ms per iteration")
@@ -290,7 +295,8 @@ def judge_step(outcome: RunOutcome, rate: float, config: StepConfig, *,
         rate=rate, duration_s=judged_s, verdict=verdict, reasons=reasons,
         achieved_rate=started / judged_s, p95_ms=p95, error_rate=error_rate, dropped=dropped,
         lateness_p95_ms=lateness_p95, cpu_share=cpu_share, request_rate=request_rate,
-        iteration_s=iteration_s, thresholds=thresholds, limited_by=limited,
+        iteration_s=iteration_s, fastest_iteration_s=fastest_s, thresholds=thresholds,
+        limited_by=limited,
         outcome=replace(outcome, thresholds=thresholds))
 
 
