@@ -203,3 +203,11 @@ def test_a_real_run_with_iterations_runs_exactly_that_many(target, write_plan, r
     assert target.hits["/ok"] == 7
     assert (doc["scenarios"][0]["executor"], doc["scenarios"][0]["vus_max"]) == (
         "shared-iterations", 3)
+
+
+def test_demo_takes_the_stress_and_soak_profiles_and_the_flags() -> None:
+    args = build_parser().parse_args(["demo", "--profile", "soak", "--scenario", "ticket-purchase",
+                                      "--vus", "2", "--stage", "5s:2", "--stage", "1s:0"])
+    assert args.profile == "soak"
+    assert overrides_from_args(args) == QuickOverrides(vus="2", stages=("5s:2", "1s:0"))
+    assert build_parser().parse_args(["demo", "--profile", "stress"]).profile == "stress"
