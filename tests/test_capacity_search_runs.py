@@ -348,3 +348,16 @@ def test_max_duration_bounds_the_whole_search(pool: Pool, tmp_path: Path) -> Non
     assert found["limited_by"] == "cap"
     assert 1 <= len(found["steps"]) <= 2 and all(s["verdict"] == "pass" for s in found["steps"])
     assert code == 0
+
+
+def test_start_lateness_over_its_limit_is_unknown_not_a_pass(pool: Pool, tmp_path: Path) -> None:
+    """Every iteration starts some microseconds after it was due; held to
+    1 µs, the generator counts as not keeping up, and the step is unknown."""
+    code, doc = capacity(plan_for(pool, tmp_path / "plan.yml"), tmp_path / "out",
+                         "--start-rate", "20", "--step-duration", "2s", "--warmup", "0.5s",
+                         "--max-lateness", "0.001")
+    (step,) = doc["capacity"]["steps"]
+    assert step["verdict"] == "unknown"
+    assert any(r.startswith("iteration start lateness p(95)") for r in step["reasons"])
+    assert doc["capacity"]["rate"] is None and doc["capacity"]["limited_by"] == "generator"
+    assert code == 3  # nothing could be shown
