@@ -47,6 +47,7 @@ def test_markdown_and_text_show_the_probes(write_plan, run_plan):
     assert "Chart: memory probe=app" in md and "line [" in md
     chart = md.split("Chart: memory probe=app", 1)[1]
     assert 'x-axis "time (s)" 0 -->' in chart
+    assert "#### Custom metrics" not in md  # probe metrics are in the Probes block, not there
 
     text = render(doc, "text")
     line = next(line for line in text.splitlines() if " app  prometheus" in line)

@@ -152,9 +152,12 @@ def _check_row(check: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _custom_metric_rows(doc: Mapping[str, Any]) -> list[dict[str, Any]]:
+    probes = doc.get("probes") or {}  # probe metrics have their own table in the Probes block
+    by_probes = {s["metric"] for s in probes.get("series") or []} | (
+        {"probe_errors"} if probes else set())
     rows = []
     for name, metric in doc["metrics"].items():
-        if name in BUILTIN_METRICS:
+        if name in BUILTIN_METRICS or name in by_probes:
             continue
         columns = metric_columns(metric, metric["total"], doc["duration_s"])
         value = " ".join(columns) if columns else None
