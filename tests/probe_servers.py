@@ -47,6 +47,8 @@ class MetricsTarget:
                 return web.Response(text="<html>not metrics</html>\n")
             if self.mode == "none":
                 return web.Response(text="other_metric 1\n")
+            if self.mode == "nan":
+                return web.Response(text="process_resident_memory_bytes NaN\n")
             if self.on_scrape is not None:
                 self.on_scrape(now)
             return web.Response(body=generate_latest(self.registry),

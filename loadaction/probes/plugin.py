@@ -26,7 +26,7 @@ from loadaction.masking import Masker
 from loadaction.metrics.registry import MetricInfo, Registry
 from loadaction.plan.model import Plan
 from loadaction.plan.probes import (
-    PROBE_ERRORS, CommandProbe, PostgresProbe, Probe, PrometheusProbe, absolute_url,
+    PROBE_ERRORS, CommandProbe, PostgresProbe, Probe, ProbeKind, PrometheusProbe, absolute_url,
 )
 from loadaction.probes.command import CommandSampler
 from loadaction.probes.postgres import PostgresSampler
@@ -36,6 +36,14 @@ from loadaction.probes.report import (
     Tags,
 )
 from loadaction.probes.series import PointStore
+
+
+# The kind an unforeseen exception of a probe's sampler is counted under.
+_UNFORESEEN = {
+    ProbeKind.PROMETHEUS: ProbeErrorKind.PARSE,
+    ProbeKind.POSTGRES: ProbeErrorKind.QUERY,
+    ProbeKind.COMMAND: ProbeErrorKind.COMMAND_FAILED,
+}
 
 
 class Sampler(Protocol):
@@ -183,8 +191,8 @@ class ProbesPlugin:
                 readings, failures = await live.sampler.sample()
             except ProbeFailure as exc:
                 readings, failures = [], [exc]
-            except Exception as exc:  # a sampler bug: still a counted error, never a crash
-                readings, failures = [], [ProbeFailure(ProbeErrorKind.QUERY,
+            except Exception as exc:  # unforeseen: still a counted error, never a crash
+                readings, failures = [], [ProbeFailure(_UNFORESEEN[live.probe.kind],
                                                        f"{type(exc).__name__}: {exc}")]
             t = clock.elapsed()
             for reading in readings:

@@ -101,9 +101,16 @@ class PostgresSampler:
         readings.append(Reading("pg_connections_total", (), float(sum(states.values()))))
         readings.append(Reading("pg_locks_waiting", (), float(await conn.fetchval(_LOCKS))))
         readings.append(Reading("pg_max_connections", (), float(self._max_connections)))
+        failures = []
         if self._has_statements and self._top:
-            readings += self._statements(await conn.fetch(_STATEMENTS))
-        return readings, []
+            import asyncpg
+
+            try:  # the connection counts stand even when the statements cannot be read
+                readings += self._statements(await conn.fetch(_STATEMENTS))
+            except asyncpg.PostgresError as exc:
+                failures.append(ProbeFailure(ProbeErrorKind.QUERY,
+                                             self._mask(f"pg_stat_statements: {exc}")))
+        return readings, failures
 
     def _statements(self, rows: list[Any]) -> list[Reading]:
         latest = {row[0]: (int(row[1]), float(row[2]), float(row[3]), row[4]) for row in rows}

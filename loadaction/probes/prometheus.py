@@ -8,6 +8,7 @@ a regex would read some target's output wrong.
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Sequence
 
 import aiohttp
@@ -36,19 +37,24 @@ class PrometheusSampler:
             samples = [(s.name, s.labels, s.value)
                        for family in text_string_to_metric_families(text)
                        for s in family.samples]
-        except (ValueError, IndexError, TypeError) as exc:
+        except Exception as exc:  # the parser's errors are ValueErrors, and worse on garbage
             raise ProbeFailure(ProbeErrorKind.PARSE,
                                f"{self.url}: not Prometheus exposition text ({exc})") from None
         readings: list[Reading] = []
         failures: list[ProbeFailure] = []
         for metric in self._metrics:
-            found = [Reading(metric.metric, tuple(sorted(labels.items())), float(value))
-                     for name, labels, value in samples
-                     if metric.selector.matches(name, labels)]
-            if not found:
+            matched = [(labels, float(value)) for name, labels, value in samples
+                       if metric.selector.matches(name, labels)]
+            found = [Reading(metric.metric, tuple(sorted(labels.items())), value)
+                     for labels, value in matched if math.isfinite(value)]
+            if not matched:
                 failures.append(ProbeFailure(
                     ProbeErrorKind.NO_SERIES,
                     f"{self.url}: no series matches {metric.selector.text} ({metric.metric})"))
+            elif not found:  # NaN and infinities would poison min, max and the slope
+                failures.append(ProbeFailure(
+                    ProbeErrorKind.NOT_A_NUMBER,
+                    f"{self.url}: {metric.selector.text} is not a finite number"))
             readings.extend(found)
         return readings, failures
 
