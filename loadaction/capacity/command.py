@@ -257,8 +257,11 @@ class CapacitySearch:
                     self.search.stop(LimitedBy.CAP)
                     break
                 max_duration = left
+            if limits.max_requests is not None and sent >= limits.max_requests:
+                self.search.stop(LimitedBy.CAP)
+                break
             step_limits = replace(limits, max_duration=max_duration, max_requests=(
-                None if limits.max_requests is None else max(limits.max_requests - sent, 1)))
+                None if limits.max_requests is None else limits.max_requests - sent))
             plan = step_plan(self.plan, scenario, rate, options.step,
                              iteration_s=iteration_s or FIRST_ITERATION_S, limits=step_limits,
                              setup=setup_vars is None)

@@ -39,8 +39,8 @@ def describe(section: Mapping[str, Any]) -> str:
             found += f" (lowest failing {high:g}/s)"
     else:
         found = f"{rate:g}/s, bracket [{low:g}, {'-' if high is None else format(high, 'g')})"
-    if section["status"] == "failed":
-        pass  # what ended it is the step that could not be carried out (said on stderr)
+    if section["status"] != "complete":
+        pass  # a signal or a step that could not be carried out ended it, said below
     elif limited == "generator":
         found += (f"; generator-limited at {section['unknown_rate']:g}/s: the load generator, "
                   f"not the target, could not go on")

@@ -82,7 +82,10 @@ def capacity_context(doc: Mapping[str, Any]) -> Context:
             "rate": _rate(section["rate"]),
             "found": section["rate"] is not None,
             "bracket": f"[{_rate(low)}, {_rate(high) if high is not None else '—'})",
-            "limited_by": LIMITED_BY.get(section["limited_by"], section["limited_by"]),
+            # a cancelled or failed search ended before anything limited it
+            "limited_by": (LIMITED_BY.get(section["limited_by"], section["limited_by"])
+                           if section.get("status", "complete") == "complete"
+                           else f"the search being {section['status']}"),
             "generator": section["limited_by"] == "generator",
             "unknown_rate": _rate(section.get("unknown_rate")),
             "status": section.get("status", "complete"),
