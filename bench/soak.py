@@ -26,6 +26,13 @@ is the same measurement, short. Arguments after `--` go to `loadaction run`.
 
 Writes OUT/samples.csv (t_s, rss_kb, cpu_s), OUT/summary.md, and the run's
 results.json under OUT/run/.
+
+`--trace T1,T2` finds what grows: the run is started under tracemalloc (by
+this script's `_traced` mode, in the same process as loadaction) and takes
+a snapshot T1 and T2 seconds in; OUT/tracemalloc.txt has RSS and traced
+memory at both, and the 30 largest differences by line and by traceback.
+tracemalloc costs memory and CPU of its own: a traced run's RSS is not the
+figure, only a pointer to where it goes.
 """
 
 from __future__ import annotations
@@ -150,6 +157,10 @@ def summary(args: argparse.Namespace, command: list[str], ph: Phases, samples: l
         f"Soak, profile `{args.profile}`, scenario `{args.scenario}`, {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, "
         f"commit {commit}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} at the end",
         "",
+        f"    python bench/soak.py {shlex.join(args.argv)}",
+        "",
+        "which ran, against the demo target in its own process:",
+        "",
         f"    {shlex.join(command)}",
         "",
         "| | t | RSS |",
@@ -167,21 +178,67 @@ def summary(args: argparse.Namespace, command: list[str], ph: Phases, samples: l
     ])
 
 
+def traced(argv: list[str]) -> int:
+    """`_traced T1,T2 OUT -- loadaction-args`: loadaction in this process, under tracemalloc."""
+    import threading
+    import tracemalloc
+    times, out, rest = argv[0], Path(argv[1]), argv[2:]
+    t1, t2 = (float(t) for t in times.split(","))
+    tracemalloc.start(8)
+    began = time.monotonic()
+
+    def rss_mb() -> float:
+        status = Path("/proc/self/status").read_text()
+        return next(int(line.split()[1]) for line in status.splitlines()
+                    if line.startswith("VmRSS:")) / 1024
+
+    def snapshots() -> None:
+        time.sleep(t1)
+        first, rss1, traced1 = tracemalloc.take_snapshot(), rss_mb(), tracemalloc.get_traced_memory()[0]
+        time.sleep(t2 - t1)
+        second, rss2, traced2 = tracemalloc.take_snapshot(), rss_mb(), tracemalloc.get_traced_memory()[0]
+        own = [tracemalloc.Filter(False, tracemalloc.__file__)]
+        first, second = first.filter_traces(own), second.filter_traces(own)
+        lines = [f"at {t1:g} s and {t2:g} s: RSS {rss1:.1f} -> {rss2:.1f} MB, "
+                 f"traced {traced1 / 2**20:.1f} -> {traced2 / 2**20:.1f} MB"]
+        for key in ("lineno", "traceback"):
+            lines.append(f"==== largest differences by {key}")
+            for stat in second.compare_to(first, key)[:30]:
+                lines.append(f"{stat.size_diff / 1024:+.1f} KB {stat.count_diff:+d} blocks")
+                lines += stat.traceback.format() if key == "traceback" else [f"   {stat.traceback[0]}"]
+        out.write_text("\n".join(lines) + "\n")
+
+    thread = threading.Thread(target=snapshots, daemon=True)
+    thread.start()
+    from loadaction.cli import main as loadaction_main
+    code = loadaction_main(rest)
+    thread.join(timeout=max(0.0, t2 - (time.monotonic() - began)) + 120)  # T2 past the end: no file
+    return code
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["_traced"]:
+        return traced(argv[1:])
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--profile", default="soak")
     parser.add_argument("--scenario", default="ticket-purchase")
     parser.add_argument("--interval", type=float, default=10.0, help="seconds between RSS samples")
     parser.add_argument("--out", type=Path, required=True, help="directory for samples and summary")
     parser.add_argument("--python", default=str(REPO_DIR / ".venv" / "bin" / "python"))
+    parser.add_argument("--trace", metavar="T1,T2",
+                        help="run under tracemalloc, snapshots T1 and T2 s in (OUT/tracemalloc.txt)")
     parser.add_argument("run_args", nargs="*", help="after --: more `loadaction run` arguments")
     args = parser.parse_args(argv)
+    args.argv = argv
     args.out.mkdir(parents=True, exist_ok=True)
 
     target, env = start_target(args.python)
     try:
         ph = phases(args.profile, args.scenario, env)
-        command = [args.python, "-m", "loadaction", "run", str(PLAN.relative_to(REPO_DIR)),
+        runner = ([str(Path(__file__).resolve()), "_traced", args.trace, str(args.out / "tracemalloc.txt")]
+                  if args.trace else ["-m", "loadaction"])
+        command = [args.python, *runner, "run", str(PLAN.relative_to(REPO_DIR)),
                    "--profile", args.profile, "--scenario", args.scenario,
                    "--out", str(args.out / "run"), "--quiet", *args.run_args]
         log = (args.out / "run.log").open("w")
