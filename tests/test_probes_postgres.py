@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from loadaction.report import render
 from tests.conftest import postgres_url
 
 APP = "probes-test"
@@ -129,6 +130,11 @@ flows:
     assert calls["last"] == SLEEPS and calls["min"] >= 0
     mean = _series(doc, "pg_query_mean_ms")[(("probe", "db"), ("query", row["queryid"]))]
     assert mean["last"] == pytest.approx(row["mean_ms"])
+
+    md = render(doc, "md")  # the statements table has the queries; per-query series stay out
+    assert f"`{row['queryid']}` SELECT pg\\_sleep" in md
+    assert r"pg\_connections{probe:db,state:idle} | 3 |" in md
+    assert r"pg\_query\_calls{" not in md and "query=" not in md
 
 
 def test_postgres_probe_that_cannot_connect_counts_errors(target, write_plan, run_plan,

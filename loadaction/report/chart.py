@@ -270,8 +270,10 @@ def probe_charts(doc: Mapping[str, Any], max_charts: int = MAX_PROBE_CHARTS) -> 
     up with the scenarios' charts. Each point is the mean of the samples
     within half a step of it; a point without samples repeats the previous
     value (xychart has no gaps, see the module docstring; a gauge holds its
-    value until read again), and points before the first sample take it."""
-    series = (doc.get("probes") or {}).get("series") or []
+    value until read again), and points before the first sample take it.
+    Per-query series (the postgres probe's top N) are left to the statements table."""
+    series = [s for s in (doc.get("probes") or {}).get("series") or []
+              if "query" not in (s.get("tags") or {})]
     duration = float(doc.get("duration_s") or 0.0)
     charts = []
     for entry in series[:max_charts]:

@@ -55,14 +55,16 @@ def _probe_row(probe: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _metric_rows(doc: Mapping[str, Any], section: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """One row per probe series (metric and tag set), in the order first sampled."""
+    """One row per probe series (metric and tag set), in the order first
+    sampled; per-query series are the statements table's, not rows here (the
+    top N changes over a run, so there are many)."""
     seen = dict.fromkeys(s["metric"] for s in section.get("series") or [])
     rows = []
     for metric in seen:
         entry = doc["metrics"].get(metric) or {}
         for part in entry.get("by_tags") or []:
             sink = part["sink"]
-            if not sink.get("count"):
+            if not sink.get("count") or "query" in part["tags"]:
                 continue
             rows.append({
                 "metric": format_selector(metric, sorted(part["tags"].items())),
