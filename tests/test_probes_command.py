@@ -29,8 +29,11 @@ flows:
 
 
 def test_command_prints_numbers(target, write_plan, run_plan):
-    code, doc = run_plan(write_plan(_plan(target.url, "print('noise'); print(); print(42.5)")))
+    plan = _plan(target.url, "print('noise'); print(); print(42.5)").replace(
+        "thresholds:\n", "thresholds:\n  probe_errors: [count==0]\n")
+    code, doc = run_plan(write_plan(plan))
     assert code == 0, doc["thresholds"]
+    assert [t["verdict"] for t in doc["thresholds"]] == ["pass", "pass"]
     probe = doc["probes"]["probes"][0]
     assert probe["samples"] >= 2 and probe["errors"] == 0
     assert doc["metrics"]["queue_depth"]["total"]["last"] == 42.5
@@ -47,8 +50,11 @@ def test_a_budget_on_the_command_fails(target, write_plan, run_plan):
     ("import time; time.sleep(30)", "150ms", "timeout"),
 ])
 def test_command_errors(target, write_plan, run_plan, code, timeout, kind):
-    exit_code, doc = run_plan(write_plan(_plan(target.url, code, timeout=timeout)))
-    assert exit_code == 99 and doc["thresholds"][0]["verdict"] == "no data"
+    plan = _plan(target.url, code, timeout=timeout).replace(
+        "thresholds:\n", "thresholds:\n  \"probe_errors{probe:queue}\": [count==0]\n")
+    exit_code, doc = run_plan(write_plan(plan))
+    assert exit_code == 99
+    assert [t["verdict"] for t in doc["thresholds"]] == ["fail", "no data"]
     probe = doc["probes"]["probes"][0]
     assert probe["samples"] == 0 and set(probe["errors_by_kind"]) == {kind}
     assert probe["errors"] >= 1 and probe["last_error"]

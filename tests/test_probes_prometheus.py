@@ -136,6 +136,7 @@ def test_a_broken_metrics_url_is_counted_errors_and_no_data(metrics, write_plan,
     assert probe["last_error"]
     counted = _by_tags(doc, "probe_errors")
     assert sum(s["count"] for s in counted.values()) == probe["errors"]
+    assert counted.pop((("probe", "app"),))["count"] == 0  # the zero every probe starts with
     assert set(counted) == {(("error", k), ("probe", "app")) for k in kinds}
 
 

@@ -147,6 +147,9 @@ class ProbesPlugin:
                 live.status.enabled = enabled
                 if not enabled:
                     continue
+                # 0 errors is data: `probe_errors: [count==0]` passes on a healthy probe
+                assert self._registry is not None
+                self._registry.add(PROBE_ERRORS, 0, (("probe", live.probe.name),))
                 try:
                     live.sampler = self._sampler(live.probe, render)
                 except ProbeFailure as exc:
