@@ -69,3 +69,13 @@ def test_a_disabled_probe_records_nothing(target, write_plan, run_plan):
     probe = doc["probes"]["probes"][0]
     assert probe["enabled"] is False and probe["samples"] == 0 and probe["errors"] == 0
     assert code == 99 and doc["thresholds"][0]["verdict"] == "no data"
+
+
+def test_an_argv_that_does_not_render_is_an_error_each_interval(target, write_plan, run_plan):
+    plan = _plan(target.url, "print(1)").replace(
+        '"-c", "print(1)"]', '"-c", "print({{ 1 // (vars.zero | int) }})"]') + "vars: {zero: '0'}\n"
+    code, doc = run_plan(write_plan(plan))
+    assert code == 99 and doc["thresholds"][0]["verdict"] == "no data"
+    probe = doc["probes"]["probes"][0]
+    assert set(probe["errors_by_kind"]) == {"command_failed"} and probe["errors"] >= 3
+    assert probe["last_error"].startswith("template:")

@@ -117,7 +117,7 @@ def _load_plan(path: str | Path, *, target: str | None, profile: str | None,
                          vars=own_vars | assigned_vars(setup), secrets=declared_secrets)
     phases = phase_values(faults) if faults else None
     probes = parse_probes(root.get("probes"), templates=templates, target=plan_target,
-                          allowed_hosts=hosts, secrets=secrets,
+                          allowed_hosts=hosts,
                           taken={*BUILTIN_METRICS, *CHAOS_METRICS, *metrics})
     # probe samples are gauges (and their errors a counter) that budgets may name
     budget_metrics = {**metrics, **_probe_metrics(probes)}

@@ -239,8 +239,7 @@ class Probe:
 # ----------------------------------------------------------------- parsing
 
 def parse_probes(node: Node | None, *, templates: Templates, target: str,
-                 allowed_hosts: Collection[str], taken: Collection[str],
-                 secrets: Collection[str]) -> tuple[Probe, ...]:
+                 allowed_hosts: Collection[str], taken: Collection[str]) -> tuple[Probe, ...]:
     """`taken`: metric names already in use (built-in, chaos and custom)."""
     if node is None:
         return ()
@@ -251,7 +250,7 @@ def parse_probes(node: Node | None, *, templates: Templates, target: str,
             raise PlanError(f"probe name '{name}' must be letters, digits, '_', '.' or '-'",
                             entry.key_source)
         probe = _probe(name, expect_map(entry.value, f"probe '{name}'"), templates, target,
-                       allowed_hosts, secrets)
+                       allowed_hosts)
         for metric, source in _metric_sources(probe):
             if metric in taken or metric == PROBE_ERRORS:
                 raise PlanError(f"probe '{name}': metric '{metric}' is already a built-in or "
@@ -274,7 +273,7 @@ def _metric_sources(probe: Probe) -> list[tuple[str, Source]]:
 
 
 def _probe(name: str, node: Map, templates: Templates, target: str,
-           allowed_hosts: Collection[str], secrets: Collection[str]) -> Probe:
+           allowed_hosts: Collection[str]) -> Probe:
     kinds = [kind for kind in ProbeKind if kind.value in node]
     if not kinds:  # a misspelt kind is an unknown key, with its suggestion
         check_keys(node, (*(k for keys in _KIND_KEYS.values() for k in keys), *_COMMON_KEYS),
@@ -302,8 +301,7 @@ def _probe(name: str, node: Map, templates: Templates, target: str,
     if kind is ProbeKind.PROMETHEUS:
         spec = _prometheus(node, where, templates, target, allowed_hosts)
     elif kind is ProbeKind.POSTGRES:
-        spec = _postgres(expect_map(required(node, "postgres", where), "postgres"), templates,
-                         secrets)
+        spec = _postgres(expect_map(required(node, "postgres", where), "postgres"), templates)
     else:
         spec = _command(node, where, templates)
     return Probe(name, kind, interval, timeout, when, spec, node.source)
@@ -350,7 +348,7 @@ def _prometheus(node: Map, where: str, templates: Templates, target: str,
                            tuple(headers), tuple(metrics))
 
 
-def _postgres(config: Map, templates: Templates, secrets: Collection[str]) -> PostgresProbe:
+def _postgres(config: Map, templates: Templates) -> PostgresProbe:
     check_keys(config, ("dsn", "application_name", "statements"), "in postgres")
     dsn_node = required(config, "dsn", "in postgres")
     dsn = expect_str(dsn_node, "dsn")
@@ -358,7 +356,9 @@ def _postgres(config: Map, templates: Templates, secrets: Collection[str]) -> Po
     if url_passwords(literal):
         raise PlanError("dsn: the password is written in the plan; read the DSN from secrets",
                         dsn_node.source, 'dsn: "{{ secrets.DATABASE_URL }}"')
-    if not re.search(r"\bsecrets\b", dsn) or not is_template(dsn):
+    first = len(templates.references)
+    compiled = templates.compile_string(dsn, dsn_node.source)
+    if not any(ref.root == "secrets" for ref in templates.references[first:]):
         raise PlanError("dsn: must be templated from secrets", dsn_node.source,
                         'declare it under secrets: and write dsn: "{{ secrets.DATABASE_URL }}"')
     application = None
@@ -373,7 +373,7 @@ def _postgres(config: Map, templates: Templates, secrets: Collection[str]) -> Po
     if importlib.util.find_spec("asyncpg") is None:
         raise PlanError("a postgres probe needs asyncpg, which is not installed", config.source,
                         "pip install 'loadaction[postgres]'")
-    return PostgresProbe(templates.compile_string(dsn, dsn_node.source), application, statements)
+    return PostgresProbe(compiled, application, statements)
 
 
 def _command(node: Map, where: str, templates: Templates) -> CommandProbe:

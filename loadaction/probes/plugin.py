@@ -53,14 +53,15 @@ class Sampler(Protocol):
 
 
 class _Refused:
-    """A probe whose host is not allowed: every interval is a counted
-    `host_not_allowed` error, and nothing is sent."""
+    """A probe that cannot sample at all (its host is not allowed, its URL,
+    DSN or argv did not render): every interval is the same counted error,
+    and nothing is sent."""
 
-    def __init__(self, message: str) -> None:
-        self._message = message
+    def __init__(self, failure: ProbeFailure) -> None:
+        self._failure = failure
 
     async def sample(self) -> tuple[list[Reading], list[ProbeFailure]]:
-        raise ProbeFailure(ProbeErrorKind.HOST_NOT_ALLOWED, self._message)
+        raise ProbeFailure(self._failure.kind, self._failure.message)
 
     async def close(self) -> None:
         pass
@@ -118,6 +119,10 @@ class ProbesPlugin:
             except asyncio.CancelledError:
                 if asyncio.current_task().cancelling():  # type: ignore[union-attr]
                     raise
+            except Exception as exc:  # a bug in sampling: reported on every probe, not a crash
+                for live in self._live:
+                    self._failed(live, ProbeFailure(_UNFORESEEN[live.probe.kind],
+                                                    f"sampling stopped: {exc!r}"))
         for live in self._live:
             if live.sampler is not None:
                 try:
@@ -141,8 +146,9 @@ class ProbesPlugin:
             for live in self._live:
                 try:
                     enabled = live.probe.when is None or bool(render(live.probe.when))
-                except Exception as exc:
-                    self._failed(live, ProbeFailure(ProbeErrorKind.PARSE, f"when: {exc}"))
+                except Exception as exc:  # a template error: the probe is off, and says why
+                    self._failed(live, ProbeFailure(_UNFORESEEN[live.probe.kind],
+                                                    f"when: {exc}"))
                     enabled = False
                 live.status.enabled = enabled
                 if not enabled:
@@ -153,7 +159,10 @@ class ProbesPlugin:
                 try:
                     live.sampler = self._sampler(live.probe, render)
                 except ProbeFailure as exc:
-                    live.sampler = _Refused(exc.message)
+                    live.sampler = _Refused(exc)
+                except Exception as exc:  # the URL, DSN or argv did not render
+                    live.sampler = _Refused(ProbeFailure(_UNFORESEEN[live.probe.kind],
+                                                         self._mask(f"template: {exc}")))
                 tg.create_task(self._loop(live))
 
     def _sampler(self, probe: Probe, render: Callable[[Any], Any]) -> Sampler:
