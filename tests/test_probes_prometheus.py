@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from loadaction.cli import main
+from loadaction.report import render
 from tests.probe_servers import MetricsTarget, serve_metrics
 
 
@@ -161,6 +162,8 @@ def test_the_probe_target_dies_mid_run(metrics, write_plan, run_plan):
     assert probe["errors_by_kind"]["connect"] > 0  # every scrape after it died
     assert probe["errors_by_kind"]["no_series"] == 4 * 3  # pool_a, pool_re, errors_5xx unset
     assert "127.0.0.1" in probe["last_error"]
+    md = render(doc, "md")  # the report says what happened
+    assert "#### Probes" in md and "connect" in md
     assert doc["metrics"]["http_reqs"]["total"]["count"] > 0
 
 
