@@ -100,8 +100,9 @@ def test_selectors_delta_and_linear_slope(metrics, write_plan, run_plan):
     tolerance = max(0.01, 4 * (max(lateness) - min(lateness)) / span)
     slope = doc["metrics"]["memory"]["total"]["slope"]
     assert slope == pytest.approx(rate_per_s * 60, rel=tolerance)
-    # first sample at t=0, then every 100 ms on the run clock
-    assert points[0][0] < 0.1
+    # the first sample is taken when the load starts (t=0), not an interval later;
+    # its time is when it was read, so allow a stalled runner a third of the run
+    assert points[0][0] < 0.5
 
 
 def test_budgets_on_probe_metrics_fail_with_exit_99(metrics, write_plan, tmp_path, capsys):
@@ -151,16 +152,18 @@ def test_the_probe_target_dies_mid_run(metrics, write_plan, run_plan):
     # the load goes elsewhere (a second server) so the run itself goes on
     with serve_metrics() as load:
         plan = write_plan(_plan(metrics, '  memory: ["max<=100", "last==100"]',
-                                duration="1200ms").replace(f"target: {metrics.url}",
+                                duration="2s").replace(f"target: {metrics.url}",
                                                            f"target: {load.url}")
                           .replace("url: /metrics", f"url: {metrics.url}/metrics")
                           + f"allowedHosts: ['127.0.0.1:{metrics.url.rsplit(':', 1)[1]}']\n")
         code, doc = run_plan(plan)
     assert code == 0, doc["thresholds"]
     probe = doc["probes"]["probes"][0]
-    assert probe["samples"] == 4  # the four scrapes that answered (memory; the rest unset)
+    # the scrapes that answered before it died (the fourth may be cut off by its death)
+    samples = probe["samples"]
+    assert samples in (3, 4) and doc["metrics"]["memory"]["total"]["count"] == samples
     assert probe["errors_by_kind"]["connect"] > 0  # every scrape after it died
-    assert probe["errors_by_kind"]["no_series"] == 4 * 3  # pool_a, pool_re, errors_5xx unset
+    assert probe["errors_by_kind"]["no_series"] == samples * 3  # the other selectors: unset
     assert "127.0.0.1" in probe["last_error"]
     md = render(doc, "md")  # the report says what happened
     assert "#### Probes" in md and "connect" in md
