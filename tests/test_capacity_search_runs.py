@@ -361,3 +361,58 @@ def test_start_lateness_over_its_limit_is_unknown_not_a_pass(pool: Pool, tmp_pat
     assert any(r.startswith("iteration start lateness p(95)") for r in step["reasons"])
     assert doc["capacity"]["rate"] is None and doc["capacity"]["limited_by"] == "generator"
     assert code == 3  # nothing could be shown
+
+
+def test_a_generator_short_of_cpu_is_unknown_not_a_pass(tmp_path: Path) -> None:
+    """The target here runs on the generator's own event loop and burns 20 ms
+    of CPU per request; 100 a second need two cores of it. The loop saturates,
+    iterations start late and this process's CPU nears a core: whatever the
+    latencies say, the step is unknown, never a pass (and on a runner too busy
+    to give it that core, the lateness alone says so)."""
+    import asyncio
+    import time
+
+    from aiohttp import web
+
+    from loadaction.capacity.command import CapacitySearch, Options
+    from loadaction.capacity.search import SearchConfig
+    from loadaction.capacity.step import StepConfig
+    from loadaction.plan import load_plan
+    from loadaction.plan.model import Limits
+
+    async def burn(request: web.Request) -> web.Response:
+        end = time.process_time() + 0.02
+        while time.process_time() < end:
+            pass
+        return web.Response(text="ok")
+
+    rows: list[str] = []
+
+    async def search() -> int:
+        app = web.Application()
+        app.router.add_get("/hold", burn)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        try:
+            plan = load_plan(plan_for(Pool(f"http://127.0.0.1:{port}", 1, 1.0),
+                                      tmp_path / "plan.yml", budget=False), scenarios=["hold"])
+            options = Options(
+                scenario="hold",
+                search=SearchConfig(start_rate=100, max_rate=100, max_steps=1),
+                step=StepConfig(duration_s=3, warmup_s=1, max_vus=1000, max_error_rate=0.01,
+                                max_lateness_ms=100),
+                limits=Limits(), min_rate=None, out=tmp_path / "out")
+            return await CapacitySearch(plan, options, print_line=rows.append).execute()
+        finally:
+            await runner.cleanup()
+
+    code = asyncio.run(search())
+    doc = json.loads((tmp_path / "out" / "results.json").read_text())
+    (step,) = doc["capacity"]["steps"]
+    assert step["verdict"] == "unknown", rows
+    generator = ("generator CPU", "iteration start lateness", "generator started")
+    assert any(r.startswith(generator) for r in step["reasons"]), step["reasons"]
+    assert doc["capacity"]["rate"] is None and code == 3
