@@ -15,6 +15,7 @@ import pytest
 
 from loadaction.cli import main
 from loadaction.plan import load_plan
+from loadaction.probes.plugin import dsn_host
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -127,3 +128,16 @@ def test_the_documented_probes_example_loads(tmp_path):
                                      "DATABASE_URL": "postgresql://u:pw@127.0.0.1/db"})
     assert [p.name for p in plan.probes] == ["target", "db", "queue"]
     assert [t.metric for t in plan.thresholds] == ["target_memory_bytes", "pg_connections"]
+
+
+@pytest.mark.parametrize(("dsn", "host", "port"), [
+    ("postgresql://u:p@DB.example.com:6543/app", "db.example.com", 6543),
+    ("postgresql://u@127.0.0.1/app", "127.0.0.1", 5432),
+    ("postgresql:///app?host=/var/run/postgresql", None, 5432),
+    ("postgresql:///app?host=db.internal&port=5433", "db.internal", 5433),
+    ("host=db.internal port=5433 dbname=app", "db.internal", 5433),
+    ("dbname=app", None, 5432),
+])
+def test_the_dsn_host_the_allowlist_checks(dsn, host, port):
+    """A local socket reaches no other machine, so it needs no allowed host."""
+    assert dsn_host(dsn) == (host, port)

@@ -17,7 +17,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from loadaction.engine.clock import RunClock
 from loadaction.engine.hooks import Attribution, FinishedLoad, LoadContext
@@ -175,7 +175,8 @@ class ProbesPlugin:
         if isinstance(spec, PostgresProbe):
             dsn = str(render(spec.dsn))
             host, port = dsn_host(dsn)
-            self._check_host(host, port, "the postgres DSN")
+            if host is not None:  # None: a local socket, which reaches no other machine
+                self._check_host(host, port, "the postgres DSN")
             return PostgresSampler(dsn, spec.application_name, spec.statements, probe.timeout,
                                    probe.name, self._mask)
         assert isinstance(spec, CommandProbe)
@@ -252,16 +253,25 @@ _KEYWORD_HOST = re.compile(r"(?:^|\s)host\s*=\s*'?([^\s']+)")
 _KEYWORD_PORT = re.compile(r"(?:^|\s)port\s*=\s*'?([0-9]+)")
 
 
-def dsn_host(dsn: str) -> tuple[str | None, int | None]:
-    """The host and port of a URL DSN (`postgresql://u@h:5432/db`) or a
-    keyword one (`host=h port=5432 dbname=db`); a socket directory is no host."""
+def dsn_host(dsn: str) -> tuple[str | None, int]:
+    """The host and port of a URL DSN (`postgresql://u@h:5432/db`, or
+    `?host=h`) or a keyword one (`host=h port=5432 dbname=db`). None for a
+    local socket (a directory, or no host at all: libpq's default)."""
     if "://" in dsn:
         parts = urlsplit(dsn)
         try:
             port = parts.port
         except ValueError:
             port = None
-        return parts.hostname, port or 5432
-    host = _KEYWORD_HOST.search(dsn)
-    port = _KEYWORD_PORT.search(dsn)
-    return (host.group(1) if host else None), int(port.group(1)) if port else 5432
+        query = parse_qs(parts.query)
+        host = parts.hostname or (query.get("host") or [None])[0]
+        if port is None and (query.get("port") or [""])[0].isdigit():
+            port = int(query["port"][0])
+    else:
+        found = _KEYWORD_HOST.search(dsn)
+        host = found.group(1) if found else None
+        found = _KEYWORD_PORT.search(dsn)
+        port = int(found.group(1)) if found else None
+    if host is None or host.startswith("/"):
+        return None, port or 5432
+    return host.lower(), port or 5432
