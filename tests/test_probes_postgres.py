@@ -160,3 +160,27 @@ flows:
     probe = doc["probes"]["probes"][0]
     assert probe["errors_by_kind"]["connect"] >= 1 and probe["samples"] == 0
     assert "hunter2secret" not in str(doc)
+
+
+def test_a_dsn_to_a_disallowed_host_sends_nothing(target, write_plan, run_plan, monkeypatch):
+    postgres_url()  # asyncpg must be there
+    monkeypatch.setenv("PROBE_DB", "postgresql://u:s3cretpass@db.example.invalid:5432/app")
+    plan = write_plan(f"""
+target: {target.url}
+secrets: [PROBE_DB]
+probes:
+  db:
+    postgres: {{dsn: "{{{{ secrets.PROBE_DB }}}}"}}
+    interval: 200ms
+thresholds:
+  pg_connections_total: ["max<100"]
+scenarios:
+  s: {{executor: constant-vus, vus: 1, duration: 600ms, exec: f}}
+flows:
+  f: [{{request: {{url: /ok}}}}, {{think: 100ms}}]
+""")
+    code, doc = run_plan(plan)
+    assert code == 99 and doc["thresholds"][0]["verdict"] == "no data"
+    probe = doc["probes"]["probes"][0]
+    assert set(probe["errors_by_kind"]) == {"host_not_allowed"} and probe["errors"] >= 3
+    assert "db.example.invalid" in probe["last_error"] and "s3cretpass" not in str(doc)
