@@ -141,3 +141,21 @@ def test_the_documented_probes_example_loads(tmp_path):
 def test_the_dsn_host_the_allowlist_checks(dsn, host, port):
     """A local socket reaches no other machine, so it needs no allowed host."""
     assert dsn_host(dsn) == (host, port)
+
+
+def test_validate_lists_the_probes(tmp_path, capsys):
+    plan = tmp_path / "plan.yml"
+    plan.write_text(HEAD.replace("secrets: [DB]\n", "") + """  app:
+    prometheus: {url: "http://u:hunter2pw@127.0.0.1:9/metrics"}
+    interval: 500ms
+    metrics: {memory: process_resident_memory_bytes, pool: 'demo_db_pool_in_use{pool="a"}'}
+  q:
+    command: [echo, "{{ 1 + 1 }}"]
+    metric: depth
+""")
+    assert main(["validate", str(plan)]) == 0
+    out = capsys.readouterr().out
+    assert "probes: 2" in out
+    assert "  app  prometheus: http://u:***@127.0.0.1:9/metrics every 0.5s (timeout 0.5s)" in out
+    assert "metrics: memory, pool" in out and "hunter2pw" not in out
+    assert "  q  command: echo {{ 1 + 1 }} every 1s" in out

@@ -11,6 +11,7 @@ from loadaction.plan.model import (
     ExecutorSpec, Fault, FaultAction, HttpFault, PerVUIterations, Plan, RampingArrivalRate,
     RampingVUs, ReorderFault, SharedIterations, TamperFault, TimeoutRetryFault, ToxiproxyFault,
 )
+from loadaction.plan.probes import CommandProbe, PostgresProbe, PrometheusProbe
 from loadaction.plan.templates import Static
 
 
@@ -47,11 +48,40 @@ def describe(plan: Plan) -> str:
                      f"{_shape(s.executor)}  (flow {s.exec}, gracefulStop {s.graceful_stop:g}s)")
     if plan.chaos:
         lines.extend(_chaos(plan))
+    if plan.probes:
+        lines.extend(_probes(plan))
     lines.append(f"thresholds: {len(plan.thresholds)}")
     for t in plan.thresholds:
         flags = "".join([" abortOnFail" if t.abort_on_fail else "", " optional" if t.optional else ""])
         lines.append(f"  {t.selector}  {t.expr.text}{flags}  ({t.source})")
     return "\n".join(lines)
+
+
+def _probes(plan: Plan) -> list[str]:
+    """Each probe, where it reads (a templated URL or DSN shows as written:
+    it is rendered when the load starts) and the metrics it records."""
+    lines = [f"probes: {len(plan.probes)}"]
+    for probe in plan.probes:
+        spec = probe.spec
+        if isinstance(spec, PrometheusProbe):
+            where = spec.static_url or f"{_written(spec.url)} (rendered at load start)"
+        elif isinstance(spec, PostgresProbe):
+            where = "the DSN " + _written(spec.dsn)
+        else:
+            assert isinstance(spec, CommandProbe)
+            where = " ".join(_written(arg) for arg in spec.argv)
+        when = f", when {_written(probe.when)}" if probe.when is not None else ""
+        lines.append(f"  {probe.name}  {probe.kind.value}: {where} every {probe.interval:g}s "
+                     f"(timeout {probe.timeout:g}s{when})  ({probe.source})")
+        lines.append(f"      metrics: {', '.join(probe.metric_names)}")
+    return lines
+
+
+def _written(value: object) -> str:
+    """A compiled plan value as the plan wrote it (a template's own text)."""
+    if isinstance(value, Static):
+        return str(value.value)
+    return str(getattr(value, "text", value))
 
 
 def _chaos(plan: Plan) -> list[str]:
