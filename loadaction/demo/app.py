@@ -456,7 +456,11 @@ def make_app(store: Store, keys: DemoKeys, faults: FaultState | None = None, *,
                                        hold_connection])
     state = faults or FaultState()
     hub = RealtimeHub(state, realtime or RealtimeSettings())
-    pool = Pool(lambda: state.current().pool_size or DEFAULT_POOL_SIZE, pool_timeout_s)
+    # The pool fault changed at run time can shrink the pool, never grow it past
+    # what the store was opened with (PostgreSQL's connections are opened for that).
+    capacity = state.base.pool_size or DEFAULT_POOL_SIZE
+    pool = Pool(lambda: min(state.current().pool_size or DEFAULT_POOL_SIZE, capacity),
+                pool_timeout_s)
     leak = Leak()
     app[CONTEXT] = Context(store=store, keys=keys, faults=state, clock=clock, realtime=hub,
                            pool=pool, metrics=DemoMetrics(pool, hub, leak), leak=leak)

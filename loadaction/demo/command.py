@@ -1,6 +1,13 @@
 """`loadaction demo`: the bundled target and the four ticketing scenarios, with
 no set-up at all — the target starts on a free loopback port, the plan is
-pointed at it with the target's own keys, and both stop when the run ends."""
+pointed at it with the target's own keys, and both stop when the run ends.
+The target runs in a child process (see `child`), so the memory its
+/metrics reports is its own, not the load generator's.
+
+The plan's probes watch the target's /metrics, and with `--database-url`
+its PostgreSQL too: the URL reaches the plan only as the optional secret
+DATABASE_URL (masked wherever it could be printed). Without it an inherited
+DATABASE_URL is dropped, so a SQLite demo never probes some other database."""
 
 from __future__ import annotations
 
@@ -12,7 +19,9 @@ from typing import Any
 
 from loadaction.argtypes import positive
 from loadaction.demo.faults import FLAG_HELP, Invalid, parse_flags
-from loadaction.demo.serve import StoreUnavailable, running_target
+from loadaction.demo.auth import DemoKeys
+from loadaction.demo.child import child_target
+from loadaction.demo.serve import StoreUnavailable, client_env
 from loadaction.errors import PlanError, RunError
 from loadaction.github.cli import add_baseline_argument, load_baseline
 from loadaction.plan import load_plan
@@ -24,6 +33,8 @@ SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
 PLAN = SCENARIOS / "ticketing.yml"
 CHAOS_PLAN = SCENARIOS / "chaos.yml"
 DEFAULT_PROFILE = "pr"  # about a minute
+DATABASE_SECRET = "DATABASE_URL"  # the plan's optional secret: its db probe runs when set
+_PROBE_ENV = ("DATABASE_URL", "TARGET_METRICS", "TARGET_METRICS_URL")  # a staging's, not the demo's
 
 
 def add_demo_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -63,10 +74,15 @@ async def _demo(args: argparse.Namespace) -> int:
     if isinstance(faults, Invalid):
         raise PlanError(faults.message)
     try:
-        async with running_target(database_url=args.database_url, faults=faults) as target:
-            plan = load_plan(CHAOS_PLAN if args.chaos else PLAN, target=target.url, profile=args.profile,
+        keys = DemoKeys.generate()
+        async with child_target(args.database_url, faults, keys) as (url, _store):
+            env = {name: value for name, value in os.environ.items() if name not in _PROBE_ENV}
+            env.update(client_env(url, keys))
+            if args.database_url is not None:
+                env[DATABASE_SECRET] = args.database_url
+            plan = load_plan(CHAOS_PLAN if args.chaos else PLAN, target=url, profile=args.profile,
                              scenarios=args.scenario,
-                             overrides=overrides_from_args(args), env={**os.environ, **target.env})
+                             overrides=overrides_from_args(args), env=env)
             return await run_and_report(plan, out=args.out, quiet=args.quiet,
                                         progress_interval_s=args.progress_interval,
                                         baselines=baselines)

@@ -15,6 +15,7 @@ import re
 import uuid
 from typing import Any
 
+from loadaction.demo.pool import DEFAULT_POOL_SIZE
 from loadaction.demo.store import (
     SCAN_COUNTED,
     CheckoutRefusal,
@@ -34,7 +35,7 @@ from loadaction.demo.store import (
 
 DEFAULT_SCHEMA = "loadaction_demo"
 APPLICATION_NAME = "loadaction-demo"  # what a postgres probe's application_name filter selects
-MAX_CONNECTIONS = 100  # asyncpg's ceiling; the app's pool gate (see `pool`) keeps use at its size
+WARM_CONNECTIONS = 20  # opened at start; the rest of the pool opens on demand
 _SCHEMA_LOCK_KEY = 0x10AD_AC71  # any constant; shared by every instance creating the schema
 
 
@@ -81,12 +82,12 @@ def _ticket(row: Any) -> dict[str, Any]:
 class PostgresStore:
     """An asyncpg pool over one schema; opened by `start()`, closed by `close()`.
 
-    `pool_size` connections are opened at start; the app's pool gate lets no
-    more than its size work at once, so asyncpg opens more only when the
-    `pool` fault grows the gate at run time."""
+    The app's pool gate (see `pool`) lets no more than `pool_size` requests
+    work at once, so asyncpg, with as many connections, never queues itself.
+    The `pool` fault changed at run time changes the gate, not this pool."""
 
     def __init__(self, database_url: str, *, schema: str = DEFAULT_SCHEMA,
-                 pool_size: int = 20) -> None:
+                 pool_size: int = DEFAULT_POOL_SIZE) -> None:
         if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", schema):
             raise ValueError(f"schema name must be a plain lower-case identifier, got {schema!r}")
         self._url = database_url
@@ -111,7 +112,7 @@ class PostgresStore:
         # pay for opening PostgreSQL connections (a backend fork each) in its
         # first second, which a staging behind a pooler never does.
         self._pool = await asyncpg.create_pool(
-            self._url, min_size=self._pool_size, max_size=max(self._pool_size, MAX_CONNECTIONS),
+            self._url, min_size=min(self._pool_size, WARM_CONNECTIONS), max_size=self._pool_size,
             server_settings={"application_name": APPLICATION_NAME})
         try:
             async with self._pool.acquire() as conn, conn.transaction():

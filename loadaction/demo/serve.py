@@ -39,13 +39,18 @@ class DemoTarget:
 
     @property
     def env(self) -> dict[str, str]:
-        return {"SUPABASE_URL": self.url,
-                "SUPABASE_ANON_KEY": self.keys.anon_key,
-                "SUPABASE_SERVICE_ROLE_KEY": self.keys.service_role_key,
-                "STRIPE_WEBHOOK_SECRET": self.keys.webhook_secret}
+        return client_env(self.url, self.keys)
 
     def export_lines(self) -> list[str]:
         return [f"export {name}={shlex.quote(value)}" for name, value in self.env.items()]
+
+
+def client_env(url: str, keys: DemoKeys) -> dict[str, str]:
+    """What a client of the target at `url` must export."""
+    return {"SUPABASE_URL": url,
+            "SUPABASE_ANON_KEY": keys.anon_key,
+            "SUPABASE_SERVICE_ROLE_KEY": keys.service_role_key,
+            "STRIPE_WEBHOOK_SECRET": keys.webhook_secret}
 
 
 class StoreUnavailable(RuntimeError):
