@@ -205,3 +205,14 @@ def test_a_templated_url_to_a_disallowed_host_is_refused_each_interval(metrics, 
     assert set(probe["errors_by_kind"]) == {"host_not_allowed"}
     assert probe["errors"] >= 3  # t=0, 0.2, 0.4 at least
     assert "localhost" in probe["last_error"] and "allowed hosts" in probe["last_error"]
+
+
+def test_a_templated_url_on_the_default_port_matches_host_and_port(metrics, write_plan, run_plan):
+    """`allowedHosts: [localhost:80]` allows `http://localhost/...`: the URL's port is 80."""
+    plan = write_plan(_plan(metrics, '  memory: ["max<1"]', duration="400ms", interval="200ms")
+                      .replace("prometheus: {url: /metrics}",
+                               "prometheus: {url: \"http://{{ 'localhost' }}/metrics\"}")
+                      + "allowedHosts: ['localhost:80']\n")
+    code, doc = run_plan(plan)
+    probe = doc["probes"]["probes"][0]
+    assert probe["errors"] > 0 and "host_not_allowed" not in probe["errors_by_kind"], probe

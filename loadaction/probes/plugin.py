@@ -81,7 +81,6 @@ class ProbesPlugin:
     attribution: Attribution | None = None
 
     def __init__(self, plan: Plan, *, masker: Masker | None = None) -> None:
-        self._probes = plan.probes
         self._target = plan.target
         self._allowed = frozenset(h.lower() for h in plan.allowed_hosts)
         self._mask: Callable[[str], str] = masker or Masker(plan.secrets.values())
@@ -169,7 +168,12 @@ class ProbesPlugin:
         spec = probe.spec
         if isinstance(spec, PrometheusProbe):
             url = spec.static_url or absolute_url(self._target, str(render(spec.url)))
-            self._check_host(urlsplit(url).hostname, urlsplit(url).port, url)
+            parts = urlsplit(url)
+            try:
+                port = parts.port or (443 if parts.scheme.lower() == "https" else 80)
+            except ValueError:  # a port that is no number: no host it names is allowed
+                port = None
+            self._check_host(parts.hostname, port, url)
             headers = [(k, str(render(v))) for k, v in spec.headers]
             return PrometheusSampler(url, headers, spec.metrics, probe.timeout)
         if isinstance(spec, PostgresProbe):
