@@ -53,7 +53,10 @@ psql_pg() { as_pg "$BIN/psql" -h 127.0.0.1 -p "$(cat "$DIR/port")" -U postgres -
 
 # The postgres probe reads pg_stat_statements, which must be preloaded: an
 # instance started without it (by an older copy of this script) is restarted.
+# It keeps its port, so a URL exported before stays good.
+KEEP_PORT=
 if running && ! psql_pg -c "SHOW shared_preload_libraries" | grep -q pg_stat_statements; then
+  KEEP_PORT="$(cat "$DIR/port")"
   as_pg "$BIN/pg_ctl" stop -D "$DIR/data" -m fast -w >/dev/null
 fi
 
@@ -66,7 +69,7 @@ if ! running; then
     as_pg "$BIN/initdb" -D "$DIR/data" -U postgres --auth=trust --encoding=UTF8 \
       --no-locale >"$DIR/initdb.log" 2>&1 || { cat "$DIR/initdb.log" >&2; die "initdb failed"; }
   fi
-  PORT="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+  PORT="${KEEP_PORT:-$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}"
   # Durability off: a throwaway test cluster trades crash safety for speed.
   as_pg "$BIN/pg_ctl" start -D "$DIR/data" -l "$DIR/server.log" -w -t 60 \
     -o "-k $DIR -h 127.0.0.1 -p $PORT -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c shared_preload_libraries=pg_stat_statements" \
