@@ -5,6 +5,8 @@
 # instance lives in $LOADACTION_PG_DIR (default /tmp/loadaction-pg), listens on
 # 127.0.0.1 only, on a free port, with trust auth: fine for a local throwaway,
 # never for anything else. Running it again reuses the running instance.
+# pg_stat_statements is preloaded and created in the database, for the
+# postgres probe's tests (they read its rows).
 # `.ci/postgres.sh stop` stops it. Only the URL goes to stdout.
 set -euo pipefail
 
