@@ -7,6 +7,8 @@ can be merged exactly from their encoded form.
 
 from __future__ import annotations
 
+import ctypes
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,8 +17,11 @@ from hdrh.histogram import HdrHistogram
 # 1 µs .. 1 h; longer samples are clamped to the top (and counted as such).
 HIGHEST_US = 3_600_000_000
 SIGNIFICANT_DIGITS = 3
-# Distinct values a trend buffers before folding them into its histogram.
-PENDING_LIMIT = 4096
+# Distinct values a trend buffers before folding them into its histogram: a
+# full buffer is ~70 KB (4096 was ~270 KB per trend, filled over the first
+# minutes of a run, which a soak saw as growth); folding costs the same per
+# distinct value either way (bench/SOAK.md).
+PENDING_LIMIT = 1024
 
 
 def new_histogram() -> HdrHistogram:
@@ -267,8 +272,16 @@ class TrendSink:
         return self._clamped
 
     def reset(self) -> None:
-        """Forget every sample (a fresh histogram: cheaper than zeroing one in Python)."""
-        self._hist = new_histogram()
+        """Forget every sample. The histogram's counts are zeroed in place (one
+        memset; hdrh's reset loops in Python): a fresh 94 KB histogram every
+        second per scenario churned the C heap, which a soak saw as growth."""
+        hist = self._hist
+        ctypes.memset(ctypes.addressof(hist.counts), 0, ctypes.sizeof(hist.counts))
+        hist.total_count = 0
+        hist.min_value = sys.maxsize
+        hist.max_value = 0
+        hist.start_time_stamp_msec = sys.maxsize
+        hist.end_time_stamp_msec = 0
         self._pending.clear()
         self._clamped = 0
         self._lo, self._hi = HIGHEST_US + 1, -1
