@@ -17,11 +17,11 @@ from hdrh.histogram import HdrHistogram
 # 1 µs .. 1 h; longer samples are clamped to the top (and counted as such).
 HIGHEST_US = 3_600_000_000
 SIGNIFICANT_DIGITS = 3
-# Distinct values a trend buffers before folding them into its histogram: a
-# full buffer is ~70 KB (4096 was ~270 KB per trend, filled over the first
-# minutes of a run, which a soak saw as growth); folding costs the same per
-# distinct value either way (bench/SOAK.md).
-PENDING_LIMIT = 1024
+# Distinct values a trend buffers before folding them into its histogram. A
+# full buffer is ~270 KB, filled over a run's first minutes (a soak sees it as
+# growth, bench/SOAK.md); 1,024 would fold loopback latencies (a few thousand
+# distinct microseconds) over and over, six times the cost per sample.
+PENDING_LIMIT = 4096
 
 
 def new_histogram() -> HdrHistogram:
