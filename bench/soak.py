@@ -24,8 +24,9 @@ slope over the held phase in MB per hour. The goal is growth < 5%. Both times
 come from the loaded plan's stages, so `--profile pr` (a 4.5 s ramp, 18 s held)
 is the same measurement, short. Arguments after `--` go to `loadaction run`.
 
-Writes OUT/samples.csv (t_s, rss_kb, cpu_s), OUT/summary.md, and the run's
-results.json under OUT/run/.
+Writes OUT/samples.csv (t_s, rss_kb, cpu_s), OUT/summary.md, OUT/meta.json
+(the command, its exit code and wall time: `--again` writes the summary again
+from these two files) and the run's results.json under OUT/run/.
 
 `--trace T1,T2` finds what grows: the run is started under tracemalloc (by
 this script's `_traced` mode, in the same process as loadaction) and takes
@@ -39,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import os
 import shlex
 import subprocess
@@ -143,19 +145,29 @@ def slope_mb_per_h(samples: list[Sample]) -> float:
     return cov / var * 3600 / 1024 if var else 0.0
 
 
+def machine() -> dict[str, str]:
+    """When, at which commit, how busy: taken as the run ends, kept in meta.json."""
+    commit = subprocess.run(["git", "-C", str(REPO_DIR), "describe", "--always", "--dirty"],
+                            capture_output=True, text=True).stdout.strip()
+    return {"at": f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC", "commit": commit,
+            "cpus": str(os.cpu_count()), "load": f"{os.getloadavg()[0]:.2f}"}
+
+
 def summary(args: argparse.Namespace, command: list[str], ph: Phases, samples: list[Sample],
-            code: int, wall_s: float) -> str:
+            code: int, wall_s: float, info: dict[str, str]) -> str:
     warm, end = at(samples, ph.warm_s), at(samples, ph.held_end_s)
     peak = max(samples, key=lambda s: s.rss_kb)
     held = [s for s in samples if ph.warm_s <= s.t_s <= ph.held_end_s]
     growth = (end.rss_kb - warm.rss_kb) / warm.rss_kb * 100
+    # a leak keeps growing; what fills once (buffers, caches) is done by mid-run
+    middle = at(samples, (ph.warm_s + ph.held_end_s) / 2)
+    second_half = [s for s in held if s.t_s >= middle.t_s]
+    late = (end.rss_kb - middle.rss_kb) / middle.rss_kb * 100
     mb = lambda kb: f"{kb / 1024:.1f} MB"  # noqa: E731
     verdict = "met" if growth < 5 else "MISSED"
-    commit = subprocess.run(["git", "-C", str(REPO_DIR), "describe", "--always", "--dirty"],
-                            capture_output=True, text=True).stdout.strip()
     return "\n".join([
-        f"Soak, profile `{args.profile}`, scenario `{args.scenario}`, {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, "
-        f"commit {commit}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} at the end",
+        f"Soak, profile `{args.profile}`, scenario `{args.scenario}`, {info['at']}, "
+        f"commit {info['commit']}, {info['cpus']} CPUs, load average {info['load']} at the end",
         "",
         f"    python bench/soak.py {shlex.join(args.argv)}",
         "",
@@ -167,6 +179,7 @@ def summary(args: argparse.Namespace, command: list[str], ph: Phases, samples: l
         "|---|---:|---:|",
         f"| start (first sample) | {samples[0].t_s:.0f} s | {mb(samples[0].rss_kb)} |",
         f"| after warm-up (end of the ramp up) | {warm.t_s:.0f} s | {mb(warm.rss_kb)} |",
+        f"| middle of the held load | {middle.t_s:.0f} s | {mb(middle.rss_kb)} |",
         f"| end of the held load | {end.t_s:.0f} s | {mb(end.rss_kb)} |",
         f"| max | {peak.t_s:.0f} s | {mb(peak.rss_kb)} |",
         f"| last sample (ramp down, report) | {samples[-1].t_s:.0f} s | {mb(samples[-1].rss_kb)} |",
@@ -174,6 +187,8 @@ def summary(args: argparse.Namespace, command: list[str], ph: Phases, samples: l
         f"Growth from warm-up to end: **{growth:+.2f}%** (goal < 5%: {verdict}); slope over the "
         f"held load {slope_mb_per_h(held):+.2f} MB/h ({len(held)} samples every {args.interval:g} s); "
         f"CPU {samples[-1].cpu_s:.1f} s over {wall_s:.0f} s wall; exit code {code}.",
+        f"Over the second half of the held load: {late:+.2f}%, slope "
+        f"{slope_mb_per_h(second_half):+.2f} MB/h.",
         "",
     ])
 
@@ -229,9 +244,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trace", metavar="T1,T2",
                         help="run under tracemalloc, snapshots T1 and T2 s in (OUT/tracemalloc.txt)")
     parser.add_argument("run_args", nargs="*", help="after --: more `loadaction run` arguments")
+    parser.add_argument("--again", action="store_true",
+                        help="no run: the summary again from OUT/samples.csv and OUT/meta.json")
     args = parser.parse_args(argv)
     args.argv = argv
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.again:
+        meta = json.loads((args.out / "meta.json").read_text())
+        args.argv = meta["argv"]
+        rows = (args.out / "samples.csv").read_text().splitlines()[1:]
+        samples = [Sample(float(t), int(rss), float(cpu)) for t, rss, cpu in
+                   (row.split(",") for row in rows)]
+        placeholders = {name: "http://127.0.0.1:9" if name == "SUPABASE_URL" else "placeholder"
+                        for name in TARGET_ENV}
+        ph = phases(args.profile, args.scenario, placeholders)
+        text = summary(args, meta["command"], ph, samples, meta["code"], meta["wall_s"],
+                       meta["machine"])
+        (args.out / "summary.md").write_text(text)
+        print(text)
+        return 0
 
     target, env = start_target(args.python)
     try:
@@ -265,7 +296,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"the run ended (exit {code}) before its held load did; see {args.out / 'run.log'}",
               file=sys.stderr)
         return 1
-    text = summary(args, command, ph, samples, code, wall)
+    info = machine()
+    (args.out / "meta.json").write_text(json.dumps(
+        {"argv": argv, "command": command, "code": code, "wall_s": wall, "machine": info}))
+    text = summary(args, command, ph, samples, code, wall, info)
     (args.out / "summary.md").write_text(text)
     print(text)
     return 0
