@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 # Sized for the bundled plan's full load: its widest burst is the dashboard's
 # 20 viewers each loading 3 reads at once (60), so a healthy target never
-# queues; PostgreSQL keeps 20 of them open from the start (see postgres_store).
+# queues; PostgreSQL opens as many connections at start (see postgres_store).
 DEFAULT_POOL_SIZE = 64
 
 DEFAULT_ACQUIRE_TIMEOUT_S = 2.0

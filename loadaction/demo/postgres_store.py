@@ -35,7 +35,6 @@ from loadaction.demo.store import (
 
 DEFAULT_SCHEMA = "loadaction_demo"
 APPLICATION_NAME = "loadaction-demo"  # what a postgres probe's application_name filter selects
-WARM_CONNECTIONS = 20  # opened at start; the rest of the pool opens on demand
 _SCHEMA_LOCK_KEY = 0x10AD_AC71  # any constant; shared by every instance creating the schema
 
 
@@ -75,8 +74,14 @@ def _event(row: Any) -> dict[str, Any]:
     return {**dict(row), "created_at": iso(row["created_at"])}
 
 
-def _ticket(row: Any) -> dict[str, Any]:
-    return {**dict(row), "scanned_at": iso(row["scanned_at"])}
+# A ticket row as JSON, its scanned_at written as `store.iso` writes it
+# (UTC, +00:00, microseconds only when there are any).
+_ISO_UTC = ("CASE WHEN scanned_at IS NULL THEN NULL ELSE"
+            " to_char(scanned_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS')"
+            " || CASE WHEN extract(microseconds FROM scanned_at)::bigint % 1000000 = 0 THEN ''"
+            " ELSE to_char(scanned_at AT TIME ZONE 'UTC', '.US') END || '+00:00' END")
+_TICKET_JSON = ("'id', id, 'event_id', event_id, 'status', status,"
+                f" 'scanned_at', {_ISO_UTC}, 'scanned_by', scanned_by")
 
 
 class PostgresStore:
@@ -110,9 +115,10 @@ class PostgresStore:
 
         # Warm from the start, as Supabase's pooler is: a burst of scans must not
         # pay for opening PostgreSQL connections (a backend fork each) in its
-        # first second, which a staging behind a pooler never does.
+        # first second, which a staging behind a pooler never does; and the
+        # target's memory must not grow by the connections a burst opens.
         self._pool = await asyncpg.create_pool(
-            self._url, min_size=min(self._pool_size, WARM_CONNECTIONS), max_size=self._pool_size,
+            self._url, min_size=self._pool_size, max_size=self._pool_size,
             server_settings={"application_name": APPLICATION_NAME})
         try:
             async with self._pool.acquire() as conn, conn.transaction():
@@ -163,14 +169,14 @@ class PostgresStore:
 
     async def list_tickets(self, *, event_id: str | None = None, ticket_id: str | None = None,
                            status: str | None = None, limit: int | None = None,
-                           offset: int = 0) -> list[dict[str, Any]]:
-        rows = await self.pool.fetch(
-            "SELECT id, event_id, status, scanned_at, scanned_by"
+                           offset: int = 0) -> str:
+        return await self.pool.fetchval(
+            f"SELECT COALESCE(json_agg(json_build_object({_TICKET_JSON}) ORDER BY seq), '[]')::text"
+            " FROM (SELECT id, event_id, status, scanned_at, scanned_by, seq"
             f" FROM {self._t['tickets']}"
             " WHERE ($3::text IS NULL OR event_id = $3) AND ($4::text IS NULL OR id = $4)"
             " AND ($5::text IS NULL OR status = $5)"
-            " ORDER BY seq LIMIT $1 OFFSET $2", limit, offset, event_id, ticket_id, status)
-        return [_ticket(row) for row in rows]
+            " ORDER BY seq LIMIT $1 OFFSET $2) t", limit, offset, event_id, ticket_id, status)
 
     async def checkout(self, *, event_id: str, quantity: int, email: str,
                        session_id: str) -> NewSession | CheckoutRefusal:

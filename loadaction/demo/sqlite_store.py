@@ -64,6 +64,7 @@ CREATE INDEX IF NOT EXISTS scans_event_id ON scans (event_id);
 
 _EVENT_COLUMNS = "id, name, price_cents, inventory_total, inventory_left, created_at"
 _TICKET_COLUMNS = "id, event_id, status, scanned_at, scanned_by"
+_TICKET_JSON = ", ".join(f"'{column}', {column}" for column in _TICKET_COLUMNS.split(", "))
 
 
 def _now() -> str:
@@ -136,17 +137,18 @@ class SqliteStore:
 
     async def list_tickets(self, *, event_id: str | None = None, ticket_id: str | None = None,
                            status: str | None = None, limit: int | None = None,
-                           offset: int = 0) -> list[dict[str, Any]]:
+                           offset: int = 0) -> str:
         clauses, params = [], []
         for column, value in (("event_id", event_id), ("id", ticket_id), ("status", status)):
             if value is not None:
                 clauses.append(f"{column} = ?")
                 params.append(value)
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        rows = self.db.execute(
-            f"SELECT {_TICKET_COLUMNS} FROM tickets {where} ORDER BY rowid LIMIT ? OFFSET ?",
-            [*params, -1 if limit is None else limit, offset]).fetchall()
-        return [dict(row) for row in rows]
+        # SQLite aggregates a subquery's rows in the subquery's order
+        return self.db.execute(
+            f"SELECT json_group_array(json_object({_TICKET_JSON})) FROM"
+            f" (SELECT {_TICKET_COLUMNS} FROM tickets {where} ORDER BY rowid LIMIT ? OFFSET ?)",
+            [*params, -1 if limit is None else limit, offset]).fetchone()[0]
 
     async def checkout(self, *, event_id: str, quantity: int, email: str,
                        session_id: str) -> NewSession | CheckoutRefusal:

@@ -142,6 +142,8 @@ class Store(Protocol):
     """Storage for one target instance.
 
     `scan_ticket` is the atomic check-and-set (and logs its outcome).
+    `list_tickets` answers the JSON array itself, written by the database
+    (a dashboard's list of thousands must not become thousands of dicts).
     `peek_ticket`, `force_scan` and `record_scan` exist only so the `race`
     fault can compose the classic read-sleep-write bug out of honest parts.
     """
@@ -155,7 +157,7 @@ class Store(Protocol):
                           offset: int = 0) -> list[dict[str, Any]]: ...
     async def list_tickets(self, *, event_id: str | None = None, ticket_id: str | None = None,
                            status: str | None = None, limit: int | None = None,
-                           offset: int = 0) -> list[dict[str, Any]]: ...
+                           offset: int = 0) -> str: ...
     async def checkout(self, *, event_id: str, quantity: int, email: str,
                        session_id: str) -> NewSession | CheckoutRefusal: ...
     async def scan_ticket(self, ticket_id: str, scanner_id: str | None) -> Scan: ...
