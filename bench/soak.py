@@ -130,8 +130,8 @@ def phases(profile: str, scenario: str, env: dict[str, str]) -> Phases:
 
 
 def at(samples: list[Sample], t_s: float) -> Sample:
-    """The last sample taken at or before t_s."""
-    return [s for s in samples if s.t_s <= t_s][-1]
+    """The sample nearest to t_s (each is taken a little after its tick)."""
+    return min(samples, key=lambda s: abs(s.t_s - t_s))
 
 
 def slope_mb_per_h(samples: list[Sample]) -> float:
