@@ -233,3 +233,41 @@ def test_leak_and_pool_flags_and_control_keys() -> None:
     update = parse_update({"leak_kb": 8, "pool_size": 3})
     assert not hasattr(update, "message") and dict(update.values) == {"leak_kb": 8, "pool_size": 3}  # type: ignore[union-attr]
     assert hasattr(parse_update({"pool_size": 0}), "message")
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_ticket_list_written_by_the_database_reads_as_before(backend: str) -> None:
+    """The JSON the store writes (no dict per row) and sends in chunks: order,
+    filters, limit, an empty list, and scanned_at in `store.iso`'s format."""
+    import re
+    from datetime import datetime
+
+    from tests.conftest import postgres_url
+    url = None if backend == "sqlite" else postgres_url()
+
+    async def main() -> None:
+        async with demo(url) as d:
+            _, seeded = await d.call("POST", "/test-data/events", {"tickets": 1500})
+            event, tickets = seeded["event_id"], seeded["ticket_ids"]
+            assert (await d.call("POST", "/rest/v1/rpc/scan_ticket_atomic",
+                                 {"p_ticket_id": tickets[3], "p_scanner_id": "gate-1"}))[0] == 200
+            async with d.session.get(f"{d.target.url}/rest/v1/tickets?event_id=eq.{event}",
+                                     headers=d.service) as resp:
+                assert resp.status == 200
+                assert resp.headers["Content-Type"].startswith("application/json")
+                body = await resp.read()
+                assert int(resp.headers["Content-Length"]) == len(body) > 16 * 1024 * 10
+            rows = json.loads(body)
+            assert [row["id"] for row in rows] == tickets
+            scanned = rows[3]
+            assert (scanned["status"], scanned["scanned_by"]) == ("scanned", "gate-1")
+            assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{6})?\+00:00",
+                                scanned["scanned_at"]), scanned
+            assert datetime.fromisoformat(scanned["scanned_at"]).utcoffset().total_seconds() == 0  # type: ignore[union-attr]
+            assert all(row["scanned_at"] is None for i, row in enumerate(rows) if i != 3)
+            assert set(rows[0]) == {"id", "event_id", "status", "scanned_at", "scanned_by"}
+            status, page = await d.call("GET", f"/rest/v1/tickets?event_id=eq.{event}"
+                                               "&status=eq.issued&limit=2&offset=3")
+            assert status == 200 and [row["id"] for row in page] == tickets[4:6]
+            assert await d.call("GET", "/rest/v1/tickets?event_id=eq.none") == (200, [])
+    asyncio.run(main())
