@@ -271,3 +271,32 @@ def test_ticket_list_written_by_the_database_reads_as_before(backend: str) -> No
             assert status == 200 and [row["id"] for row in page] == tickets[4:6]
             assert await d.call("GET", "/rest/v1/tickets?event_id=eq.none") == (200, [])
     asyncio.run(main())
+
+
+def test_child_target_serves_with_its_faults_and_reports_why_it_cannot() -> None:
+    """`loadaction demo`'s target in its own process: the faults and keys reach
+    it over stdin, and a refusal comes back as the exception running_target
+    raises (exit 2 or 3 in the CLI, never a traceback)."""
+    from loadaction.demo.auth import DemoKeys
+    from loadaction.demo.child import child_target
+    from loadaction.demo.serve import StoreUnavailable
+
+    async def main() -> None:
+        keys = DemoKeys.generate()
+        async with child_target(None, parse_flags(["leak=8", "pool=3"]), keys) as (url, store), \
+                aiohttp.ClientSession() as session:
+            assert store == "sqlite (in memory)"
+            async with session.get(url + "/rest/v1/events", headers={"apikey": keys.service_role_key}) as resp:
+                assert resp.status == 200
+            async with session.get(url + "/metrics") as resp:
+                samples = {s.name: s.value for f in text_string_to_metric_families(await resp.text())
+                           for s in f.samples if not s.labels}
+        assert samples["demo_leaked_bytes"] == 8 * 1024
+        assert samples["demo_db_pool_size"] == 3
+        with pytest.raises(ValueError, match="must start with postgresql://"):
+            async with child_target("mysql://u:pw@db/x", Faults(), keys):
+                pass
+        with pytest.raises(StoreUnavailable):
+            async with child_target("postgresql://u:pw@127.0.0.1:1/x", Faults(), keys):
+                pass
+    asyncio.run(main())
