@@ -420,7 +420,7 @@ CASES: list[tuple[str, str, str, str]] = [
               threshold: "p95<500"
               within: 10s
      """, "", "plan.yml:9: threshold: invalid threshold 'p95<500': expected avg, min, med, "
-              "max, p(N), rate, count or value"),
+              "max, p(N), rate, count, value, last or slope"),
     ("recovery aggregation not supported", """
         - name: f
           kind: abort
