@@ -80,18 +80,14 @@ class Pool:
             # The releaser hands its slot straight to the first waiter (in_use
             # stays counted), so a newcomer can never overtake the queue.
             await asyncio.wait_for(asyncio.shield(waiter), self.acquire_timeout_s)
-        except TimeoutError:
+        except BaseException as exc:  # timed out or cancelled: leave the queue
             if waiter.done() and not waiter.cancelled():
                 self._release()  # handed a slot just as the wait gave up: pass it on
             else:
                 waiter.cancel()
-            self._timeouts += 1
-            raise PoolExhausted from None
-        except BaseException:
-            if waiter.done() and not waiter.cancelled():
-                self._release()
-            else:
-                waiter.cancel()
+            if isinstance(exc, TimeoutError):
+                self._timeouts += 1
+                raise PoolExhausted from None
             raise
         finally:
             if waiter in self._queue:
