@@ -53,11 +53,15 @@ fi
 
 psql_pg() { as_pg "$BIN/psql" -h 127.0.0.1 -p "$(cat "$DIR/port")" -U postgres -d postgres -qtAX "$@"; }
 
-# The postgres probe reads pg_stat_statements, which must be preloaded: an
-# instance started without it (by an older copy of this script) is restarted.
-# It keeps its port, so a URL exported before stays good.
+# The postgres probe reads pg_stat_statements, which must be preloaded, and
+# each demo target opens its whole pool (64) at start, so a test that holds two
+# of them beside the probes needs more than the default 100 connections: an
+# instance started without these settings (by an older copy of this script) is
+# restarted. It keeps its port, so a URL exported before stays good.
+MAX_CONNECTIONS=300
 KEEP_PORT=
-if running && ! psql_pg -c "SHOW shared_preload_libraries" | grep -q pg_stat_statements; then
+if running && { ! psql_pg -c "SHOW shared_preload_libraries" | grep -q pg_stat_statements \
+                || [ "$(psql_pg -c "SHOW max_connections")" -lt "$MAX_CONNECTIONS" ]; }; then
   KEEP_PORT="$(cat "$DIR/port")"
   as_pg "$BIN/pg_ctl" stop -D "$DIR/data" -m fast -w >/dev/null
 fi
@@ -74,7 +78,7 @@ if ! running; then
   PORT="${KEEP_PORT:-$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}"
   # Durability off: a throwaway test cluster trades crash safety for speed.
   as_pg "$BIN/pg_ctl" start -D "$DIR/data" -l "$DIR/server.log" -w -t 60 \
-    -o "-k $DIR -h 127.0.0.1 -p $PORT -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c shared_preload_libraries=pg_stat_statements" \
+    -o "-k $DIR -h 127.0.0.1 -p $PORT -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c shared_preload_libraries=pg_stat_statements -c max_connections=$MAX_CONNECTIONS" \
     >/dev/null || { tail -n 20 "$DIR/server.log" >&2; die "could not start PostgreSQL"; }
   echo "$PORT" >"$DIR/port"
 fi
