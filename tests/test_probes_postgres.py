@@ -1,7 +1,8 @@
 """The postgres probe against the real PostgreSQL of LOADACTION_TEST_DATABASE_URL
 (never skipped in CI): connections the test holds, by state, one waiting on
 a lock, and statements the test runs during the probe, seen as deltas in
-pg_query_calls / pg_query_mean_ms and the statements table."""
+pg_query_calls / pg_query_mean_ms and the statements table; budgets on the
+connection count and the slowest statement fail when the test exceeds them."""
 
 from __future__ import annotations
 
@@ -102,6 +103,9 @@ thresholds:
   "pg_connections{{state:idle in transaction}}": ["last==2"]
   pg_locks_waiting: ["max>=1"]
   pg_max_connections: ["last>0"]
+  # budgets the held connections and the 20 ms statements violate
+  pg_connections_total: ["max<6"]
+  pg_query_mean_ms: ["max<20"]
 scenarios:
   s: {{executor: constant-vus, vus: 1, duration: 3s, exec: f}}
 flows:
@@ -112,7 +116,10 @@ flows:
         done = held.sleeps_done.is_set()
     assert held.error is None, held.error
     assert done, "the statements did not finish within the run; nothing to compare"
-    assert code == 0, doc["thresholds"]
+    failed = {(t["metric"], t["expression"]) for t in doc["thresholds"] if t["verdict"] != "pass"}
+    assert failed == {("pg_connections_total", "max<6"), ("pg_query_mean_ms", "max<20")}, (
+        doc["thresholds"])
+    assert code == 99
     probe = doc["probes"]["probes"][0]
     assert probe["kind"] == "postgres" and probe["errors"] == 0, probe
     states = _series(doc, "pg_connections")
