@@ -145,11 +145,15 @@ def slope_mb_per_h(samples: list[Sample]) -> float:
     return cov / var * 3600 / 1024 if var else 0.0
 
 
-def machine() -> dict[str, str]:
-    """When, at which commit, how busy: taken as the run ends, kept in meta.json."""
-    commit = subprocess.run(["git", "-C", str(REPO_DIR), "describe", "--always", "--dirty"],
-                            capture_output=True, text=True).stdout.strip()
-    return {"at": f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC", "commit": commit,
+def commit() -> str:
+    """The code the run loads: taken as it starts (later commits do not change it)."""
+    return subprocess.run(["git", "-C", str(REPO_DIR), "describe", "--always", "--dirty"],
+                          capture_output=True, text=True).stdout.strip()
+
+
+def machine(started_at: str) -> dict[str, str]:
+    """When, at which commit, how busy (the load average as the run ends), for meta.json."""
+    return {"at": f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC", "commit": started_at,
             "cpus": str(os.cpu_count()), "load": f"{os.getloadavg()[0]:.2f}"}
 
 
@@ -264,6 +268,7 @@ def main(argv: list[str] | None = None) -> int:
         print(text)
         return 0
 
+    code_at = commit()
     target, env = start_target(args.python)
     try:
         ph = phases(args.profile, args.scenario, env)
@@ -296,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"the run ended (exit {code}) before its held load did; see {args.out / 'run.log'}",
               file=sys.stderr)
         return 1
-    info = machine()
+    info = machine(code_at)
     (args.out / "meta.json").write_text(json.dumps(
         {"argv": argv, "command": command, "code": code, "wall_s": wall, "machine": info}))
     text = summary(args, command, ph, samples, code, wall, info)
