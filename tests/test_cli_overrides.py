@@ -25,6 +25,8 @@ ONE = """
         scale: {duration: 0.5, vus: 0.5}
         scenarios:
           buy: {stages: [{duration: 8s, target: 4}], startTime: 3s}
+      quarter:
+        scale: {duration: 0.5, vus: 0.25}
     scenarios:
       buy:
         executor: ramping-vus
@@ -85,7 +87,7 @@ def test_each_flag_combination_plans_what_k6_derives(
     assert (buy.exec, buy.start_time, buy.graceful_stop, buy.tags) == (
         "purchase", 2.0, 7.0, (("team", "tickets"),))
     assert [(t.selector, t.source.line) for t in plan.thresholds] == [
-        ("http_req_duration{scenario:buy}", 18)]
+        ("http_req_duration{scenario:buy}", 20)]
 
 
 def test_without_flags_the_scenario_is_as_written(write_plan: Callable[[str], Path]) -> None:
@@ -102,6 +104,13 @@ def test_a_profile_scales_what_the_flags_leave_never_their_numbers(
     assert buy.executor == ConstantVUs(duration=10.0, vus=6)
     assert buy.start_time == 3.0  # the profile's startTime override stays, unscaled
     assert plan.profile == "half"
+
+
+def test_a_profile_without_an_override_still_leaves_the_flags_unscaled(
+        write_plan: Callable[[str], Path]) -> None:
+    (buy,) = planned(write_plan(ONE), "--profile", "quarter", "--vus", "8", "--duration", "4s").scenarios
+    assert buy.executor == ConstantVUs(duration=4.0, vus=8)
+    assert buy.start_time == 1.0  # the scenario's own 2 s, scaled by the profile
 
 
 def test_the_flags_apply_to_the_scenario_named_with_scenario(
