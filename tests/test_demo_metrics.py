@@ -8,6 +8,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
@@ -15,6 +16,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from loadaction.demo import DemoTarget, Faults, running_target
+from loadaction.demo.auth import DemoKeys
+from loadaction.demo.child import child_target
 from loadaction.demo.faults import Leak, parse_flags, parse_update
 from loadaction.demo.pool import DEFAULT_POOL_SIZE, Pool, PoolExhausted
 
@@ -127,7 +130,12 @@ def test_leak_grows_rss_by_what_it_keeps() -> None:
         return value(await d.scrape(), "process_resident_memory_bytes") - start
 
     async def main() -> None:
-        async with demo() as d:
+        # in a process of its own, as `loadaction demo` runs it: in the test
+        # process, memory earlier tests freed would absorb part of the leak
+        keys = DemoKeys.generate()
+        async with child_target(None, Faults(), keys) as (url, _store), \
+                aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+            d = Demo(session, SimpleNamespace(url=url, keys=keys))  # type: ignore[arg-type]
             baseline = await burst(d)  # the same requests, healthy
             assert (await d.call("PUT", "/_control/faults", {"leak_kb": LEAK_KB}))[0] == 200
             grown = await burst(d)
