@@ -67,3 +67,19 @@ def test_charts_go_before_the_step_table_when_the_report_must_shrink() -> None:
     assert len(fitted) <= limit
     assert "#### Capacity: purchase" in fitted
     assert all(f"| {n} | " in fitted for n in range(1, 5))  # every step is still there
+
+
+def test_the_text_report_has_the_capacity_and_every_step() -> None:
+    """`loadaction report` on a capacity document says what the search found,
+    with the same step table `loadaction capacity` printed."""
+    from loadaction.report import render
+
+    text = render(capacity_doc(), "text")
+    lines = text.splitlines()
+    assert "capacity of purchase: 300/s, bracket [300, 312.5)" in lines
+    header = next(i for i, line in enumerate(lines) if line.lstrip().startswith("step"))
+    assert lines[header + 2].split() == [
+        "2", "400.0", "400.0", "1427.5", "3.10%", "0", "fail", "http_req_duration", "p(95)<250",
+        "(fail:", "1427.5)"]
+    assert len([line for line in lines[header + 1:header + 5] if line.split()[0].isdigit()]) == 4
+    assert "capacity" not in render(passing_doc(), "text")

@@ -15,13 +15,13 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from loadaction.argtypes import duration, key_value, positive
-from loadaction.capacity.record import capacity_section
+from loadaction.capacity.record import capacity_section, step_record
 from loadaction.capacity.search import (
     FLOOR_RATE,
     LimitedBy,
@@ -31,7 +31,6 @@ from loadaction.capacity.search import (
     StepVerdict,
 )
 from loadaction.capacity.step import StepConfig, StepResult, StepWindow, judge_step, step_plan, teardown_plan
-from loadaction.capacity.table import result_line, step_row, table_header
 from loadaction.engine.runner import Run, RunOutcome
 from loadaction.engine.status import RunStatus
 from loadaction.errors import ExitCode, PlanError
@@ -39,6 +38,7 @@ from loadaction.github.cli import add_run_arguments, github_step, mask_token
 from loadaction.masking import mask_url_credentials, url_passwords
 from loadaction.plan import load_plan
 from loadaction.plan.model import ConstantArrivalRate, Limits, Plan, RampingArrivalRate, Scenario
+from loadaction.report.capacity import describe, step_header, step_line
 from loadaction.results.build import build_results
 from loadaction.results.io import write_results
 from loadaction.session import AfterRun
@@ -47,6 +47,16 @@ from loadaction.writable import check_output_dir
 DEFAULT_RATE = 10.0
 FIRST_ITERATION_S = 0.1
 """The iteration time VUs are pre-allocated for before any step measured one."""
+
+
+def result_line(section: Mapping[str, Any], min_rate: float | None) -> str:
+    """The closing line: the capacity, its bracket and the --min-rate gate."""
+    line = f"capacity of {section['scenario']}: {describe(section)}"
+    if min_rate is not None:
+        rate = section["rate"]
+        held = rate is not None and rate >= min_rate
+        line += f"\n--min-rate {min_rate:g}/s: {'held' if held else 'NOT held'}"
+    return line
 
 
 def share(text: str) -> float:
@@ -248,7 +258,7 @@ class CapacitySearch:
         setup_vars: dict[str, Any] | None = None
         iteration_s: float | None = None  # for sizing VUs: the lowest step median so far
         fastest_s: float | None = None  # for the --max-vus check: the fastest iteration so far
-        self._print(table_header())
+        self._print(step_header())
         while self.cancelled is None and (rate := self.search.next_rate()) is not None:
             max_duration = None
             if limits.max_duration is not None:
@@ -281,7 +291,7 @@ class CapacitySearch:
                 setup_vars = run.setup_vars
             result = judge_step(outcome, rate, options.step, baseline_iteration_s=fastest_s)
             self.steps.append(result)
-            self._print(run.masker(step_row(len(self.steps), result)))
+            self._print(run.masker(step_line(len(self.steps), step_record(result))))
             if result.iteration_s is not None:
                 iteration_s = min(iteration_s or result.iteration_s, result.iteration_s)
             if result.fastest_iteration_s is not None:

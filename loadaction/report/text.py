@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from loadaction.metrics.thresholds import format_value
+from loadaction.report.capacity import capacity_lines
 from loadaction.report.chaos import (
     actual_window,
     phase_table,
@@ -64,6 +65,7 @@ def render_text(doc: Mapping[str, Any], color: bool = False) -> str:
     paint = _Paint(color)
     sections = [
         _header(doc, paint),
+        capacity_lines(doc),
         _scenarios(doc),
         _thresholds(doc, paint),
         _regressions(doc, paint),
