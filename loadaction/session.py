@@ -21,6 +21,7 @@ from loadaction.engine.runner import Progress, Run
 from loadaction.engine.status import RunStatus
 from loadaction.engine.transport import Transport
 from loadaction.errors import ExitCode
+from loadaction.metrics.registry import CHAOS_METRICS
 from loadaction.masking import mask_url_credentials
 from loadaction.plan.model import Plan, PlanWarning
 from loadaction.progress import progress_lines
@@ -46,8 +47,12 @@ def exit_code(status: RunStatus, violations: int, rollback_failures: int = 0) ->
 
 
 def plugins_for(plan: Plan, seed: int | None = None) -> list[RunPlugin]:
-    """The plugins a plan asks for: chaos when it has faults, probes when it has probes."""
-    plugins: list[RunPlugin] = [ChaosPlugin(plan.chaos, seed=seed)] if plan.chaos else []
+    """The plugins a plan asks for: chaos when it has faults, or budgets on
+    chaos metrics (a --scenario selection can leave a chaos plan with no
+    faults; its budgets then end as `no data`, as the load-time warning says),
+    probes when it has probes."""
+    chaos = plan.chaos or any(t.metric in CHAOS_METRICS for t in plan.thresholds)
+    plugins: list[RunPlugin] = [ChaosPlugin(plan.chaos, seed=seed)] if chaos else []
     if plan.probes:
         plugins.append(ProbesPlugin(plan))
     return plugins
