@@ -71,6 +71,16 @@ class HttpResult:
     error: str | None = None
     truncated: bool = False
     error_kind: ErrorKind | None = None
+    # k6's breakdown beyond blocked/connecting, microseconds: the TLS
+    # handshake (new connections only), writing the request, waiting for the
+    # first byte of the answer, and reading the rest of it. duration_us is
+    # sending_us + waiting_us + receiving_us when a transport fills them; 0
+    # means not measured (or nothing to measure) so that older constructors
+    # keep working.
+    tls_us: int = 0
+    sending_us: int = 0
+    waiting_us: int = 0
+    receiving_us: int = 0
 
 
 def failed(kind: ErrorKind, message: str, *, duration_us: int = 0, connecting_us: int = 0,
