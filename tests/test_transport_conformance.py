@@ -1,0 +1,362 @@
+"""Differential conformance: the same corpus of responses through every HTTP
+transport behind the engine's port (issue 13, "How it is checked").
+
+Each transport that exists is tested (aiohttp's always; the fast httptools
+one once loadaction/engine/transports/fast.py is there), through the port
+only: a PreparedRequest in, an HttpResult out. Every case asserts the same
+outcome for every transport: status, headers (case-insensitive, minus the
+ones listed in VARYING), body, truncated flag and error kind. The expected
+outcome is what the aiohttp transport does; where that is wrong by RFC 9112
+a comment says so and the RFC's answer is asserted instead.
+
+Servers: tests/raw_http_server.py (scripted bytes: the edge cases),
+aiohttp's own web server, and nginx from Debian (tests/nginx_server.py)
+over HTTP and HTTPS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import importlib
+import importlib.util
+import inspect
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from aiohttp import web
+from yarl import URL
+
+from loadaction.engine.transport import ErrorKind, HttpResult, PreparedRequest, Transport
+from loadaction.engine.transports.aiohttp import AiohttpTransport
+from tests.raw_http_server import RawConn, RawHttpServer, RawRequest
+
+# Headers whose value differs from one response to the next, so no two
+# transports can be compared on them. Everything else must match exactly.
+VARYING = frozenset({"date"})
+
+MAX_BODY = 4096  # the transports' max_body_bytes in this corpus: small, so "too big" is cheap
+TIMEOUT = 5.0  # a request's timeout where the case is not about timing out
+
+
+# ---------------------------------------------------------------- the transports
+
+def _fast_factory() -> Callable[[int], Transport] | None:
+    """The fast transport's class, when its module exists: the one class
+    defined there with the port's methods (its name is the other helper's)."""
+    if importlib.util.find_spec("loadaction.engine.transports.fast") is None:
+        return None
+    module = importlib.import_module("loadaction.engine.transports.fast")
+    for _, cls in inspect.getmembers(module, inspect.isclass):
+        if cls.__module__ == module.__name__ and all(
+                hasattr(cls, m) for m in ("send", "send_and_abort", "close")):
+            return lambda max_body: cls(max_body_bytes=max_body)
+    raise AssertionError("transports/fast.py defines no class with the transport port's methods")
+
+
+def _factories() -> dict[str, Callable[[int], Transport]]:
+    out: dict[str, Callable[[int], Transport]] = {
+        "aiohttp": lambda max_body: AiohttpTransport(max_body_bytes=max_body)}
+    fast = _fast_factory()
+    if fast is not None:
+        out["fast"] = fast
+    return out
+
+
+FACTORIES = _factories()
+
+
+@pytest.fixture(params=sorted(FACTORIES))
+def make_transport(request: pytest.FixtureRequest) -> Callable[[int], Transport]:
+    return FACTORIES[request.param]
+
+
+# ---------------------------------------------------------------- outcomes
+
+@dataclass(frozen=True)
+class Outcome:
+    """What is compared: everything a plan can see of an answer but timings."""
+
+    status: int
+    headers: tuple[tuple[str, str], ...]  # (lower-case name, value), sorted: a CI multidict
+    body: bytes
+    truncated: bool
+    error_kind: ErrorKind | None
+
+
+def outcome(r: HttpResult) -> Outcome:
+    headers = tuple(sorted((k.lower(), v) for k, v in r.headers.items() if k.lower() not in VARYING))
+    return Outcome(r.status, headers, r.body, r.truncated, r.error_kind)
+
+
+def ok(status: int, headers: dict[str, str] | list[tuple[str, str]], body: bytes = b"",
+       truncated: bool = False) -> Outcome:
+    items = headers.items() if isinstance(headers, dict) else headers
+    return Outcome(status, tuple(sorted((k.lower(), v) for k, v in items)), body, truncated, None)
+
+
+def err(kind: ErrorKind) -> Outcome:
+    return Outcome(0, (), b"", False, kind)
+
+
+def req(url: str, method: str = "GET", *, timeout: float = TIMEOUT, body: bytes | None = None,
+        headers: dict[str, str] | None = None) -> PreparedRequest:
+    return PreparedRequest(method, url, dict(headers or {}), body, timeout, URL(url))
+
+
+async def send_all(transport: Transport, reqs: list[PreparedRequest]) -> list[Outcome]:
+    """Send one after the other on one transport (so keep-alive is exercised)."""
+    try:
+        return [outcome(await transport.send(r)) for r in reqs]
+    finally:
+        await transport.close()
+
+
+# ---------------------------------------------------------------- raw-socket cases
+
+def answer(data: bytes, *, keep: bool = True, bytewise: bool = False
+           ) -> Callable[[RawConn, RawRequest], Awaitable[bool]]:
+    """A case that writes `data` (one byte per segment when `bytewise`)."""
+    async def case(conn: RawConn, _req: RawRequest) -> bool:
+        await (conn.send_bytewise(data) if bytewise else conn.send(data))
+        return keep
+    return case
+
+
+CHUNKED = (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n"
+           b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")
+CHUNKED_HEADERS = {"Content-Type": "text/plain", "Transfer-Encoding": "chunked"}
+KA = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nka"
+KA_OUT = ok(200, {"Content-Length": "2"}, b"ka")
+GZ = gzip.compress(b"gzip body " * 50)
+
+
+async def split_head_body(conn: RawConn, _req: RawRequest) -> bool:
+    """The head, cut in the middle of a header line, then the body: three segments."""
+    await conn.send(b"HTTP/1.1 200 OK\r\nContent-Le")
+    await asyncio.sleep(0.01)
+    await conn.send(b"ngth: 4\r\n\r\n")
+    await asyncio.sleep(0.01)
+    await conn.send(b"body")
+    return True
+
+
+async def truncated(conn: RawConn, _req: RawRequest) -> bool:
+    await conn.send(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly ten b")
+    return False
+
+
+async def hang_up(conn: RawConn, _req: RawRequest) -> bool:
+    return False  # the request read, no answer, the connection closed
+
+
+async def never(conn: RawConn, _req: RawRequest) -> bool:
+    await asyncio.Event().wait()  # cancelled at the server's teardown
+    return False
+
+
+async def idle_close(conn: RawConn, _req: RawRequest) -> bool:
+    """Keep-alive promised (no `Connection: close`), then closed while idle."""
+    await conn.send(KA)
+    return False
+
+
+RAW_CASES: dict[str, Callable[[RawConn, RawRequest], Awaitable[bool]]] = {
+    "/ka": answer(KA),
+    "/chunked-bytewise": answer(CHUNKED, bytewise=True),
+    "/chunk-ext": answer(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                         b"5;name=value;q=\"a b\"\r\nhello\r\n0;last\r\n\r\n"),
+    "/trailers": answer(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sum\r\n\r\n"
+                        b"3\r\nabc\r\n0\r\nX-Sum: 42\r\n\r\n"),
+    "/continue": answer(b"HTTP/1.1 100 Continue\r\n\r\n"
+                        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"),
+    "/early-hints": answer(b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n"
+                           b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"),
+    "/head": answer(b"HTTP/1.1 200 OK\r\nContent-Length: 1234\r\n\r\n"),
+    "/204": answer(b"HTTP/1.1 204 No Content\r\n\r\n"),
+    "/304": answer(b"HTTP/1.1 304 Not Modified\r\nETag: \"v1\"\r\nContent-Length: 10\r\n\r\n"),
+    "/close": answer(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 3\r\n\r\nbye",
+                     keep=False),
+    "/until-close": answer(b"HTTP/1.1 200 OK\r\n\r\nread until the server closes", keep=False),
+    "/idle-close": idle_close,
+    "/truncated": truncated,
+    "/bad-status": answer(b"HTTP/1.1 abc Nonsense\r\nContent-Length: 0\r\n\r\n", keep=False),
+    "/not-http": answer(b"SSH-2.0-OpenSSH_9.2\r\n\r\n", keep=False),
+    "/huge-headers": answer(b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * 100_000
+                            + b"\r\nContent-Length: 0\r\n\r\n", keep=False),
+    "/too-big": answer(b"HTTP/1.1 200 OK\r\nContent-Length: 10000\r\n\r\n" + b"x" * 10_000),
+    "/too-big-chunked": answer(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                               + b"%x\r\n" % 10_000 + b"y" * 10_000 + b"\r\n0\r\n\r\n"),
+    "/gzip": answer(b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: %d\r\n\r\n"
+                    % len(GZ) + GZ),
+    "/split": split_head_body,
+    "/hang-up": hang_up,
+    "/never": never,
+}
+
+
+def raw_corpus(s: RawHttpServer
+               ) -> list[tuple[str, list[PreparedRequest], list[Outcome], int | set[int]]]:
+    """(case, requests sent in turn on one transport, expected outcomes,
+    connections the server saw: a number, or the numbers allowed)."""
+    u = s.url
+    return [
+        ("chunked one byte per segment", [req(u("/chunked-bytewise"))],
+         [ok(200, CHUNKED_HEADERS, b"hello world")], 1),
+        ("chunk extensions", [req(u("/chunk-ext"))],
+         [ok(200, {"Transfer-Encoding": "chunked"}, b"hello")], 1),
+        # trailers are not headers: neither transport shows them (as k6 does not)
+        ("trailers", [req(u("/trailers"))],
+         [ok(200, {"Transfer-Encoding": "chunked", "Trailer": "X-Sum"}, b"abc")], 1),
+        ("100 Continue before the answer", [req(u("/continue"))],
+         [ok(200, {"Content-Length": "2"}, b"ok")], 1),
+        ("103 Early Hints before the answer", [req(u("/early-hints"))],
+         [ok(200, {"Content-Length": "2"}, b"ok")], 1),
+        # HEAD: Content-Length describes the GET's body; none follows, and the
+        # connection stays usable (the next request reuses it)
+        ("HEAD with Content-Length", [req(u("/head"), "HEAD"), req(u("/ka"))],
+         [ok(200, {"Content-Length": "1234"}), KA_OUT], 1),
+        ("204 then reuse", [req(u("/204")), req(u("/ka"))], [ok(204, {}), KA_OUT], 1),
+        ("304 with Content-Length then reuse", [req(u("/304")), req(u("/ka"))],
+         [ok(304, {"ETag": '"v1"', "Content-Length": "10"}), KA_OUT], 1),
+        ("keep-alive, then Connection: close",
+         [req(u("/ka")), req(u("/ka")), req(u("/close")), req(u("/ka"))],
+         [KA_OUT, KA_OUT, ok(200, {"Connection": "close", "Content-Length": "3"}, b"bye"), KA_OUT],
+         2),
+        ("body delimited by the close", [req(u("/until-close")), req(u("/ka"))],
+         [ok(200, {}, b"read until the server closes"), KA_OUT], 2),
+        ("truncated body", [req(u("/truncated"))], [err(ErrorKind.DISCONNECT)], 1),
+        ("invalid status line", [req(u("/bad-status"))], [err(ErrorKind.PROTOCOL)], 1),
+        ("not HTTP at all", [req(u("/not-http"))], [err(ErrorKind.PROTOCOL)], 1),
+        # aiohttp refuses a header line over 8,190 bytes (its max_field_size)
+        ("100 KB header block", [req(u("/huge-headers"))], [err(ErrorKind.PROTOCOL)], 1),
+        ("bigger than max_body_bytes", [req(u("/too-big"))],
+         [ok(200, {"Content-Length": "10000"}, b"x" * MAX_BODY, truncated=True)], 1),
+        ("chunked, bigger than max_body_bytes", [req(u("/too-big-chunked"))],
+         [ok(200, {"Transfer-Encoding": "chunked"}, b"y" * MAX_BODY, truncated=True)], 1),
+        # decoded, as aiohttp's auto_decompress does; the headers stay as sent
+        ("gzip body", [req(u("/gzip"))],
+         [ok(200, {"Content-Encoding": "gzip", "Content-Length": str(len(GZ))}, b"gzip body " * 50)],
+         1),
+        ("head and body split across segments", [req(u("/split")), req(u("/ka"))],
+         [ok(200, {"Content-Length": "4"}, b"body"), KA_OUT], 1),
+        # aiohttp (3.14) sends an idempotent request again, once, on a new
+        # connection when the first closed with no answer, even a fresh one;
+        # the issue asks a retry only of a stale reused connection: one or two
+        ("no answer to a GET, then close", [req(u("/hang-up"))], [err(ErrorKind.DISCONNECT)],
+         {1, 2}),
+        ("no answer to a POST, then close", [req(u("/hang-up"), "POST", body=b"once")],
+         [err(ErrorKind.DISCONNECT)], 1),  # never sent twice
+        ("never answers", [req(u("/never"), timeout=0.3)], [err(ErrorKind.TIMEOUT)], 1),
+    ]
+
+
+RAW_CASE_NAMES = [c[0] for c in raw_corpus(RawHttpServer({}))]
+
+
+@pytest.mark.parametrize("case", RAW_CASE_NAMES)
+def test_raw_socket_case(make_transport: Callable[[int], Transport], case: str) -> None:
+    async def main() -> None:
+        async with RawHttpServer(RAW_CASES) as server:
+            _, reqs, expected, connections = next(c for c in raw_corpus(server) if c[0] == case)
+            got = await send_all(make_transport(MAX_BODY), reqs)
+            assert got == expected
+            allowed = connections if isinstance(connections, set) else {connections}
+            assert server.connections in allowed
+    asyncio.run(main())
+
+
+def test_server_closing_an_idle_connection(make_transport: Callable[[int], Transport]) -> None:
+    """The server closes a keep-alive connection while it is idle: the next
+    GET gets its answer (on a new connection), whether the transport saw the
+    close before reusing or found the connection stale and retried."""
+    async def main() -> None:
+        async with RawHttpServer(RAW_CASES) as server:
+            transport = make_transport(MAX_BODY)
+            try:
+                first = outcome(await transport.send(req(server.url("/idle-close"))))
+                await asyncio.wait_for(server.closed.wait(), TIMEOUT)  # the close is out
+                second = outcome(await transport.send(req(server.url("/ka"))))
+            finally:
+                await transport.close()
+            assert (first, second) == (KA_OUT, KA_OUT)
+            assert server.connections == 2
+    asyncio.run(main())
+
+
+# ---------------------------------------------------------------- aiohttp's own server
+
+async def _json(_r: web.Request) -> web.Response:
+    return web.json_response({"ok": True, "n": [1, 2, 3]})
+
+
+async def _streamed(r: web.Request) -> web.StreamResponse:
+    resp = web.StreamResponse(headers={"Content-Type": "text/plain"})
+    resp.enable_chunked_encoding()
+    await resp.prepare(r)
+    for i in range(5):
+        await resp.write(b"part %d;" % i)
+    await resp.write_eof()
+    return resp
+
+
+async def _redirect(_r: web.Request) -> web.Response:
+    raise web.HTTPFound("/json")
+
+
+async def _echo(r: web.Request) -> web.Response:
+    return web.Response(body=await r.read(), headers={"X-Method": r.method})
+
+
+def aiohttp_corpus(base: str) -> list[tuple[str, PreparedRequest, Any]]:
+    srv = "Python/3 aiohttp"  # checked by prefix: the versions are the environment's
+    return [
+        ("json", req(base + "/json"),
+         ok(200, {"Content-Type": "application/json; charset=utf-8", "Content-Length": "28",
+                  "Server": srv}, b'{"ok": true, "n": [1, 2, 3]}')),
+        ("streamed chunked", req(base + "/streamed"),
+         ok(200, {"Content-Type": "text/plain", "Transfer-Encoding": "chunked", "Server": srv},
+            b"".join(b"part %d;" % i for i in range(5)))),
+        # redirects are the engine's to follow (engine/requests.py), never the transport's
+        ("redirect not followed", req(base + "/redirect"),
+         ok(302, {"Location": "/json", "Content-Type": "text/plain; charset=utf-8",
+                  "Content-Length": "10", "Server": srv}, b"302: Found")),
+        ("POST body echoed", req(base + "/echo", "POST", body=b"payload"),
+         ok(200, {"X-Method": "POST", "Content-Type": "application/octet-stream",
+                  "Content-Length": "7", "Server": srv}, b"payload")),
+        ("404", req(base + "/missing"),
+         ok(404, {"Content-Type": "text/plain; charset=utf-8", "Content-Length": "14",
+                  "Server": srv}, b"404: Not Found")),
+    ]
+
+
+def _server_prefixed(o: Outcome) -> Outcome:
+    """The Server header cut to its product names (versions vary by environment)."""
+    headers = tuple(sorted(
+        (k, "Python/3 aiohttp" if k == "server" and v.startswith("Python/3") and "aiohttp" in v else v)
+        for k, v in o.headers))
+    return Outcome(o.status, headers, o.body, o.truncated, o.error_kind)
+
+
+def test_aiohttp_server_corpus(make_transport: Callable[[int], Transport]) -> None:
+    async def main() -> None:
+        app = web.Application()
+        app.router.add_get("/json", _json)
+        app.router.add_get("/streamed", _streamed)
+        app.router.add_get("/redirect", _redirect)
+        app.router.add_post("/echo", _echo)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        try:
+            corpus = aiohttp_corpus(f"http://127.0.0.1:{port}")
+            got = await send_all(make_transport(MAX_BODY), [r for _, r, _ in corpus])
+            for (name, _, expected), o in zip(corpus, got, strict=True):
+                assert _server_prefixed(o) == expected, name
+        finally:
+            await runner.cleanup()
+    asyncio.run(main())
