@@ -21,11 +21,13 @@ import gzip
 import importlib
 import importlib.util
 import inspect
+import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from aiohttp import connector as aiohttp_connector
 from aiohttp import web
 from yarl import URL
 
@@ -49,6 +51,9 @@ def _fast_factory() -> Callable[[int], Transport] | None:
     if importlib.util.find_spec("loadaction.engine.transports.fast") is None:
         return None
     module = importlib.import_module("loadaction.engine.transports.fast")
+    named = getattr(module, "FastTransport", None)
+    if named is not None:
+        return lambda max_body: named(max_body_bytes=max_body)
     for _, cls in inspect.getmembers(module, inspect.isclass):
         if cls.__module__ == module.__name__ and all(
                 hasattr(cls, m) for m in ("send", "send_and_abort", "close")):
@@ -360,3 +365,87 @@ def test_aiohttp_server_corpus(make_transport: Callable[[int], Transport]) -> No
         finally:
             await runner.cleanup()
     asyncio.run(main())
+
+
+# ---------------------------------------------------------------- nginx
+
+nginx_server = pytest.importorskip("tests.nginx_server")
+
+
+def _nginx_requests(n: Any, tls: bool) -> list[PreparedRequest]:
+    u = lambda path: n.url(path, tls=tls)  # noqa: E731
+    since = {"If-Modified-Since": "Tue, 14 Nov 2023 22:13:20 GMT"}  # nginx_server.MTIME
+    return [
+        req(u("/small.txt")), req(u("/empty.txt")), req(u("/64k.bin")),  # the 3rd closes
+        req(u("/big.bin")), req(u("/gz/text.txt")), req(u("/small.txt"), headers=since),
+        req(u("/204")), req(u("/64k.bin"), "HEAD"), req(u("/redirect")), req(u("/missing")),
+        req(u("/small.txt"), "POST", body=b"x"),
+    ]
+
+
+# status, body (None: not checked here), truncated, nginx's request number on its connection
+_NGINX_EXPECTED: list[tuple[int, bytes | None, bool, str]] = [
+    (200, nginx_server.FILES["small.txt"], False, "1"),
+    (200, b"", False, "2"),
+    (200, nginx_server.FILES["64k.bin"], False, "3"),  # Connection: close (keepalive_requests)
+    (200, b"z" * (1 << 20), True, "1"),  # cut at max_body_bytes; the connection is dropped
+    (200, nginx_server.FILES["gz/text.txt"], False, "1"),  # decoded
+    (304, b"", False, "2"),
+    (204, b"", False, "3"),
+    (200, b"", False, "1"),  # HEAD
+    (302, None, False, "2"),  # not followed
+    (404, None, False, "3"),
+    (405, None, False, "1"),
+]
+
+
+def _conn_ordinals(outcomes: list[Outcome]) -> list[Outcome]:
+    """nginx's connection serial numbers (X-Conn) as 0, 1, 2, ... in order of
+    first appearance: which requests shared a connection, comparable across runs."""
+    seen: dict[str, str] = {}
+    out = []
+    for o in outcomes:
+        headers = tuple(sorted((k, seen.setdefault(v, str(len(seen))) if k == "x-conn" else v)
+                               for k, v in o.headers))
+        out.append(Outcome(o.status, headers, o.body, o.truncated, o.error_kind))
+    return out
+
+
+@pytest.fixture(scope="module")
+def nginx(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    if nginx_server.nginx_binary() is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI is set but nginx is not installed (.ci/run installs nginx-light as root)")
+        pytest.skip("nginx is not installed (apt-get install nginx-light)")
+    with nginx_server.serve_nginx(tmp_path_factory.mktemp("nginx")) as n:
+        yield n
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])
+def test_nginx_corpus(nginx: Any, tls: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every transport reads nginx's answers alike, and as expected: static
+    files of several sizes, gzip on the fly, 204, 304, HEAD, a redirect left
+    alone, keep-alive until nginx's keepalive_requests closes the connection."""
+    if tls:
+        # trust the test's self-signed certificate: OpenSSL's default paths
+        # (read when a transport builds its default context) and aiohttp's
+        # verifying context, built once at its import
+        monkeypatch.setenv("SSL_CERT_FILE", str(nginx.cert))
+        aiohttp_connector._SSL_CONTEXT_VERIFIED.load_verify_locations(cafile=str(nginx.cert))
+
+    async def run(factory: Callable[[int], Transport]) -> list[Outcome]:
+        return _conn_ordinals(await send_all(factory(1 << 20), _nginx_requests(nginx, tls)))
+
+    results = {name: asyncio.run(run(f)) for name, f in sorted(FACTORIES.items())}
+    reference = results["aiohttp"]
+    for name, got in results.items():
+        summary = [(o.status, o.body if body is not None else None, o.truncated,
+                    dict(o.headers).get("x-conn-requests"))
+                   for o, (_, body, _, _) in zip(got, _NGINX_EXPECTED, strict=True)]
+        assert summary == _NGINX_EXPECTED, name
+        assert all(o.error_kind is None for o in got), name
+        assert got == reference, f"{name} differs from aiohttp"
+    headers = dict(reference[4].headers)
+    assert headers["content-encoding"] == "gzip" and "content-length" not in headers
+    assert ("connection", "close") in reference[2].headers
+    assert dict(reference[7].headers)["content-length"] == str(len(nginx_server.FILES["64k.bin"]))
