@@ -147,6 +147,10 @@ class RawHttpServer:
                     break
         except (ConnectionError, httptools.HttpParserError):
             pass
+        except asyncio.CancelledError:
+            # only __aexit__ cancels: end normally, or asyncio's start_server
+            # callback logs the cancelled task as an error
+            pass
         finally:
             writer.close()
             self._conns.discard(writer)

@@ -22,6 +22,7 @@ import importlib
 import importlib.util
 import inspect
 import os
+import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -136,6 +137,9 @@ CHUNKED_HEADERS = {"Content-Type": "text/plain", "Transfer-Encoding": "chunked"}
 KA = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nka"
 KA_OUT = ok(200, {"Content-Length": "2"}, b"ka")
 GZ = gzip.compress(b"gzip body " * 50)
+ZLIB = zlib.compress(b"deflate body " * 20)  # what RFC 9110 calls deflate: zlib-wrapped
+_raw = zlib.compressobj(wbits=-15)
+RAW_DEFLATE = _raw.compress(b"raw deflate " * 20) + _raw.flush()  # what some servers send instead
 
 
 async def split_head_body(conn: RawConn, _req: RawRequest) -> bool:
@@ -199,6 +203,33 @@ RAW_CASES: dict[str, Callable[[RawConn, RawRequest], Awaitable[bool]]] = {
     "/split": split_head_body,
     "/hang-up": hang_up,
     "/never": never,
+    "/duplicates": answer(b"HTTP/1.1 200 OK\r\nSet-Cookie: a=1\r\nset-cookie: b=2\r\n"
+                          b"Content-Length: 0\r\n\r\n"),
+    "/http10": answer(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok"),
+    "/te-and-cl": answer(b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\nTransfer-Encoding: chunked\r\n\r\n"
+                         b"3\r\nabc\r\n0\r\n\r\n", keep=False),
+    "/two-cl": answer(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nabc",
+                      keep=False),
+    "/bad-cl": answer(b"HTTP/1.1 200 OK\r\nContent-Length: abc\r\n\r\n", keep=False),
+    "/bad-chunk-size": answer(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                              b"zz\r\nabc\r\n0\r\n\r\n", keep=False),
+    "/space-in-name": answer(b"HTTP/1.1 200 OK\r\nX A: b\r\nContent-Length: 0\r\n\r\n", keep=False),
+    "/many-headers": answer(b"HTTP/1.1 200 OK\r\n" + b"".join(b"X-H%d: v\r\n" % i for i in range(200))
+                            + b"Content-Length: 0\r\n\r\n", keep=False),
+    "/big-head-short-lines": answer(b"HTTP/1.1 200 OK\r\n" + b"".join(
+        b"X-H%d: %s\r\n" % (i, b"v" * 8000) for i in range(13)) + b"Content-Length: 0\r\n\r\n"),
+    "/deflate": answer(b"HTTP/1.1 200 OK\r\nContent-Encoding: deflate\r\nContent-Length: %d\r\n\r\n"
+                       % len(ZLIB) + ZLIB),
+    "/raw-deflate": answer(b"HTTP/1.1 200 OK\r\nContent-Encoding: deflate\r\n"
+                           b"Content-Length: %d\r\n\r\n" % len(RAW_DEFLATE) + RAW_DEFLATE),
+    "/bad-gzip": answer(b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 10\r\n\r\n"
+                        b"not gzip!!"),
+    "/unknown-encoding": answer(b"HTTP/1.1 200 OK\r\nContent-Encoding: x-custom\r\n"
+                                b"Content-Length: 3\r\n\r\nabc"),
+    "/no-reason": answer(b"HTTP/1.1 200 \r\nContent-Length: 0\r\n\r\n"),
+    "/status-999": answer(b"HTTP/1.1 999 Odd\r\nContent-Length: 0\r\n\r\n"),
+    "/obs-fold": answer(b"HTTP/1.1 200 OK\r\nX-A: one\r\n two\r\nContent-Length: 0\r\n\r\n"),
+    "/lf-only": answer(b"HTTP/1.1 200 OK\nContent-Length: 2\n\nok"),
 }
 
 
@@ -255,18 +286,71 @@ def raw_corpus(s: RawHttpServer
         ("no answer to a POST, then close", [req(u("/hang-up"), "POST", body=b"once")],
          [err(ErrorKind.DISCONNECT)], 1),  # never sent twice
         ("never answers", [req(u("/never"), timeout=0.3)], [err(ErrorKind.TIMEOUT)], 1),
+        ("repeated header kept twice", [req(u("/duplicates"))],
+         [ok(200, [("Content-Length", "0"), ("Set-Cookie", "a=1"), ("set-cookie", "b=2")])], 1),
+        ("HTTP/1.0 answer with Content-Length", [req(u("/http10"))],
+         [ok(200, {"Content-Length": "2"}, b"ok")], 1),
+        # RFC 9112 6.3: Transfer-Encoding overrides Content-Length, and such a
+        # message "ought to be handled as an error" (smuggling): both refuse it
+        ("Transfer-Encoding and Content-Length", [req(u("/te-and-cl"))],
+         [err(ErrorKind.PROTOCOL)], 1),
+        ("two different Content-Lengths", [req(u("/two-cl"))], [err(ErrorKind.PROTOCOL)], 1),
+        ("Content-Length not a number", [req(u("/bad-cl"))], [err(ErrorKind.PROTOCOL)], 1),
+        ("chunk size not hex", [req(u("/bad-chunk-size"))], [err(ErrorKind.PROTOCOL)], 1),
+        ("space in a header name", [req(u("/space-in-name"))], [err(ErrorKind.PROTOCOL)], 1),
+        # aiohttp's limit of 128 header lines
+        ("200 header lines", [req(u("/many-headers"))], [err(ErrorKind.PROTOCOL)], 1),
+        # the limit is per line (8,190 bytes), not on the whole head
+        ("104 KB head in lines under 8 KB", [req(u("/big-head-short-lines")), req(u("/ka"))],
+         [ok(200, [("Content-Length", "0")] + [(f"X-H{i}", "v" * 8000) for i in range(13)]),
+          KA_OUT], 1),
+        ("deflate (zlib) body", [req(u("/deflate"))],
+         [ok(200, {"Content-Encoding": "deflate", "Content-Length": str(len(ZLIB))},
+             b"deflate body " * 20)], 1),
+        ("raw deflate body", [req(u("/raw-deflate"))],
+         [ok(200, {"Content-Encoding": "deflate", "Content-Length": str(len(RAW_DEFLATE))},
+             b"raw deflate " * 20)], 1),
+        # aiohttp raises ClientPayloadError for a broken encoding, which the
+        # transport's describe_error reads as DISCONNECT, although ErrorKind's
+        # own comment files "its encoding was broken" under PROTOCOL: recorded
+        # as aiohttp does; changing it means changing both transports at once
+        ("gzip that is not", [req(u("/bad-gzip"))], [err(ErrorKind.DISCONNECT)], 1),
+        ("unknown Content-Encoding left as is", [req(u("/unknown-encoding"))],
+         [ok(200, {"Content-Encoding": "x-custom", "Content-Length": "3"}, b"abc")], 1),
+        ("empty reason phrase", [req(u("/no-reason"))], [ok(200, {"Content-Length": "0"})], 1),
+        ("status 999", [req(u("/status-999"))], [ok(999, {"Content-Length": "0"})], 1),
+        # RFC 9112 5.2: a user agent MUST replace a response's obs-fold with SP
+        ("obsolete line folding", [req(u("/obs-fold"))],
+         [ok(200, {"X-A": "one two", "Content-Length": "0"})], 1),
+        # RFC 9112 2.2: a recipient MAY take a bare LF as a line end; aiohttp does
+        ("bare LF line ends", [req(u("/lf-only"))], [ok(200, {"Content-Length": "2"}, b"ok")], 1),
     ]
 
 
 RAW_CASE_NAMES = [c[0] for c in raw_corpus(RawHttpServer({}))]
 
+# (transport, case): where a transport is known to differ from the corpus
+# (strict xfail: the mark must go once the transport is fixed)
+KNOWN_DIVERGENCES: dict[tuple[str, str], str] = {
+    ("fast", "obsolete line folding"):
+        "llhttp refuses obs-fold in strict mode; RFC 9112 5.2 wants it unfolded",
+    ("fast", "bare LF line ends"):
+        "llhttp wants CRLF unless lenient_optional_cr_before_lf; aiohttp takes a bare LF",
+}
 
-@pytest.mark.parametrize("case", RAW_CASE_NAMES)
-def test_raw_socket_case(make_transport: Callable[[int], Transport], case: str) -> None:
+
+def _raw_params() -> list[Any]:
+    return [pytest.param(t, c, id=f"{t}-{c}", marks=[pytest.mark.xfail(
+                reason=KNOWN_DIVERGENCES[(t, c)], strict=True)] if (t, c) in KNOWN_DIVERGENCES else [])
+            for t in sorted(FACTORIES) for c in RAW_CASE_NAMES]
+
+
+@pytest.mark.parametrize(("transport", "case"), _raw_params())
+def test_raw_socket_case(transport: str, case: str) -> None:
     async def main() -> None:
         async with RawHttpServer(RAW_CASES) as server:
             _, reqs, expected, connections = next(c for c in raw_corpus(server) if c[0] == case)
-            got = await send_all(make_transport(MAX_BODY), reqs)
+            got = await send_all(FACTORIES[transport](MAX_BODY), reqs)
             assert got == expected
             allowed = connections if isinstance(connections, set) else {connections}
             assert server.connections in allowed
