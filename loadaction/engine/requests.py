@@ -32,7 +32,8 @@ MAX_REDIRECTS = 10  # k6's default maxRedirects
 class RequestSinks:
     """The sinks one (request, scenario, group, status) combination feeds."""
 
-    __slots__ = ("reqs", "duration", "blocked", "connecting", "failed", "sent", "received", "expected")
+    __slots__ = ("reqs", "duration", "blocked", "connecting", "tls", "sending", "waiting",
+                 "receiving", "failed", "sent", "received", "expected")
 
     def __init__(self, state: RunState, tags: Tags, expected: bool) -> None:
         reg = state.registry
@@ -41,6 +42,10 @@ class RequestSinks:
         self.duration: TrendSink = reg.sink("http_req_duration", tags)  # type: ignore[assignment]
         self.blocked: TrendSink = reg.sink("http_req_blocked", tags)  # type: ignore[assignment]
         self.connecting: TrendSink = reg.sink("http_req_connecting", tags)  # type: ignore[assignment]
+        self.tls: TrendSink = reg.sink("http_req_tls_handshaking", tags)  # type: ignore[assignment]
+        self.sending: TrendSink = reg.sink("http_req_sending", tags)  # type: ignore[assignment]
+        self.waiting: TrendSink = reg.sink("http_req_waiting", tags)  # type: ignore[assignment]
+        self.receiving: TrendSink = reg.sink("http_req_receiving", tags)  # type: ignore[assignment]
         self.failed: RateSink = reg.sink("http_req_failed", tags)  # type: ignore[assignment]
         self.sent: CounterSink = reg.sink("data_sent", tags)  # type: ignore[assignment]
         self.received: CounterSink = reg.sink("data_received", tags)  # type: ignore[assignment]
@@ -254,6 +259,10 @@ class Requester:
         sinks.duration.add_us(duration)
         sinks.blocked.add_us(result.blocked_us)
         sinks.connecting.add_us(result.connecting_us)
+        sinks.tls.add_us(result.tls_us)
+        sinks.sending.add_us(result.sending_us)
+        sinks.waiting.add_us(result.waiting_us)
+        sinks.receiving.add_us(result.receiving_us)
         sinks.failed.add(not sinks.expected)
         sinks.sent.count += result.sent_bytes
         sinks.received.count += result.received_bytes

@@ -30,6 +30,12 @@ BUILTIN_METRICS: Mapping[str, MetricInfo] = {
     "http_req_duration": MetricInfo("trend", "time"),
     "http_req_blocked": MetricInfo("trend", "time"),
     "http_req_connecting": MetricInfo("trend", "time"),
+    # k6's breakdown of http_req_duration (sending + waiting + receiving) and
+    # the TLS handshake (0 on a reused connection or over plain HTTP)
+    "http_req_tls_handshaking": MetricInfo("trend", "time"),
+    "http_req_sending": MetricInfo("trend", "time"),
+    "http_req_waiting": MetricInfo("trend", "time"),
+    "http_req_receiving": MetricInfo("trend", "time"),
     "http_req_failed": MetricInfo("rate"),
     "iterations": MetricInfo("counter"),
     "iteration_duration": MetricInfo("trend", "time"),

@@ -1,16 +1,36 @@
 """The transport port (engine/transport.py) on aiohttp's client.
 
 Timings are taken around the call rather than with aiohttp's TraceConfig
-(which costs 15-25% of throughput): a connector subclass notes how long
-getting a connection took into a cell that `send` sets up for itself (a
-ContextVar, since aiohttp's connector cannot be handed one), so
-`http_req_duration` starts once a connection is in hand, as in k6. The cell
-is private to this module: callers see timings only in the `HttpResult`.
+(which costs 15-25% of throughput): a connector subclass notes, into a cell
+that `send` sets up for itself (a ContextVar, since aiohttp's connector
+cannot be handed one), when a connection was in hand, how long it waited for
+a free connection slot, and how long connecting and the TLS handshake took
+on a new connection. The cell is private to this module: callers see
+timings only in the `HttpResult`.
+
+k6's breakdown, as aiohttp lets it be measured without trace callbacks:
+- blocked: only the wait for a free slot under `max_connections` (aiohttp's
+  `_wait_for_available_connection`); 0 when a pooled connection was idle or
+  a new one could be opened at once. Looking the pool up is not waiting.
+- connecting: opening a new connection (name resolution and TCP connect);
+  0 on a reused one. tls: the handshake on a new https connection, from the
+  moment asyncio has the connected socket (it builds the protocol then) to
+  the connection being ready.
+- sending: 0. aiohttp writes the request head (and a small body) into the
+  socket's buffer without yielding, within the same step that starts
+  waiting; there is no cheap point between the two.
+- waiting: from the connection in hand until aiohttp hands back the parsed
+  response head (time to first byte, plus aiohttp's writing of the request
+  and parsing of the head, a few microseconds of CPU).
+- receiving: reading the body once the head is in.
+So duration = sending + waiting + receiving exactly (each in whole
+microseconds), and duration starts once a connection is in hand, as in k6.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ssl
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from itertools import chain
@@ -37,11 +57,13 @@ class _ConnectTiming:
     """Written by the connector, read by `send`; one per send, so concurrent
     sends (a batch, a duplicated delivery) never share one."""
 
-    __slots__ = ("acquire_ns", "connect_ns")
+    __slots__ = ("ready_ns", "blocked_ns", "connect_ns", "tls_ns")
 
     def __init__(self) -> None:
-        self.acquire_ns = 0
-        self.connect_ns = 0
+        self.ready_ns = 0  # perf_counter_ns() when the connection was in hand; 0: never
+        self.blocked_ns = 0
+        self.connect_ns = 0  # tls included
+        self.tls_ns = 0
 
 
 _TIMING: ContextVar[_ConnectTiming] = ContextVar("loadaction_connect_timing")
@@ -51,16 +73,30 @@ USER_AGENT = "loadaction/0.1"
 # The base methods, bound once: super() builds a proxy object per call.
 _CONNECT = aiohttp.TCPConnector.connect
 _CREATE = aiohttp.TCPConnector._create_connection
+_WAIT = aiohttp.TCPConnector._wait_for_available_connection
+_WRAP = aiohttp.TCPConnector._wrap_create_connection
 
 
 class _TimedConnector(aiohttp.TCPConnector):
+    """Notes the send's timings in its cell. Only `connect` runs on every
+    request (one clock read); the other hooks run only when there is
+    something to time: a wait for a slot, a new connection, a handshake."""
+
     async def connect(self, req: Any, traces: Any, timeout: Any) -> Any:
-        start = perf_counter_ns()
         conn = await _CONNECT(self, req, traces, timeout)
         cell = _TIMING.get(None)
         if cell is not None:
-            cell.acquire_ns = perf_counter_ns() - start
+            cell.ready_ns = perf_counter_ns()
         return conn
+
+    async def _wait_for_available_connection(self, key: Any, traces: Any) -> None:
+        start = perf_counter_ns()
+        try:
+            await _WAIT(self, key, traces)
+        finally:  # a wait that ends in the connect timeout was waiting too
+            cell = _TIMING.get(None)
+            if cell is not None:
+                cell.blocked_ns += perf_counter_ns() - start
 
     async def _create_connection(self, req: Any, traces: Any, timeout: Any) -> Any:
         start = perf_counter_ns()
@@ -69,6 +105,25 @@ class _TimedConnector(aiohttp.TCPConnector):
         if cell is not None:
             cell.connect_ns = perf_counter_ns() - start
         return proto
+
+    async def _wrap_create_connection(self, factory: Any, *args: Any, **kwargs: Any) -> Any:
+        if not kwargs.get("ssl"):
+            return await _WRAP(self, factory, *args, **kwargs)
+        # asyncio's create_connection builds the protocol once the socket is
+        # connected and returns once the handshake is done: the factory's
+        # call is the handshake's start.
+        began = 0
+
+        def timed_factory() -> Any:
+            nonlocal began
+            began = perf_counter_ns()
+            return factory()
+
+        made = await _WRAP(self, timed_factory, *args, **kwargs)
+        cell = _TIMING.get(None)
+        if cell is not None and began:
+            cell.tls_ns = perf_counter_ns() - began
+        return made
 
 
 def describe_error(exc: BaseException, req: PreparedRequest) -> tuple[ErrorKind, str]:
@@ -103,6 +158,9 @@ class AiohttpTransport:
 
     max_body_bytes: int = 1 << 20
     max_connections: int = 0  # 0: unlimited
+    # the context https connections are verified with; None: aiohttp's default
+    # (the system's CAs), a test's own for a self-signed server
+    ssl_context: ssl.SSLContext | None = None
     _session: aiohttp.ClientSession | None = field(default=None, init=False)
     # One ClientTimeout per distinct timeout: building one is an attrs
     # __init__ with validation, per request otherwise.
@@ -110,7 +168,9 @@ class AiohttpTransport:
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None:
-            connector = _TimedConnector(limit=self.max_connections, ttl_dns_cache=300)
+            connector = _TimedConnector(
+                limit=self.max_connections, ttl_dns_cache=300,
+                ssl=self.ssl_context if self.ssl_context is not None else True)
             self._session = aiohttp.ClientSession(
                 connector=connector,
                 auto_decompress=True,
@@ -129,12 +189,14 @@ class AiohttpTransport:
         if timeout is None:
             timeout = self._timeouts[req.timeout] = aiohttp.ClientTimeout(total=req.timeout)
         url = req.parsed_url if req.parsed_url is not None else req.url
+        head = 0  # perf_counter_ns() when the response head was in
         start = perf_counter_ns()
         try:
             async with session.request(
                 req.method, url, headers=req.headers, data=req.body,
                 allow_redirects=False, timeout=timeout,
             ) as resp:
+                head = perf_counter_ns()
                 length = resp.content_length
                 if length is not None and length <= self.max_body_bytes:
                     body, truncated = await resp.read(), False  # the common case, inline
@@ -151,15 +213,24 @@ class AiohttpTransport:
             end = perf_counter_ns()
             status, headers, body, truncated, received = 0, EMPTY_HEADERS, b"", False, 0
             kind, error = describe_error(exc, req)
-        acquire = cell.acquire_ns
-        connecting = cell.connect_ns
+        ready = cell.ready_ns
+        if ready:
+            # whole microseconds of waiting, the rest of the duration receiving,
+            # so that duration == sending (0) + waiting + receiving exactly
+            duration = (end - ready) // 1000
+            waiting = (head - ready) // 1000 if head else duration
+        else:  # no connection: the attempt is the duration, nothing was waited for
+            duration = (end - start) // 1000
+            waiting = 0
+        tls = cell.tls_ns
         # Positional: keyword arguments make this __init__ three times as dear.
         return HttpResult(
-            status, headers, body,
-            (end - start - acquire) // 1000,  # duration_us
-            max(acquire - connecting, 0) // 1000,  # blocked_us
-            connecting // 1000,  # connecting_us
+            status, headers, body, duration,
+            cell.blocked_ns // 1000,  # blocked_us
+            (cell.connect_ns - tls) // 1000,  # connecting_us
             req.sent_bytes, received, error, truncated, kind,
+            tls // 1000, 0, waiting,  # tls_us, sending_us, waiting_us
+            duration - waiting if ready else 0,  # receiving_us
         )
 
     async def _read_capped(self, resp: aiohttp.ClientResponse) -> tuple[bytes, bool]:
