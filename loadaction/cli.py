@@ -36,7 +36,7 @@ from loadaction.masking import mask_url_credentials, url_passwords
 from loadaction.plan import load_plan
 from loadaction.plan.model import Limits, Plan
 from loadaction.plan.overrides import add_override_arguments, overrides_from_args
-from loadaction.session import print_warnings, run_and_report
+from loadaction.session import add_http_client_argument, print_warnings, run_and_report
 from loadaction.writable import check_output_dir
 
 EPILOG = __doc__.split("\n\n", 1)[1]
@@ -80,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--progress-interval", type=positive(float), default=5.0, metavar="SECONDS",
                      help="seconds between progress lines (default 5)")
     run.add_argument("--quiet", action="store_true", help="no progress lines")
+    add_http_client_argument(run)
     add_run_arguments(run)
 
     validate = sub.add_parser(
@@ -178,7 +179,7 @@ def _run(args: argparse.Namespace) -> int:
     code = asyncio.run(run_and_report(plan, out=args.out, quiet=args.quiet,
                                       progress_interval_s=args.progress_interval,
                                       after=step.after_run if step is not None else None,
-                                      baselines=args.baselines))
+                                      baselines=args.baselines, http_client=args.http_client))
     if code == ExitCode.THRESHOLDS_FAILED and not args.fail_on_violation:
         return ExitCode.OK
     return code

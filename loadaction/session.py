@@ -7,7 +7,9 @@ step) without this module knowing what it does."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import os
 import signal
 import sys
 import traceback
@@ -20,6 +22,8 @@ from loadaction.engine.hooks import RunPlugin
 from loadaction.engine.runner import Progress, Run
 from loadaction.engine.status import RunStatus
 from loadaction.engine.transport import Transport
+from loadaction.engine.transports.aiohttp import AiohttpTransport
+from loadaction.engine.transports.fast import FastTransport
 from loadaction.errors import ExitCode
 from loadaction.metrics.registry import CHAOS_METRICS
 from loadaction.masking import mask_url_credentials
@@ -31,6 +35,29 @@ from loadaction.results.build import build_results
 from loadaction.results.io import write_results
 
 AfterRun = Callable[[dict[str, Any], ExitCode], Awaitable[None]]
+
+HTTP_CLIENTS = ("aiohttp", "fast")
+DEFAULT_HTTP_CLIENT = "aiohttp"  # `fast` is opt-in until it passes every differential test
+_PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy")
+
+
+def add_http_client_argument(parser: argparse.ArgumentParser) -> None:
+    """`--http-client`, for every command that sends load (run, demo, capacity)."""
+    parser.add_argument("--http-client", choices=HTTP_CLIENTS, default=None,
+                        help=f"the HTTP/1.1 client (default {DEFAULT_HTTP_CLIENT}; fast: "
+                             f"asyncio + llhttp, opt-in for now; with HTTP(S)_PROXY set, "
+                             f"aiohttp is used)")
+
+
+def make_transport(plan: Plan, http_client: str | None = None,
+                   environ: Mapping[str, str] | None = None) -> Transport:
+    """The transport `--http-client` names (default aiohttp). The fast one
+    speaks plain HTTP/1.1 to the target only, so with an HTTP(S) proxy in the
+    environment the run keeps aiohttp's."""
+    env = os.environ if environ is None else environ
+    if (http_client or DEFAULT_HTTP_CLIENT) == "fast" and not any(env.get(v) for v in _PROXY_VARS):
+        return FastTransport(max_body_bytes=plan.max_body_bytes)
+    return AiohttpTransport(max_body_bytes=plan.max_body_bytes)
 
 
 def exit_code(status: RunStatus, violations: int, rollback_failures: int = 0) -> ExitCode:
@@ -60,8 +87,10 @@ def plugins_for(plan: Plan, seed: int | None = None) -> list[RunPlugin]:
 
 def build_run(plan: Plan, *, transport: Transport | None = None, seed: int | None = None,
               progress: Callable[[Progress], None] | None = None,
-              progress_interval_s: float = 5.0) -> Run:
-    """The engine, wired with the plan's plugins."""
+              progress_interval_s: float = 5.0, http_client: str | None = None) -> Run:
+    """The engine, wired with the plan's plugins and the chosen transport."""
+    if transport is None:
+        transport = make_transport(plan, http_client)
     return Run(plan, transport=transport, plugins=plugins_for(plan, seed), progress=progress,
                progress_interval_s=progress_interval_s, seed=seed)
 
@@ -78,16 +107,19 @@ def failed_regressions(doc: Mapping[str, Any]) -> int:
 
 async def run_and_report(plan: Plan, *, out: Path | None, quiet: bool = False,
                          progress_interval_s: float = 5.0, after: AfterRun | None = None,
-                         baselines: Sequence[Mapping[str, Any]] = ()) -> ExitCode:
+                         baselines: Sequence[Mapping[str, Any]] = (),
+                         http_client: str | None = None) -> ExitCode:
     """`baselines`: earlier runs' results documents; the plan's regression
-    budgets are judged against them and gate the run like thresholds."""
+    budgets are judged against them and gate the run like thresholds.
+    `http_client`: the transport (see make_transport)."""
     print_warnings(plan.warnings)  # before anything is sent
 
     def show(progress: Progress) -> None:
         for line in progress_lines(progress):
             print(run.masker(line), file=sys.stderr, flush=True)
 
-    run = build_run(plan, progress=None if quiet else show, progress_interval_s=progress_interval_s)
+    run = build_run(plan, progress=None if quiet else show, progress_interval_s=progress_interval_s,
+                    http_client=http_client)
     loop = asyncio.get_running_loop()
 
     def on_signal(signum: int) -> None:

@@ -449,3 +449,40 @@ def test_tls_verification_refuses_a_self_signed_certificate(
         assert r.error is not None and "certificate" in r.error.lower()
         assert counter.connections == 0
     with_tls_app(certificate, test)
+
+
+# ---------------------------------------------------------------- selection
+
+def test_http_client_fast_runs_a_plan_end_to_end(target, write_plan, run_plan) -> None:  # type: ignore[no-untyped-def]
+    plan = write_plan(f"""
+        target: {target.url}
+        scenarios:
+          s: {{executor: per-vu-iterations, vus: 2, iterations: 3, exec: f}}
+        flows:
+          f: [{{request: {{url: /ok}}}}, {{check: {{status: 200}}}}]
+    """)
+    before = target.hits["/ok"]
+    code, doc = run_plan(plan, "--http-client", "fast")
+    assert code == 0
+    assert target.hits["/ok"] - before == 6
+    assert doc["metrics"]["http_reqs"]["total"]["count"] == 6
+    assert doc["metrics"]["checks"]["total"]["rate"] == 1.0
+
+
+def test_the_transport_is_chosen_by_flag_and_a_proxy_keeps_aiohttp(write_plan) -> None:  # type: ignore[no-untyped-def]
+    from loadaction.engine.transports.aiohttp import AiohttpTransport
+    from loadaction.plan import load_plan
+    from loadaction.session import build_run, make_transport
+    plan = load_plan(write_plan("""
+        target: http://127.0.0.1:1
+        scenarios:
+          s: {executor: per-vu-iterations, exec: f}
+        flows:
+          f: [{request: {url: /ok}}]
+    """))
+    assert isinstance(make_transport(plan, "fast", {}), FastTransport)
+    assert isinstance(make_transport(plan, None, {}), AiohttpTransport)  # the default, for now
+    assert isinstance(make_transport(plan, "aiohttp", {}), AiohttpTransport)
+    assert isinstance(make_transport(plan, "fast", {"HTTPS_PROXY": "http://proxy:3128"}),
+                      AiohttpTransport)
+    assert isinstance(build_run(plan, http_client="fast").state.transport, FastTransport)

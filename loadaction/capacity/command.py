@@ -38,6 +38,7 @@ from loadaction.github.cli import add_run_arguments, github_step, mask_token
 from loadaction.masking import mask_url_credentials, url_passwords
 from loadaction.plan import load_plan
 from loadaction.plan.model import ConstantArrivalRate, Limits, Plan, RampingArrivalRate, Scenario
+from loadaction.session import add_http_client_argument, make_transport
 from loadaction.report.capacity import describe, step_header, step_line
 from loadaction.results.build import build_results
 from loadaction.results.io import write_results
@@ -118,6 +119,7 @@ def add_capacity_parser(sub: Any) -> argparse.ArgumentParser:
                    help="how long the whole search may take at most (no step starts that "
                         "would end later)")
     p.add_argument("--out", type=Path, metavar="DIR", help="write DIR/results.json")
+    add_http_client_argument(p)
     add_run_arguments(p)
     return p
 
@@ -141,6 +143,7 @@ class Options:
     limits: Limits  # the plan's caps for the whole search
     min_rate: float | None
     out: Path | None
+    http_client: str | None = None  # --http-client: each step's transport
 
 
 def _options(args: argparse.Namespace, plan: Plan) -> Options:
@@ -165,7 +168,7 @@ def _options(args: argparse.Namespace, plan: Plan) -> Options:
                         max_error_rate=args.max_error_rate, max_lateness_ms=args.max_lateness),
         limits=Limits(max_rps=args.max_rps, max_requests=args.max_requests,
                       max_duration=args.max_duration, allow_live_keys=args.allow_live_keys),
-        min_rate=args.min_rate, out=args.out)
+        min_rate=args.min_rate, out=args.out, http_client=args.http_client)
 
 
 def run_capacity(args: argparse.Namespace) -> int:
@@ -278,7 +281,8 @@ class CapacitySearch:
             print(f"loadaction: step {len(self.steps) + 1}: {rate:g}/s for "
                   f"{options.step.duration_s:g}s", file=sys.stderr, flush=True)
             window = StepWindow(options.step.warmup_s, scenario.name)
-            run = self._run = Run(plan, plugins=[window], vars=setup_vars)
+            run = self._run = Run(plan, plugins=[window], vars=setup_vars,
+                                  transport=make_transport(plan, options.http_client))
             outcome = await run.execute()
             sent += run.state.guard.sent
             if outcome.status in (RunStatus.FAILED, RunStatus.CRASHED):

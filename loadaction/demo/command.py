@@ -26,7 +26,7 @@ from loadaction.errors import PlanError, RunError
 from loadaction.github.cli import add_baseline_argument, load_baseline
 from loadaction.plan import load_plan
 from loadaction.plan.overrides import add_override_arguments, overrides_from_args
-from loadaction.session import run_and_report
+from loadaction.session import add_http_client_argument, run_and_report
 from loadaction.writable import check_output_dir
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
@@ -62,6 +62,7 @@ def add_demo_parser(subparsers: Any) -> argparse.ArgumentParser:
     add_baseline_argument(parser)  # earlier demo results: the regression budgets judge against them
     parser.add_argument("--progress-interval", type=positive(float), default=5.0, metavar="SECONDS")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
+    add_http_client_argument(parser)
     add_override_arguments(parser)
     return parser
 
@@ -85,7 +86,7 @@ async def _demo(args: argparse.Namespace) -> int:
                              overrides=overrides_from_args(args), env=env)
             return await run_and_report(plan, out=args.out, quiet=args.quiet,
                                         progress_interval_s=args.progress_interval,
-                                        baselines=baselines)
+                                        baselines=baselines, http_client=args.http_client)
     except ImportError as exc:
         raise PlanError(f"--database-url needs asyncpg ({exc.name} is not installed)",
                         hint="pip install 'loadaction[postgres]'") from None
