@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -101,6 +102,7 @@ class RawHttpServer:
     cases: dict[str, Case]
     host: str = "127.0.0.1"
     port: int = 0
+    tls: ssl.SSLContext | None = None  # a server-side context: HTTPS
     connections: int = 0
     requests: int = 0
     closed: asyncio.Event = field(default_factory=asyncio.Event)  # set each time a case closes
@@ -109,10 +111,10 @@ class RawHttpServer:
     _tasks: set[asyncio.Task] = field(default_factory=set)
 
     def url(self, path: str) -> str:
-        return f"http://{self.host}:{self.port}{path}"
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}{path}"
 
     async def __aenter__(self) -> RawHttpServer:
-        self._server = await asyncio.start_server(self._handle, self.host, 0)
+        self._server = await asyncio.start_server(self._handle, self.host, 0, ssl=self.tls)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
 

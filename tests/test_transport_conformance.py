@@ -22,9 +22,13 @@ import importlib
 import importlib.util
 import inspect
 import os
+import socket
+import ssl
 import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from email.utils import formatdate
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -32,8 +36,14 @@ from aiohttp import connector as aiohttp_connector
 from aiohttp import web
 from yarl import URL
 
-from loadaction.engine.transport import ErrorKind, HttpResult, PreparedRequest, Transport
+from loadaction.engine.transport import (
+    ErrorKind,
+    HttpResult,
+    PreparedRequest,
+    Transport,
+)
 from loadaction.engine.transports.aiohttp import AiohttpTransport
+from tests import nginx_server
 from tests.raw_http_server import RawConn, RawHttpServer, RawRequest
 
 # Headers whose value differs from one response to the next, so no two
@@ -453,12 +463,10 @@ def test_aiohttp_server_corpus(make_transport: Callable[[int], Transport]) -> No
 
 # ---------------------------------------------------------------- nginx
 
-nginx_server = pytest.importorskip("tests.nginx_server")
-
-
 def _nginx_requests(n: Any, tls: bool) -> list[PreparedRequest]:
-    u = lambda path: n.url(path, tls=tls)  # noqa: E731
-    since = {"If-Modified-Since": "Tue, 14 Nov 2023 22:13:20 GMT"}  # nginx_server.MTIME
+    def u(path: str) -> str:
+        return n.url(path, tls=tls)
+    since = {"If-Modified-Since": formatdate(nginx_server.MTIME, usegmt=True)}
     return [
         req(u("/small.txt")), req(u("/empty.txt")), req(u("/64k.bin")),  # the 3rd closes
         req(u("/big.bin")), req(u("/gz/text.txt")), req(u("/small.txt"), headers=since),
@@ -533,3 +541,73 @@ def test_nginx_corpus(nginx: Any, tls: bool, monkeypatch: pytest.MonkeyPatch) ->
     assert headers["content-encoding"] == "gzip" and "content-length" not in headers
     assert ("connection", "close") in reference[2].headers
     assert dict(reference[7].headers)["content-length"] == str(len(nginx_server.FILES["64k.bin"]))
+
+
+# ---------------------------------------------------------------- TLS and connecting
+
+def _server_tls(directory: Path) -> tuple[ssl.SSLContext, Path]:
+    cert, key = nginx_server.make_certificate(directory)
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(cert, key)
+    return ctx, cert
+
+
+def _trust(cert: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Trust a test certificate: OpenSSL's default paths (read when a transport
+    builds its default context) and aiohttp's verifying context, built once
+    at its import (the certificate's key lives only in the test's tmp_path)."""
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    aiohttp_connector._SSL_CONTEXT_VERIFIED.load_verify_locations(cafile=str(cert))
+
+
+TLS_CASES = [
+    ("chunked one byte per TLS record", [req("/chunked-bytewise")],
+     [ok(200, CHUNKED_HEADERS, b"hello world")], 1),
+    ("keep-alive, then Connection: close", [req("/ka"), req("/close"), req("/ka")],
+     [KA_OUT, ok(200, {"Connection": "close", "Content-Length": "3"}, b"bye"), KA_OUT], 2),
+    ("truncated body", [req("/truncated")], [err(ErrorKind.DISCONNECT)], 1),
+    ("body delimited by the close", [req("/until-close")],
+     [ok(200, {}, b"read until the server closes")], 1),
+    ("gzip body", [req("/gzip")],
+     [ok(200, {"Content-Encoding": "gzip", "Content-Length": str(len(GZ))}, b"gzip body " * 50)], 1),
+]
+
+
+@pytest.mark.parametrize("case", [c[0] for c in TLS_CASES])
+def test_raw_case_over_tls(make_transport: Callable[[int], Transport], case: str,
+                           tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Framing over TLS: what the raw cases send, read through the TLS layer
+    (segments become records; the close comes with or without close_notify)."""
+    tls, cert = _server_tls(tmp_path)
+    _trust(cert, monkeypatch)
+    _, paths, expected, connections = next(c for c in TLS_CASES if c[0] == case)
+
+    async def main() -> None:
+        async with RawHttpServer(RAW_CASES, tls=tls) as server:
+            reqs = [req(server.url(r.url), r.method) for r in paths]
+            assert await send_all(make_transport(MAX_BODY), reqs) == expected
+            assert server.connections == connections
+    asyncio.run(main())
+
+
+def test_untrusted_certificate(make_transport: Callable[[int], Transport], tmp_path: Path) -> None:
+    """A certificate nobody trusts (made here, never added): TLS, no answer."""
+    tls, _ = _server_tls(tmp_path)
+
+    async def main() -> None:
+        async with RawHttpServer(RAW_CASES, tls=tls) as server:
+            got = await send_all(make_transport(MAX_BODY), [req(server.url("/ka"))])
+            assert got == [err(ErrorKind.TLS)]
+            assert server.requests == 0
+    asyncio.run(main())
+
+
+def test_connection_refused(make_transport: Callable[[int], Transport]) -> None:
+    with socket.socket() as s:  # a port just free: nothing listens on it
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+
+    async def main() -> None:
+        got = await send_all(make_transport(MAX_BODY), [req(f"http://127.0.0.1:{port}/")])
+        assert got == [err(ErrorKind.CONNECT)]
+    asyncio.run(main())
