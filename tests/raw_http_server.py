@@ -39,6 +39,7 @@ class RawConn:
         self.reader = reader
         self.writer = writer
         self._pending: list[RawRequest] = []
+        self.served = 0  # requests answered (or dropped) on this connection before the current one
         self._current: dict = {}
         self._parser = httptools.HttpRequestParser(self)
         sock = writer.get_extra_info("socket")
@@ -145,7 +146,9 @@ class RawHttpServer:
                 if case is None:
                     await conn.send(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
                     continue
-                if not await case(conn, req):
+                keep = await case(conn, req)
+                conn.served += 1
+                if not keep:
                     break
         except (ConnectionError, httptools.HttpParserError):
             pass

@@ -182,7 +182,18 @@ async def idle_close(conn: RawConn, _req: RawRequest) -> bool:
     return False
 
 
+async def stale(conn: RawConn, _req: RawRequest) -> bool:
+    """Answers a connection's first request with keep-alive; a later one on
+    the same connection finds it closed with no answer, as when the server's
+    idle timeout and the client's next request cross on the wire."""
+    if conn.served:
+        return False
+    await conn.send(KA)
+    return True
+
+
 RAW_CASES: dict[str, Callable[[RawConn, RawRequest], Awaitable[bool]]] = {
+    "/stale": stale,
     "/ka": answer(KA),
     "/chunked-bytewise": answer(CHUNKED, bytewise=True),
     "/chunk-ext": answer(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
@@ -296,6 +307,14 @@ def raw_corpus(s: RawHttpServer
         ("no answer to a POST, then close", [req(u("/hang-up"), "POST", body=b"once")],
          [err(ErrorKind.DISCONNECT)], 1),  # never sent twice
         ("never answers", [req(u("/never"), timeout=0.3)], [err(ErrorKind.TIMEOUT)], 1),
+        # a reused connection closed before any byte of the answer: an
+        # idempotent request goes again, once, on a new connection ...
+        ("stale keep-alive connection, GET retried", [req(u("/stale")), req(u("/stale"))],
+         [KA_OUT, KA_OUT], 2),
+        # ... a POST never does: the server may have acted on it
+        ("stale keep-alive connection, POST not retried",
+         [req(u("/stale")), req(u("/stale"), "POST", body=b"once")],
+         [KA_OUT, err(ErrorKind.DISCONNECT)], 1),
         ("repeated header kept twice", [req(u("/duplicates"))],
          [ok(200, [("Content-Length", "0"), ("Set-Cookie", "a=1"), ("set-cookie", "b=2")])], 1),
         ("HTTP/1.0 answer with Content-Length", [req(u("/http10"))],
