@@ -106,7 +106,7 @@ FILES = {
     "empty.txt": b"",
     "small.txt": b"hello from nginx\n",
     "64k.bin": bytes(range(256)) * 256,
-    "big.bin": b"z" * (2 << 20),  # twice the default max_body_bytes: cut, the rest unread
+    "big.bin": b"z" * (8 << 20),  # 8x the default max_body_bytes: cut, far from all read
     "gz/text.txt": b"a line nginx compresses on the fly\n" * 400,
 }
 

@@ -358,8 +358,9 @@ def raw_corpus(s: RawHttpServer
 
 RAW_CASE_NAMES = [c[0] for c in raw_corpus(RawHttpServer({}))]
 
-# (transport, case): where a transport is known to differ from the corpus
-# (strict xfail: the mark must go once the transport is fixed)
+# (transport, case): where a transport is known to differ from the corpus.
+# Not strict, so a fix does not turn CI red before its author drops the mark:
+# an XPASS in the summary says the mark can go.
 KNOWN_DIVERGENCES: dict[tuple[str, str], str] = {
     ("fast", "obsolete line folding"):
         "llhttp refuses obs-fold in strict mode; RFC 9112 5.2 wants it unfolded",
@@ -370,7 +371,7 @@ KNOWN_DIVERGENCES: dict[tuple[str, str], str] = {
 
 def _raw_params() -> list[Any]:
     return [pytest.param(t, c, id=f"{t}-{c}", marks=[pytest.mark.xfail(
-                reason=KNOWN_DIVERGENCES[(t, c)], strict=True)] if (t, c) in KNOWN_DIVERGENCES else [])
+                reason=KNOWN_DIVERGENCES[(t, c)], strict=False)] if (t, c) in KNOWN_DIVERGENCES else [])
             for t in sorted(FACTORIES) for c in RAW_CASE_NAMES]
 
 
