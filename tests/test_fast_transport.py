@@ -90,7 +90,7 @@ def counting_app(counter: Counting) -> web.Application:
 
     async def echo(request: web.Request) -> web.StreamResponse:
         counter.note(request)
-        return web.Response(body=await request.read())
+        return web.Response(body=await request.content.read())  # unbounded, unlike read()
 
     async def slow(request: web.Request) -> web.StreamResponse:
         counter.note(request)
@@ -486,3 +486,14 @@ def test_the_transport_is_chosen_by_flag_and_a_proxy_keeps_aiohttp(write_plan) -
     assert isinstance(make_transport(plan, "fast", {"HTTPS_PROXY": "http://proxy:3128"}),
                       AiohttpTransport)
     assert isinstance(build_run(plan, http_client="fast").state.transport, FastTransport)
+
+
+def test_a_large_post_body_is_sent_whole_and_timed_as_sending() -> None:
+    async def test(t: FastTransport, counter: Counting, base: str) -> None:
+        body = bytes(range(256)) * 16384  # 4 MiB: more than a socket buffer holds
+        r = await t.send(req(base + "/echo", "POST", body))
+        assert (r.status, r.truncated) == (200, True)  # the echo is bounded, the request is not
+        assert counter.seen[0].headers["Content-Length"] == str(len(body))
+        assert r.body == body[:1 << 20]
+        assert r.sending_us > 0
+    with_app(test)

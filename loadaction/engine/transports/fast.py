@@ -142,6 +142,9 @@ class _Conn(asyncio.Protocol):
         self.closed = False
         self.reused = False
         self.waiter: asyncio.Future[None] | None = None
+        # flow control: set while the kernel's send buffer is full, so that
+        # `sending` lasts until a large body is handed to the kernel
+        self.drained: asyncio.Future[None] | None = None
         self._start_response(False)
 
     def _start_response(self, head: bool) -> None:
@@ -190,11 +193,20 @@ class _Conn(asyncio.Protocol):
             if self.head and self.headers_done and not waiter.done():
                 self._finish(self.keep_alive)  # HEAD: llhttp cannot be told to expect no body
 
+    def pause_writing(self) -> None:
+        self.drained = asyncio.get_running_loop().create_future()
+
+    def resume_writing(self) -> None:
+        drained, self.drained = self.drained, None
+        if drained is not None and not drained.done():
+            drained.set_result(None)
+
     def eof_received(self) -> bool:
         return False  # close the transport; connection_lost settles the waiter
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self.closed = True
+        self.resume_writing()  # a writer waiting for room learns of the loss from `waiter`
         waiter = self.waiter
         if waiter is not None and not waiter.done():
             if self.headers_done and self.until_eof:
@@ -413,9 +425,12 @@ class FastTransport:
         try:
             if conn.closed or transport.is_closing():
                 raise _Lost(False, False, None)
-            transport.write(head)
-            if req.body:
-                transport.write(req.body)
+            body = req.body
+            transport.write(head + body if body and len(body) < 65536 else head)  # one send
+            if body and len(body) >= 65536:
+                transport.write(body)
+            if conn.drained is not None:
+                await conn.drained
             sent = perf_counter_ns()
             await waiter
         except BaseException:
