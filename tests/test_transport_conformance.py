@@ -21,6 +21,7 @@ import gzip
 import importlib
 import importlib.util
 import inspect
+import json
 import os
 import socket
 import ssl
@@ -369,13 +370,14 @@ KNOWN_DIVERGENCES: dict[tuple[str, str], str] = {
 }
 
 
-def _raw_params() -> list[Any]:
+def _params(names: list[str]) -> list[Any]:
+    """(transport, case) for every transport, a known divergence marked."""
     return [pytest.param(t, c, id=f"{t}-{c}", marks=[pytest.mark.xfail(
                 reason=KNOWN_DIVERGENCES[(t, c)], strict=False)] if (t, c) in KNOWN_DIVERGENCES else [])
-            for t in sorted(FACTORIES) for c in RAW_CASE_NAMES]
+            for t in sorted(FACTORIES) for c in names]
 
 
-@pytest.mark.parametrize(("transport", "case"), _raw_params())
+@pytest.mark.parametrize(("transport", "case"), _params(RAW_CASE_NAMES))
 def test_raw_socket_case(transport: str, case: str) -> None:
     async def main() -> None:
         async with RawHttpServer(RAW_CASES) as server:
@@ -384,6 +386,66 @@ def test_raw_socket_case(transport: str, case: str) -> None:
             assert got == expected
             allowed = connections if isinstance(connections, set) else {connections}
             assert server.connections in allowed
+    asyncio.run(main())
+
+
+# ---------------------------------------------------------------- the request, as the server reads it
+
+async def _echo_request(conn: RawConn, r: RawRequest) -> bool:
+    """The request as llhttp read it, as JSON: what the server saw."""
+    seen = json.dumps([r.method, r.path, sorted([k.lower(), v] for k, v in r.headers),
+                       r.body.decode("latin-1")]).encode()
+    await conn.send(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(seen) + seen)
+    return True
+
+
+_DEFAULTS = [["accept", "*/*"], ["accept-encoding", "gzip, deflate"], ["user-agent", "loadaction/0.1"]]
+_OCTETS = ["content-type", "application/octet-stream"]
+
+# name, (method, query, headers, body), the headers the server reads (Host
+# aside), as aiohttp writes them
+REQUEST_CASES: list[tuple[str, tuple[str, str, dict[str, str], bytes | None], list[list[str]]]] = [
+    ("GET with a query", ("GET", "?a=1&b=%20x", {}, None), _DEFAULTS),
+    ("GET, the plan's own User-Agent, Accept and Accept-Encoding",
+     ("GET", "", {"User-Agent": "mine", "Accept": "text/html", "accept-encoding": "identity"}, None),
+     [["accept", "text/html"], ["accept-encoding", "identity"], ["user-agent", "mine"]]),
+    ("POST with a Content-Type", ("POST", "", {"Content-Type": "application/json", "X-Custom": "v"},
+                                  b'{"a":1}'),
+     [*_DEFAULTS, ["content-length", "7"], ["content-type", "application/json"], ["x-custom", "v"]]),
+    ("PATCH with a body", ("PATCH", "", {"Content-Type": "text/plain"}, b"{}"),
+     [*_DEFAULTS, ["content-length", "2"], ["content-type", "text/plain"]]),
+    # RFC 9110 8.3: content SHOULD come with a Content-Type; aiohttp writes
+    # application/octet-stream for bytes without one
+    ("POST bytes without a Content-Type", ("POST", "", {}, b"hi"),
+     [*_DEFAULTS, ["content-length", "2"], _OCTETS]),
+    ("POST without a body", ("POST", "", {}, None), [*_DEFAULTS, ["content-length", "0"], _OCTETS]),
+    ("PUT with an empty body", ("PUT", "", {}, b""), [*_DEFAULTS, ["content-length", "0"], _OCTETS]),
+    ("DELETE without a body", ("DELETE", "", {}, None), [*_DEFAULTS, ["content-length", "0"]]),
+    ("OPTIONS", ("OPTIONS", "", {}, None), _DEFAULTS),
+]
+
+KNOWN_DIVERGENCES.update({
+    ("fast", name): "fast writes no Content-Type where aiohttp writes application/octet-stream"
+                    " (bytes without a Content-Type, a POST without a body)"
+    for name in ("POST bytes without a Content-Type", "POST without a body", "PUT with an empty body")
+})
+
+
+@pytest.mark.parametrize(("transport", "case"), _params([c[0] for c in REQUEST_CASES]))
+def test_request_as_the_server_reads_it(transport: str, case: str) -> None:
+    """Request serialisation is ours in the fast transport: the server must
+    read the same request line, headers and body from every transport."""
+    (method, query, headers, body), expected = next(c[1:] for c in REQUEST_CASES if c[0] == case)
+
+    async def main() -> None:
+        async with RawHttpServer({"/echo": _echo_request}) as server:
+            got = await send_all(FACTORIES[transport](MAX_BODY),
+                                 [req(server.url("/echo" + query), method, headers=headers, body=body)])
+            assert got[0].status == 200, got
+            seen = json.loads(got[0].body)
+            host = ["host", f"127.0.0.1:{server.port}"]
+            assert seen == [method, "/echo" + query, sorted([*expected, host]),
+                            (body or b"").decode("latin-1")]
     asyncio.run(main())
 
 
