@@ -497,3 +497,21 @@ def test_a_large_post_body_is_sent_whole_and_timed_as_sending() -> None:
         assert r.body == body[:1 << 20]
         assert r.sending_us > 0
     with_app(test)
+
+
+def test_each_vu_keeps_its_own_connections_unless_the_pool_is_shared() -> None:
+    from loadaction.engine.transport import CONNECTION_OWNER
+
+    async def as_vu(t: FastTransport, owner: object, url: str) -> int:
+        CONNECTION_OWNER.set(owner)  # as the engine's requester does before each send
+        return (await t.send(req(url))).connecting_us
+
+    for per_vu, connections in ((True, 2), (False, 1)):
+        async def test(t: FastTransport, counter: Counting, base: str) -> None:
+            a, b = object(), object()
+            # one after the other: a shared pool would hand a's idle connection to b
+            for owner in (a, b, a, b):
+                await asyncio.create_task(as_vu(t, owner, base + "/"))
+            assert counter.connections == connections
+            assert len(counter.peers) == 4
+        with_app(test, per_vu=per_vu)

@@ -18,7 +18,7 @@ from yarl import URL
 from loadaction.engine.layers import Deliver, Outgoing
 from loadaction.engine.response import ResponseView
 from loadaction.engine.state import RunState
-from loadaction.engine.transport import ErrorKind, HttpResult, PreparedRequest
+from loadaction.engine.transport import CONNECTION_OWNER, ErrorKind, HttpResult, PreparedRequest
 from loadaction.metrics.registry import Tags
 from loadaction.metrics.sinks import CounterSink, RateSink, TrendSink
 from loadaction.metrics.series import LiveBucket
@@ -185,6 +185,7 @@ class Requester:
         the answer takes."""
         state = self.state
         await state.guard.admit()
+        CONNECTION_OWNER.set(self)  # this VU's connections (a per-VU pool keys by it)
         label: str | None = None
         if state.layers or state.attribution is not None:
             sent_at = state.clock.elapsed()

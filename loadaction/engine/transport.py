@@ -12,6 +12,7 @@ beside it for people.
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
@@ -54,6 +55,13 @@ class PreparedRequest:
             size += len(k) + len(v) + 4
         self.sent_bytes = size
 
+
+CONNECTION_OWNER: ContextVar[object | None] = ContextVar("loadaction_connection_owner",
+                                                        default=None)
+"""Who is sending: the engine sets its VU's requester before each send, so a
+transport that keeps connections per VU, as k6 does, can key its pool by it.
+A context variable, not a PreparedRequest field: the PreparedRequest of a
+constant request is built once and sent by every VU."""
 
 EMPTY_HEADERS: CIMultiDict[str] = CIMultiDict()
 

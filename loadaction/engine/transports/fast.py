@@ -6,8 +6,10 @@ aiohttp use) needs a fraction of that. Only the request head is written here;
 every response byte is parsed by llhttp.
 
 What it does, and why it matches the aiohttp transport where it matters:
-- keep-alive connections pooled per (scheme, host, port), each used by one
-  request at a time (LIFO, so a quiet run keeps few connections warm);
+- keep-alive connections pooled per VU (the engine's CONNECTION_OWNER), as
+  k6 keeps them, or shared by the run (`per_vu=False`), and per (scheme,
+  host, port); each used by one request at a time (LIFO, so a quiet run keeps
+  few connections warm);
 - Content-Length, chunked (extensions and trailers: llhttp's; trailers are
   dropped, as aiohttp drops them) and bodyless answers (1xx skipped, 204,
   304, HEAD);
@@ -45,6 +47,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from loadaction.engine.transport import (
+    CONNECTION_OWNER,
     EMPTY_HEADERS,
     ErrorKind,
     HttpResult,
@@ -54,6 +57,7 @@ from loadaction.engine.transport import (
 )
 from loadaction.engine.transports.aiohttp import USER_AGENT, AiohttpTransport, send_and_abort
 
+_Key = tuple[object, str, str, int]  # (owner, scheme, host, port)
 IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"})
 # aiohttp sends Content-Length: 0 for a bodyless request of any other method
 _BODYLESS_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
@@ -135,7 +139,7 @@ class _Decoder:
 class _Conn(asyncio.Protocol):
     """One HTTP/1.1 connection and the response being read on it."""
 
-    def __init__(self, key: tuple[str, str, int], max_body: int) -> None:
+    def __init__(self, key: _Key, max_body: int) -> None:
         self.key = key
         self.max_body = max_body
         self.transport: asyncio.Transport | None = None
@@ -336,16 +340,18 @@ def _head(req: PreparedRequest, url: URL) -> tuple[bytes, bool]:
 
 
 class FastTransport:
-    """The fast HTTP/1.1 transport: one pool for the run (per (scheme, host,
-    port)); `max_connections` (0: unlimited) bounds it in all, and only a
-    request that waits for one of those has a non-zero `blocked_us`."""
+    """The fast HTTP/1.1 transport: each VU's connections its own (`per_vu`,
+    as k6), or one pool for the run; `max_connections` (0: unlimited) bounds
+    them in all, and only a request that waits for one of those has a
+    non-zero `blocked_us`."""
 
     def __init__(self, max_body_bytes: int = 1 << 20, max_connections: int = 0,
-                 insecure_skip_tls_verify: bool = False) -> None:
+                 insecure_skip_tls_verify: bool = False, per_vu: bool = True) -> None:
+        self.per_vu = per_vu
         self.max_body_bytes = max_body_bytes
         self.max_connections = max_connections
         self.insecure_skip_tls_verify = insecure_skip_tls_verify
-        self._idle: dict[tuple[str, str, int], list[_Conn]] = {}
+        self._idle: dict[_Key, list[_Conn]] = {}
         self._open = 0
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._ssl: ssl.SSLContext | None = None
@@ -372,7 +378,7 @@ class FastTransport:
         scheme = url.scheme
         host = url.host or ""
         port = url.port or (443 if scheme == "https" else 80)
-        key = (scheme, host, port)
+        key = (CONNECTION_OWNER.get() if self.per_vu else None, scheme, host, port)
         blocked = connecting = tls = 0
         try:
             async with asyncio.timeout(req.timeout):
@@ -452,7 +458,7 @@ class FastTransport:
                           blocked // 1000, connecting // 1000, req.sent_bytes, conn.wire, None,
                           conn.truncated, None, tls // 1000, sending, waiting, receiving)
 
-    async def _acquire(self, key: tuple[str, str, int],
+    async def _acquire(self, key: _Key,
                        fresh: bool = False) -> tuple[_Conn, int, int, int]:
         """A connection for `key`: an idle one (blocked 0), else a new one
         (connecting and tls timed), waiting first while the limit is reached."""
@@ -501,8 +507,8 @@ class FastTransport:
                 return True
         return False
 
-    async def _connect(self, key: tuple[str, str, int]) -> tuple[_Conn, int, int]:
-        scheme, host, port = key
+    async def _connect(self, key: _Key) -> tuple[_Conn, int, int]:
+        _owner, scheme, host, port = key
         loop = asyncio.get_running_loop()
         conn = _Conn(key, self.max_body_bytes)
         start = perf_counter_ns()
