@@ -483,6 +483,16 @@ async def _streamed(r: web.Request) -> web.StreamResponse:
     return resp
 
 
+async def _streamed_big(r: web.Request) -> web.StreamResponse:
+    resp = web.StreamResponse()
+    resp.enable_chunked_encoding()
+    await resp.prepare(r)
+    for _ in range(10):
+        await resp.write(b"q" * 1000)  # 10,000 bytes in all: over MAX_BODY
+    await resp.write_eof()
+    return resp
+
+
 async def _redirect(_r: web.Request) -> web.Response:
     raise web.HTTPFound("/json")
 
@@ -507,6 +517,15 @@ def aiohttp_corpus(base: str) -> list[tuple[str, PreparedRequest, Any]]:
         ("POST body echoed", req(base + "/echo", "POST", body=b"payload"),
          ok(200, {"X-Method": "POST", "Content-Type": "application/octet-stream",
                   "Content-Length": "7", "Server": srv}, b"payload")),
+        ("HEAD of the JSON", req(base + "/json", "HEAD"),
+         ok(200, {"Content-Type": "application/json; charset=utf-8", "Content-Length": "28",
+                  "Server": srv})),
+        ("streamed, bigger than max_body_bytes", req(base + "/streamed-big"),
+         ok(200, {"Content-Type": "application/octet-stream", "Transfer-Encoding": "chunked",
+                  "Server": srv}, b"q" * MAX_BODY, truncated=True)),
+        ("after the truncated one", req(base + "/json"),
+         ok(200, {"Content-Type": "application/json; charset=utf-8", "Content-Length": "28",
+                  "Server": srv}, b'{"ok": true, "n": [1, 2, 3]}')),
         ("404", req(base + "/missing"),
          ok(404, {"Content-Type": "text/plain; charset=utf-8", "Content-Length": "14",
                   "Server": srv}, b"404: Not Found")),
@@ -526,6 +545,7 @@ def test_aiohttp_server_corpus(make_transport: Callable[[int], Transport]) -> No
         app = web.Application()
         app.router.add_get("/json", _json)
         app.router.add_get("/streamed", _streamed)
+        app.router.add_get("/streamed-big", _streamed_big)
         app.router.add_get("/redirect", _redirect)
         app.router.add_post("/echo", _echo)
         runner = web.AppRunner(app)
