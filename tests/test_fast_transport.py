@@ -9,7 +9,9 @@ import asyncio
 import gzip
 import shutil
 import ssl
+import statistics
 import subprocess
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -94,8 +96,19 @@ def counting_app(counter: Counting) -> web.Application:
 
     async def slow(request: web.Request) -> web.StreamResponse:
         counter.note(request)
+        start = time.perf_counter_ns()
         await asyncio.sleep(float(request.query["s"]))
-        return web.Response(text="late")
+        return web.Response(text="late",
+                            headers={"X-Held-Us": str((time.perf_counter_ns() - start) // 1000)})
+
+    async def slow_body(request: web.Request) -> web.StreamResponse:
+        counter.note(request)
+        resp = web.StreamResponse()
+        await resp.prepare(request)
+        await asyncio.sleep(float(request.query["s"]))
+        await resp.write(b"z" * 10_000)
+        await resp.write_eof()
+        return resp
 
     app = web.Application()
     app.router.add_get("/", hello)
@@ -106,6 +119,7 @@ def counting_app(counter: Counting) -> web.Application:
     app.router.add_get("/gzip", gz)
     app.router.add_post("/echo", echo)
     app.router.add_get("/slow", slow)
+    app.router.add_get("/slow-body", slow_body)
     return app
 
 
@@ -515,3 +529,19 @@ def test_each_vu_keeps_its_own_connections_unless_the_pool_is_shared() -> None:
             assert counter.connections == connections
             assert len(counter.peers) == 4
         with_app(test, per_vu=per_vu)
+
+
+def test_waiting_tracks_the_servers_hold_and_receiving_a_late_body() -> None:
+    async def test(t: FastTransport, counter: Counting, base: str) -> None:
+        # what waiting is without a hold, on this machine now: the margin
+        quick = [await t.send(req(base + "/slow?s=0")) for _ in range(5)]
+        margin = 1000 + 3 * statistics.median(r.waiting_us for r in quick)
+        held = await t.send(req(base + "/slow?s=0.05"))
+        hold_us = int(held.headers["X-Held-Us"])
+        assert hold_us >= 49_000  # asyncio may wake a clock tick early
+        assert 0 <= held.waiting_us - hold_us <= margin
+        late = await t.send(req(base + "/slow-body?s=0.05"))
+        assert (late.status, len(late.body)) == (200, 10_000)
+        assert late.receiving_us >= 45_000 and late.waiting_us < late.receiving_us
+        assert late.duration_us == late.sending_us + late.waiting_us + late.receiving_us
+    with_app(test)
