@@ -177,6 +177,14 @@ async def never(conn: RawConn, _req: RawRequest) -> bool:
     return False
 
 
+def stall_after(data: bytes) -> Callable[[RawConn, RawRequest], Awaitable[bool]]:
+    """Writes `data`, then nothing more (the connection stays open)."""
+    async def case(conn: RawConn, req: RawRequest) -> bool:
+        await conn.send(data)
+        return await never(conn, req)
+    return case
+
+
 async def idle_close(conn: RawConn, _req: RawRequest) -> bool:
     """Keep-alive promised (no `Connection: close`), then closed while idle."""
     await conn.send(KA)
@@ -225,6 +233,8 @@ RAW_CASES: dict[str, Callable[[RawConn, RawRequest], Awaitable[bool]]] = {
     "/split": split_head_body,
     "/hang-up": hang_up,
     "/never": never,
+    "/stall-head": stall_after(b"HTTP/1.1 200 OK\r\nContent-Le"),
+    "/stall-body": stall_after(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc"),
     "/duplicates": answer(b"HTTP/1.1 200 OK\r\nSet-Cookie: a=1\r\nset-cookie: b=2\r\n"
                           b"Content-Length: 0\r\n\r\n"),
     "/http10": answer(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok"),
@@ -316,6 +326,11 @@ def raw_corpus(s: RawHttpServer
         ("stale keep-alive connection, POST not retried",
          [req(u("/stale")), req(u("/stale"), "POST", body=b"once")],
          [KA_OUT, err(ErrorKind.DISCONNECT)], 1),
+        # the request's timeout covers the whole answer, not only its first byte
+        ("stalls in the middle of the head", [req(u("/stall-head"), timeout=0.3)],
+         [err(ErrorKind.TIMEOUT)], 1),
+        ("stalls in the middle of the body", [req(u("/stall-body"), timeout=0.3)],
+         [err(ErrorKind.TIMEOUT)], 1),
         ("repeated header kept twice", [req(u("/duplicates"))],
          [ok(200, [("Content-Length", "0"), ("Set-Cookie", "a=1"), ("set-cookie", "b=2")])], 1),
         ("HTTP/1.0 answer with Content-Length", [req(u("/http10"))],
