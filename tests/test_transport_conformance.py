@@ -35,6 +35,7 @@ from typing import Any
 import pytest
 from aiohttp import connector as aiohttp_connector
 from aiohttp import web
+from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from loadaction.engine.transport import (
@@ -104,6 +105,8 @@ class Outcome:
 
 
 def outcome(r: HttpResult) -> Outcome:
+    # the port's promise: a case-insensitive multidict, whatever the transport
+    assert isinstance(r.headers, CIMultiDict | CIMultiDictProxy), type(r.headers)
     headers = tuple(sorted((k.lower(), v) for k, v in r.headers.items() if k.lower() not in VARYING))
     return Outcome(r.status, headers, r.body, r.truncated, r.error_kind)
 
