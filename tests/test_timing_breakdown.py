@@ -1,5 +1,5 @@
-"""k6's timing breakdown from the aiohttp transport, against real servers on
-127.0.0.1: blocked is only real waiting for a connection slot, connecting and
+"""k6's timing breakdown from both transports (aiohttp's and the fast one),
+against real servers on 127.0.0.1: blocked is only real waiting for a connection slot, connecting and
 the TLS handshake happen exactly on new connections (counted server-side),
 waiting tracks a server's known hold time, receiving the body, and duration
 is sending + waiting + receiving for every request. The engine records the
@@ -24,10 +24,13 @@ from pathlib import Path
 from time import perf_counter_ns
 from typing import Any
 
+import pytest
 from aiohttp import web
 
 from loadaction.engine.transport import HttpResult, PreparedRequest
+from loadaction.engine.transport import Transport
 from loadaction.engine.transports.aiohttp import AiohttpTransport
+from loadaction.engine.transports.fast import FastTransport
 
 HOLD_HEADER = "X-Hold-Us"
 
@@ -85,10 +88,25 @@ def get(url: str) -> PreparedRequest:
     return PreparedRequest("GET", url, {}, None, 10.0)
 
 
-def assert_adds_up(r: HttpResult) -> None:
+TRANSPORTS = ("aiohttp", "fast")
+
+
+def make(kind: str, max_connections: int = 0,
+         trusted: ssl.SSLContext | None = None) -> Transport:
+    """The transport under test; `trusted`: a client context for a self-signed
+    server (the fast transport is told to skip verification instead: its
+    handshake is timed the same either way)."""
+    if kind == "aiohttp":
+        return AiohttpTransport(max_connections=max_connections, ssl_context=trusted)
+    return FastTransport(max_connections=max_connections,
+                         insecure_skip_tls_verify=trusted is not None)
+
+
+def assert_adds_up(r: HttpResult, transport: Transport) -> None:
     assert r.error is None, r.error
     assert r.duration_us == r.sending_us + r.waiting_us + r.receiving_us, r
-    assert r.sending_us == 0  # aiohttp's write has no cheap point to time (module docstring)
+    if isinstance(transport, AiohttpTransport):
+        assert r.sending_us == 0  # aiohttp's write has no cheap point to time (its docstring)
 
 
 def self_signed(tmp: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
@@ -116,10 +134,12 @@ def new_connections(peers: list[int]) -> list[bool]:
     return fresh
 
 
-def test_blocked_is_zero_and_connecting_nonzero_exactly_on_new_connections() -> None:
+@pytest.mark.parametrize("kind", TRANSPORTS)
+def test_blocked_is_zero_and_connecting_nonzero_exactly_on_new_connections(kind: str) -> None:
+    transport = make(kind)
+
     async def go() -> tuple[list[HttpResult], list[int]]:
         async with serving() as server:
-            transport = AiohttpTransport()
             try:
                 results = []
                 # sequential, then two at once (a second connection), then sequential again
@@ -141,7 +161,7 @@ def test_blocked_is_zero_and_connecting_nonzero_exactly_on_new_connections() -> 
     # concurrent pair: match that pair by count, everything else one to one
     for i in (*range(5), *range(7, 12)):
         r = results[i]
-        assert_adds_up(r)
+        assert_adds_up(r, transport)
         assert r.blocked_us == 0, (i, r)  # no limit: nothing ever waits for a slot
         assert (r.connecting_us > 0) == fresh[i], (i, r, fresh)
         assert r.tls_us == 0  # plain HTTP
@@ -149,17 +169,18 @@ def test_blocked_is_zero_and_connecting_nonzero_exactly_on_new_connections() -> 
     assert sorted(r.connecting_us > 0 for r in pair) == sorted(fresh[5:7])
     assert all(r.blocked_us == 0 and r.tls_us == 0 for r in pair)
     for r in pair:
-        assert_adds_up(r)
+        assert_adds_up(r, transport)
 
 
-def test_blocked_is_the_wait_for_a_free_slot() -> None:
+@pytest.mark.parametrize("kind", TRANSPORTS)
+def test_blocked_is_the_wait_for_a_free_slot(kind: str) -> None:
     """One connection allowed, two requests at once: the second waits for the
     first's whole exchange (at least its server-side hold), the first not at all."""
     hold_ms = 50
+    transport = make(kind, max_connections=1)
 
     async def go() -> list[HttpResult]:
         async with serving() as server:
-            transport = AiohttpTransport(max_connections=1)
             try:
                 return list(await asyncio.gather(
                     transport.send(get(f"{server.url}/hold?ms={hold_ms}")),
@@ -168,24 +189,25 @@ def test_blocked_is_the_wait_for_a_free_slot() -> None:
                 await transport.close()
 
     first, second = asyncio.run(go())
-    assert_adds_up(first)
-    assert_adds_up(second)
+    assert_adds_up(first, transport)
+    assert_adds_up(second, transport)
     assert first.blocked_us == 0
     assert second.blocked_us >= int(first.headers[HOLD_HEADER])
     assert second.connecting_us == 0  # it got the first's connection once free
 
 
-def test_waiting_tracks_the_servers_hold_time() -> None:
+@pytest.mark.parametrize("kind", TRANSPORTS)
+def test_waiting_tracks_the_servers_hold_time(kind: str) -> None:
     """Delayed and undelayed requests interleaved on one connection: every
     delayed one waited at least the server's hold (the client was waiting
     before the handler began), and what it waited beyond the hold is what an
     undelayed request waits in all (the loopback round trip and aiohttp's
     work), not more."""
     delay_ms, rounds = 20, 15
+    transport = make(kind)
 
     async def go() -> tuple[list[HttpResult], list[HttpResult]]:
         async with serving() as server:
-            transport = AiohttpTransport()
             try:
                 await transport.send(get(server.url + "/hold"))  # the connection, opened once
                 quick, held = [], []
@@ -201,7 +223,7 @@ def test_waiting_tracks_the_servers_hold_time() -> None:
 
     quick, held = asyncio.run(go())
     for r in quick + held:
-        assert_adds_up(r)
+        assert_adds_up(r, transport)
         assert r.connecting_us == 0 and r.blocked_us == 0  # all on the one reused connection
     beyond = []
     for r in held:
@@ -217,33 +239,35 @@ def test_waiting_tracks_the_servers_hold_time() -> None:
     assert statistics.median(r.receiving_us for r in held) <= margin
 
 
-def test_receiving_is_the_body_after_the_head() -> None:
+@pytest.mark.parametrize("kind", TRANSPORTS)
+def test_receiving_is_the_body_after_the_head(kind: str) -> None:
     """The head goes out at once, the body after the server's pause: the pause
     lands in receiving. The head was in before the pause ended unless the client
     stalled for the whole pause, so receiving >= pause - waiting."""
     pause_ms = 250
+    transport = make(kind)
 
     async def go() -> HttpResult:
         async with serving() as server:
-            transport = AiohttpTransport()
             try:
                 return await transport.send(get(f"{server.url}/slow-body?ms={pause_ms}"))
             finally:
                 await transport.close()
 
     r = asyncio.run(go())
-    assert_adds_up(r)
+    assert_adds_up(r, transport)
     assert len(r.body) == 10_000
     assert r.receiving_us >= pause_ms * 1000 - r.waiting_us
     assert r.waiting_us < pause_ms * 1000 < r.duration_us
 
 
-def test_tls_handshake_is_timed_on_new_connections_only(tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", TRANSPORTS)
+def test_tls_handshake_is_timed_on_new_connections_only(kind: str, tmp_path: Path) -> None:
     server_ctx, client_ctx = self_signed(tmp_path)
+    transport = make(kind, trusted=client_ctx)
 
     async def go() -> tuple[list[HttpResult], list[int]]:
         async with serving(server_ctx) as server:
-            transport = AiohttpTransport(ssl_context=client_ctx)
             try:
                 results = [await transport.send(get(server.url + "/hold")) for _ in range(4)]
                 results += await asyncio.gather(transport.send(get(server.url + "/hold?ms=20")),
@@ -256,12 +280,12 @@ def test_tls_handshake_is_timed_on_new_connections_only(tmp_path: Path) -> None:
     fresh = new_connections(peers)
     assert 2 <= sum(fresh) <= 3
     for i, r in enumerate(results[:4]):
-        assert_adds_up(r)
+        assert_adds_up(r, transport)
         assert r.blocked_us == 0
         assert (r.tls_us > 0) == fresh[i] == (r.connecting_us > 0), (i, r)
     assert sorted(r.tls_us > 0 for r in results[4:]) == sorted(fresh[4:])
     for r in results[4:]:
-        assert_adds_up(r)
+        assert_adds_up(r, transport)
         assert (r.tls_us > 0) == (r.connecting_us > 0)
 
 
