@@ -58,9 +58,9 @@ class Nginx:
     root: Path  # the static files
     cert: Path  # the certificate clients must trust for HTTPS
 
-    def url(self, path: str, *, tls: bool = False) -> str:
+    def url(self, path: str, *, tls: bool = False, host: str = "127.0.0.1") -> str:
         if tls:
-            return f"https://127.0.0.1:{self.https_port}{path}"
+            return f"https://{host}:{self.https_port}{path}"
         return f"http://127.0.0.1:{self.http_port}{path}"
 
 
@@ -91,6 +91,8 @@ http {{
         # which connection answered, and its how-many-th request: reuse, seen from the server
         add_header X-Conn $connection always;
         add_header X-Conn-Requests $connection_requests always;
+        # the TLS client's SNI (nginx leaves the header out when it is empty)
+        add_header X-SNI $ssl_server_name always;
         location /gz/ {{
             gzip on;
             gzip_min_length 0;

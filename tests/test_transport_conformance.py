@@ -639,11 +639,7 @@ def test_nginx_corpus(nginx: Any, tls: bool, monkeypatch: pytest.MonkeyPatch) ->
     files of several sizes, gzip on the fly, 204, 304, HEAD, a redirect left
     alone, keep-alive until nginx's keepalive_requests closes the connection."""
     if tls:
-        # trust the test's self-signed certificate: OpenSSL's default paths
-        # (read when a transport builds its default context) and aiohttp's
-        # verifying context, built once at its import
-        monkeypatch.setenv("SSL_CERT_FILE", str(nginx.cert))
-        aiohttp_connector._SSL_CONTEXT_VERIFIED.load_verify_locations(cafile=str(nginx.cert))
+        _trust(nginx.cert, monkeypatch)
 
     async def run(factory: Callable[[int], Transport]) -> list[Outcome]:
         return _conn_ordinals(await send_all(factory(1 << 20), _nginx_requests(nginx, tls)))
@@ -731,3 +727,18 @@ def test_connection_refused(make_transport: Callable[[int], Transport]) -> None:
         got = await send_all(make_transport(MAX_BODY), [req(f"http://127.0.0.1:{port}/")])
         assert got == [err(ErrorKind.CONNECT)]
     asyncio.run(main())
+
+
+def test_nginx_tls_sends_sni(nginx: Any, make_transport: Callable[[int], Transport],
+                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """By name, the TLS handshake names the host (SNI, which nginx reports
+    back) and the certificate is checked against that name; by IP address
+    there is no SNI (RFC 6066 allows host names only)."""
+    _trust(nginx.cert, monkeypatch)
+    by_name = req(nginx.url("/small.txt", tls=True, host="localhost"))
+    by_ip = req(nginx.url("/small.txt", tls=True))
+    got = asyncio.run(send_all(make_transport(1 << 20), [by_name, by_ip]))
+    assert [(o.status, o.body, o.error_kind) for o in got] == [
+        (200, nginx_server.FILES["small.txt"], None)] * 2
+    assert dict(got[0].headers).get("x-sni") == "localhost"
+    assert "x-sni" not in dict(got[1].headers)
