@@ -40,13 +40,14 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def make_certificate(directory: Path) -> tuple[Path, Path]:
-    """A self-signed certificate for localhost and 127.0.0.1 (its own CA)."""
-    cert, key = directory / "cert.pem", directory / "key.pem"
+def make_certificate(directory: Path, names: str = "DNS:localhost,IP:127.0.0.1",
+                     stem: str = "") -> tuple[Path, Path]:
+    """A self-signed certificate (its own CA) for `names`, a subjectAltName list."""
+    cert, key = directory / f"{stem}cert.pem", directory / f"{stem}key.pem"
     subprocess.run(
         ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
          "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=localhost",
-         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+         "-addext", f"subjectAltName={names}"],
         check=True, capture_output=True, timeout=30)
     return cert, key
 

@@ -718,6 +718,22 @@ def test_untrusted_certificate(make_transport: Callable[[int], Transport], tmp_p
     asyncio.run(main())
 
 
+def test_certificate_for_another_name(make_transport: Callable[[int], Transport], tmp_path: Path,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A trusted certificate that names another host: TLS, no request served."""
+    cert, key = nginx_server.make_certificate(tmp_path, "DNS:other.example", stem="other-")
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(cert, key)
+    _trust(cert, monkeypatch)
+
+    async def main() -> None:
+        async with RawHttpServer(RAW_CASES, tls=tls) as server:
+            got = await send_all(make_transport(MAX_BODY), [req(server.url("/ka"))])
+            assert got == [err(ErrorKind.TLS)]
+            assert server.requests == 0
+    asyncio.run(main())
+
+
 def test_connection_refused(make_transport: Callable[[int], Transport]) -> None:
     with socket.socket() as s:  # a port just free: nothing listens on it
         s.bind(("127.0.0.1", 0))
