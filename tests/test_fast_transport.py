@@ -545,3 +545,19 @@ def test_waiting_tracks_the_servers_hold_and_receiving_a_late_body() -> None:
         assert late.receiving_us >= 45_000 and late.waiting_us < late.receiving_us
         assert late.duration_us == late.sending_us + late.waiting_us + late.receiving_us
     with_app(test)
+
+
+def test_a_scheme_it_does_not_speak_is_declined_to_aiohttp() -> None:
+    from loadaction.engine.transports.aiohttp import AiohttpTransport
+
+    async def main() -> tuple[object, object]:
+        fast, slow = FastTransport(), AiohttpTransport()
+        a = await fast.send(req("ftp://127.0.0.1:1/file"))
+        b = await slow.send(req("ftp://127.0.0.1:1/file"))
+        await fast.close()
+        await slow.close()
+        return (a.status, a.error_kind, a.error), (b.status, b.error_kind, b.error)
+
+    fast_outcome, aiohttp_outcome = asyncio.run(main())
+    assert fast_outcome == aiohttp_outcome
+    assert fast_outcome[0] == 0 and fast_outcome[1] is not None

@@ -376,6 +376,8 @@ class FastTransport:
         except ValueError as exc:
             return self._failed(ErrorKind.PROTOCOL, f"invalid request: {exc}", start, 0, 0, 0)
         scheme = url.scheme
+        if scheme not in ("http", "https"):
+            return await self._aiohttp().send(req)  # declined: aiohttp says what is wrong
         host = url.host or ""
         port = url.port or (443 if scheme == "https" else 80)
         key = (CONNECTION_OWNER.get() if self.per_vu else None, scheme, host, port)
@@ -554,11 +556,15 @@ class FastTransport:
         """The aiohttp transport's: a connection of its own, written, then closed."""
         return await send_and_abort(req)
 
-    async def ws_connect(self, req: WsConnectRequest) -> WsHandshake:
-        """Delegated to the aiohttp transport for now (its own session)."""
+    def _aiohttp(self) -> AiohttpTransport:
+        """The aiohttp transport, for what this one declines (WebSockets, other schemes)."""
         if self._ws is None:
             self._ws = AiohttpTransport(max_body_bytes=self.max_body_bytes)
-        return await self._ws.ws_connect(req)
+        return self._ws
+
+    async def ws_connect(self, req: WsConnectRequest) -> WsHandshake:
+        """Delegated to the aiohttp transport for now (its own session)."""
+        return await self._aiohttp().ws_connect(req)
 
     async def close(self) -> None:
         for idle in self._idle.values():
