@@ -61,6 +61,7 @@ _Key = tuple[object, str, str, int]  # (owner, scheme, host, port)
 IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"})
 # aiohttp sends Content-Length: 0 for a bodyless request of any other method
 _BODYLESS_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
+_POST_METHODS = frozenset({"POST", "PUT", "PATCH"})  # aiohttp labels even their empty bodies
 _FRAMING = frozenset({"content-length", "transfer-encoding"})
 # aiohttp's client limits (max_field_size, max_headers), so both refuse the same answers
 MAX_FIELD = 8190
@@ -154,6 +155,12 @@ class _Conn(asyncio.Protocol):
     def _start_response(self, head: bool) -> None:
         self.head = head
         self.parser = httptools.HttpResponseParser(self)
+        # aiohttp's parser takes a bare LF as a line end (RFC 9112 2.2 allows it)
+        # and unfolds obs-fold header lines (5.2); so does this one, or the two
+        # would disagree on such a server. "Dangerous" is a server's worry
+        # (request smuggling): a load client reads what its target sends.
+        self.parser.set_dangerous_leniencies(lenient_optional_cr_before_lf=True,
+                                             lenient_headers=True)
         self.status = 0
         self.raw_headers: list[tuple[bytes, bytes]] = []
         self.headers_done = False
@@ -304,7 +311,7 @@ def _head(req: PreparedRequest, url: URL) -> tuple[bytes, bool]:
     """The request head aiohttp would write for `req`, and whether the caller
     asked for the connection to close after it."""
     parts = [req.method, " ", url.raw_path_qs or "/", " HTTP/1.1\r\n"]
-    host = user_agent = accept = encoding = False
+    host = user_agent = accept = encoding = content_type = False
     close = False
     for name, value in req.headers.items():
         lname = name.lower()
@@ -320,6 +327,8 @@ def _head(req: PreparedRequest, url: URL) -> tuple[bytes, bool]:
             accept = True
         elif lname == "accept-encoding":
             encoding = True
+        elif lname == "content-type":
+            content_type = True
         elif lname == "connection" and value.lower() == "close":
             close = True
         parts += (name, ": ", value, "\r\n")
@@ -331,6 +340,8 @@ def _head(req: PreparedRequest, url: URL) -> tuple[bytes, bool]:
         parts += ("Accept-Encoding: ", ACCEPT_ENCODING, "\r\n")
     if not user_agent:
         parts += ("User-Agent: ", USER_AGENT, "\r\n")
+    if not content_type and (req.body is not None or req.method in _POST_METHODS):
+        parts.append("Content-Type: application/octet-stream\r\n")  # as aiohttp labels bytes
     if req.body is not None:
         parts += ("Content-Length: ", str(len(req.body)), "\r\n")
     elif req.method not in _BODYLESS_METHODS:
