@@ -561,3 +561,11 @@ def test_a_scheme_it_does_not_speak_is_declined_to_aiohttp() -> None:
     fast_outcome, aiohttp_outcome = asyncio.run(main())
     assert fast_outcome == aiohttp_outcome
     assert fast_outcome[0] == 0 and fast_outcome[1] is not None
+
+
+def test_a_truncated_answer_counts_what_was_read_not_the_rest_of_the_socket_read() -> None:
+    async def test(t: FastTransport, counter: Counting, base: str) -> None:
+        r = await t.send(req(base + "/big?size=4000000&chunked=1"))
+        assert (len(r.body), r.truncated) == (65536, True)
+        assert 65536 < r.received_bytes < 65536 + 1024  # the bound and the head
+    with_app(test, max_body_bytes=65536)

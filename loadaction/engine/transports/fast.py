@@ -174,6 +174,7 @@ class _Conn(asyncio.Protocol):
         self.keep_alive = True
         self.first_ns = 0
         self.wire = 0
+        self.raw_body = 0  # encoded body bytes decoded so far
 
     # ------------------------------------------------------------ asyncio
 
@@ -268,12 +269,19 @@ class _Conn(asyncio.Protocol):
         if self.truncated:
             return
         if self.decoder is not None:
+            self.raw_body += len(body)
             body = self.decoder.decode(body)
         self.chunks.append(body)
         self.size += len(body)
         if self.size > self.limit:
             self.truncated = True
             self.chunks = [b"".join(self.chunks)[:self.limit]]
+            # data_received: what was read of the answer, not the rest of the
+            # last socket read (up to 256 KB) past the bound; the head as the
+            # aiohttp transport estimates it, the body up to the bound (or the
+            # encoded bytes it came from)
+            head = 12 + sum(len(k) + len(v) + 4 for k, v in self.raw_headers)
+            self.wire = head + (self.limit if self.decoder is None else self.raw_body)
             self._finish(False)  # drop the connection rather than drain an unbounded body
 
     def on_message_complete(self) -> None:
