@@ -569,3 +569,18 @@ def test_a_truncated_answer_counts_what_was_read_not_the_rest_of_the_socket_read
         assert (len(r.body), r.truncated) == (65536, True)
         assert 65536 < r.received_bytes < 65536 + 1024  # the bound and the head
     with_app(test, max_body_bytes=65536)
+
+
+def test_an_unasked_second_answer_in_the_same_read_never_replaces_the_first() -> None:
+    two = OK + b"HTTP/1.1 500 Oops\r\nContent-Length: 0\r\n\r\n"
+
+    async def main() -> None:
+        server = RawServer(lambda c, n: (two, True))
+        async with server as base:
+            t = FastTransport()
+            a = await t.send(req(base + "/"))
+            b = await t.send(req(base + "/"))
+            await t.close()
+        assert (a.status, a.body, b.status, b.body) == (200, b"ok", 200, b"ok")
+        assert server.connections == 2  # the first was out of step, so dropped
+    asyncio.run(main())

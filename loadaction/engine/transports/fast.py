@@ -175,6 +175,7 @@ class _Conn(asyncio.Protocol):
         self.first_ns = 0
         self.wire = 0
         self.raw_body = 0  # encoded body bytes decoded so far
+        self.complete = False
 
     # ------------------------------------------------------------ asyncio
 
@@ -227,6 +228,10 @@ class _Conn(asyncio.Protocol):
                 waiter.set_exception(_Lost(self.first_ns != 0, self.headers_done, exc))
 
     # ------------------------------------------------------------ llhttp callbacks
+
+    def on_message_begin(self) -> None:
+        if self.complete:  # a second answer in the same read: never let it overwrite the first
+            raise _Broken(ErrorKind.PROTOCOL, "invalid response: data after the answer")
 
     def on_header(self, name: bytes, value: bytes) -> None:
         if not self.headers_done:  # trailers are dropped, as aiohttp drops them
@@ -295,6 +300,7 @@ class _Conn(asyncio.Protocol):
     # ------------------------------------------------------------ outcome
 
     def _finish(self, reusable: bool) -> None:
+        self.complete = True
         if not reusable:
             self.keep_alive = False
         self.end_ns = perf_counter_ns()
