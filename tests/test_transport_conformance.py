@@ -380,19 +380,9 @@ RAW_CASE_NAMES = [c[0] for c in raw_corpus(RawHttpServer({}))]
 # (transport, case): where a transport is known to differ from the corpus.
 # Not strict, so a fix does not turn CI red before its author drops the mark:
 # an XPASS in the summary says the mark can go.
-KNOWN_DIVERGENCES: dict[tuple[str, str], str] = {
-    ("fast", "obsolete line folding"):
-        "llhttp refuses obs-fold in strict mode; RFC 9112 5.2 wants it unfolded",
-    ("fast", "bare LF line ends"):
-        "llhttp wants CRLF unless lenient_optional_cr_before_lf; aiohttp takes a bare LF",
-}
-
-
 def _params(names: list[str]) -> list[Any]:
-    """(transport, case) for every transport, a known divergence marked."""
-    return [pytest.param(t, c, id=f"{t}-{c}", marks=[pytest.mark.xfail(
-                reason=KNOWN_DIVERGENCES[(t, c)], strict=False)] if (t, c) in KNOWN_DIVERGENCES else [])
-            for t in sorted(FACTORIES) for c in names]
+    """(transport, case) for every transport: each must give the same answer."""
+    return [pytest.param(t, c, id=f"{t}-{c}") for t in sorted(FACTORIES) for c in names]
 
 
 @pytest.mark.parametrize(("transport", "case"), _params(RAW_CASE_NAMES))
@@ -442,11 +432,6 @@ REQUEST_CASES: list[tuple[str, tuple[str, str, dict[str, str], bytes | None], li
     ("OPTIONS", ("OPTIONS", "", {}, None), _DEFAULTS),
 ]
 
-KNOWN_DIVERGENCES.update({
-    ("fast", name): "fast writes no Content-Type where aiohttp writes application/octet-stream"
-                    " (bytes without a Content-Type, a POST without a body)"
-    for name in ("POST bytes without a Content-Type", "POST without a body", "PUT with an empty body")
-})
 
 
 @pytest.mark.parametrize(("transport", "case"), _params([c[0] for c in REQUEST_CASES]))
