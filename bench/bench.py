@@ -204,7 +204,7 @@ def start_server(workdir: Path, cpus: set[int] | None, prefer: str) -> Iterator[
         try:
             wait_listening(port, proc)
         except RuntimeError as exc:
-            _stop(proc)
+            stop_process(proc)
             err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
             if attempt == 4:
                 raise RuntimeError(f"{exc}: {err.strip()}") from None
@@ -212,11 +212,11 @@ def start_server(workdir: Path, cpus: set[int] | None, prefer: str) -> Iterator[
         try:
             yield Server(f"http://127.0.0.1:{port}/", kind, proc)
         finally:
-            _stop(proc)
+            stop_process(proc)
         return
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
         proc.terminate()
         try:

@@ -4,7 +4,7 @@
 Not run by CI or the test suite: it takes 35 minutes. Run it from the repository root:
 
     python bench/soak.py --out /tmp/soak-bench/soak          # the soak profile, ~35 min
-    python bench/soak.py --profile pr --out /tmp/soak-bench/trial   # a trial, under a minute
+    python bench/soak.py --profile pr --interval 1 --out /tmp/soak-bench/trial   # a trial, under a minute
 
 The question (issue 12): a soak test runs for half an hour or more, so the
 generator itself must not leak: "no memory leaks" is a claim about the target
@@ -52,6 +52,7 @@ from pathlib import Path
 REPO_DIR = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_DIR))
 
+from bench import stop_process  # noqa: E402  (bench/bench.py, beside this script)
 from loadaction.plan import load_plan  # noqa: E402
 from loadaction.plan.model import RampingVUs  # noqa: E402
 
@@ -103,16 +104,6 @@ def start_target(python: str) -> tuple[subprocess.Popen[str], dict[str, str]]:
             name, _, value = words[1].partition("=")
             env[name] = value
     return proc, env
-
-
-def stop(proc: subprocess.Popen[str]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def phases(profile: str, scenario: str, env: dict[str, str]) -> Phases:
@@ -296,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
         code = run.wait()
         wall = time.monotonic() - began
     finally:
-        stop(target)
+        stop_process(target)
     if not samples or samples[-1].t_s < ph.held_end_s:
         print(f"the run ended (exit {code}) before its held load did; see {args.out / 'run.log'}",
               file=sys.stderr)

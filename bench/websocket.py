@@ -128,7 +128,7 @@ def start_server(w: Workload, cpus: set[int] | None, python: str) -> Iterator[Se
         try:
             bench.wait_listening(port, proc)
         except RuntimeError as exc:
-            bench._stop(proc)
+            bench.stop_process(proc)
             err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
             if attempt == 4:
                 raise RuntimeError(f"{exc}: {err.strip()}") from None
@@ -136,7 +136,7 @@ def start_server(w: Workload, cpus: set[int] | None, python: str) -> Iterator[Se
         try:
             yield Server(f"http://127.0.0.1:{port}", proc)
         finally:
-            bench._stop(proc)
+            bench.stop_process(proc)
         return
 
 
