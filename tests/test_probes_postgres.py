@@ -144,11 +144,9 @@ flows:
     assert r"pg\_query\_calls{" not in md and "query=" not in md
 
 
-def test_postgres_probe_that_cannot_connect_counts_errors(target, write_plan, run_plan,
-                                                          monkeypatch):
-    postgres_url()  # asyncpg must be there
-    monkeypatch.setenv("PROBE_DB", "postgresql://nobody:hunter2secret@127.0.0.1:9/none")
-    plan = write_plan(f"""
+def _dsn_plan(target: Any, write_plan: Any) -> Any:
+    """A 600 ms run probing the DSN in PROBE_DB, with a budget on what it reads."""
+    return write_plan(f"""
 target: {target.url}
 secrets: [PROBE_DB]
 probes:
@@ -162,7 +160,13 @@ scenarios:
 flows:
   f: [{{request: {{url: /ok}}}}, {{think: 100ms}}]
 """)
-    code, doc = run_plan(plan)
+
+
+def test_postgres_probe_that_cannot_connect_counts_errors(target, write_plan, run_plan,
+                                                          monkeypatch):
+    postgres_url()  # asyncpg must be there
+    monkeypatch.setenv("PROBE_DB", "postgresql://nobody:hunter2secret@127.0.0.1:9/none")
+    code, doc = run_plan(_dsn_plan(target, write_plan))
     assert code == 99 and doc["thresholds"][0]["verdict"] == "no data"
     probe = doc["probes"]["probes"][0]
     assert probe["errors_by_kind"]["connect"] >= 1 and probe["samples"] == 0
@@ -172,21 +176,7 @@ flows:
 def test_a_dsn_to_a_disallowed_host_sends_nothing(target, write_plan, run_plan, monkeypatch):
     postgres_url()  # asyncpg must be there
     monkeypatch.setenv("PROBE_DB", "postgresql://u:s3cretpass@db.example.invalid:5432/app")
-    plan = write_plan(f"""
-target: {target.url}
-secrets: [PROBE_DB]
-probes:
-  db:
-    postgres: {{dsn: "{{{{ secrets.PROBE_DB }}}}"}}
-    interval: 200ms
-thresholds:
-  pg_connections_total: ["max<100"]
-scenarios:
-  s: {{executor: constant-vus, vus: 1, duration: 600ms, exec: f}}
-flows:
-  f: [{{request: {{url: /ok}}}}, {{think: 100ms}}]
-""")
-    code, doc = run_plan(plan)
+    code, doc = run_plan(_dsn_plan(target, write_plan))
     assert code == 99 and doc["thresholds"][0]["verdict"] == "no data"
     probe = doc["probes"]["probes"][0]
     assert set(probe["errors_by_kind"]) == {"host_not_allowed"} and probe["errors"] >= 3
