@@ -41,3 +41,18 @@ def port_number(text: str) -> int:
     if not text.strip().isdigit() or not 0 <= int(text) <= 65535:
         raise argparse.ArgumentTypeError(f"expected a port number (0-65535), got {text!r}")
     return int(text)
+
+
+def add_plan_arguments(p: argparse.ArgumentParser, *, profile_help: str) -> None:
+    """The plan and what every command that loads one takes beside it (run,
+    validate, capacity): one definition, so the commands cannot drift apart."""
+    p.add_argument("plan", help="the plan file (YAML)")
+    p.add_argument("--target", help="base URL of the system under test (overrides the plan's)")
+    p.add_argument("--profile", help=profile_help)
+    p.add_argument("--var", action="append", default=[], type=key_value, metavar="KEY=VALUE",
+                   help="set a plan variable (repeatable)")
+    p.add_argument("--allow-host", action="append", default=[], metavar="HOST",
+                   help="also allow requests to this host (repeatable)")
+    p.add_argument("--allow-live-keys", action="store_true",
+                   help="allow live Stripe keys (sk_live_, rk_live_) in secrets and vars")
+    p.add_argument("--max-rps", type=positive(float), help="never send more requests per second")

@@ -18,7 +18,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from loadaction.argtypes import duration, key_value, positive
+from loadaction.argtypes import add_plan_arguments, duration, positive
 from loadaction.capacity.command import add_capacity_parser, run_capacity
 from loadaction.demo.cli import add_demo_target_parser, run_demo_target
 from loadaction.demo.command import add_demo_parser, run_demo
@@ -55,22 +55,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     def plan_args(p: argparse.ArgumentParser) -> None:
-        p.add_argument("plan", help="the plan file (YAML)")
-        p.add_argument("--target", help="base URL of the system under test (overrides the plan's)")
-        p.add_argument("--profile", help="a profile defined in the plan (smoke, pr, full, ...)")
+        add_plan_arguments(p, profile_help="a profile defined in the plan (smoke, pr, full, ...)")
         p.add_argument("--scenario", action="append", default=[], metavar="NAME",
                        help="run only this scenario (repeatable)")
-        p.add_argument("--var", action="append", default=[], type=key_value, metavar="KEY=VALUE",
-                       help="set a plan variable (repeatable)")
-        p.add_argument("--allow-host", action="append", default=[], metavar="HOST",
-                       help="also allow requests to this host (repeatable)")
-        p.add_argument("--max-rps", type=positive(float), help="never send more requests per second")
         p.add_argument("--max-requests", type=positive(int),
                        help="stop the run (exit 3) once this many requests were sent")
         p.add_argument("--max-duration", type=duration,
                        help="refuse plans scheduled to run longer; stop the run at this time")
-        p.add_argument("--allow-live-keys", action="store_true",
-                       help="allow live Stripe keys (sk_live_, rk_live_) in secrets and vars")
         add_override_arguments(p)
 
     run = sub.add_parser("run", help="run a plan", epilog=EPILOG,

@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from loadaction.argtypes import duration, key_value, positive
+from loadaction.argtypes import add_plan_arguments, duration, positive
 from loadaction.capacity.record import capacity_section, step_record
 from loadaction.capacity.search import (
     FLOOR_RATE,
@@ -81,16 +81,8 @@ def add_capacity_parser(sub: Any) -> argparse.ArgumentParser:
                     "generator could not drive is unknown, never a pass. Exit 0 when a "
                     "capacity was found, 99 below --min-rate or when nothing passed, 2 bad "
                     "input, 3 cancelled or not carried out.")
-    p.add_argument("plan", help="the plan file (YAML)")
+    add_plan_arguments(p, profile_help="a profile defined in the plan")
     p.add_argument("--scenario", required=True, metavar="NAME", help="the scenario to drive")
-    p.add_argument("--target", help="base URL of the system under test (overrides the plan's)")
-    p.add_argument("--profile", help="a profile defined in the plan")
-    p.add_argument("--var", action="append", default=[], type=key_value, metavar="KEY=VALUE",
-                   help="set a plan variable (repeatable)")
-    p.add_argument("--allow-host", action="append", default=[], metavar="HOST",
-                   help="also allow requests to this host (repeatable)")
-    p.add_argument("--allow-live-keys", action="store_true",
-                   help="allow live Stripe keys (sk_live_, rk_live_) in secrets and vars")
     p.add_argument("--start-rate", type=positive(float), metavar="PER_S",
                    help="the first step's rate (default: the scenario's own rate, else 10/s)")
     p.add_argument("--max-rate", type=positive(float), default=10_000.0, metavar="PER_S",
@@ -112,7 +104,6 @@ def add_capacity_parser(sub: Any) -> argparse.ArgumentParser:
                         "(default 100 ms)")
     p.add_argument("--min-rate", type=positive(float), metavar="PER_S",
                    help="exit 99 when the capacity found is below this")
-    p.add_argument("--max-rps", type=positive(float), help="never send more requests per second")
     p.add_argument("--max-requests", type=positive(int),
                    help="requests the whole search may send at most")
     p.add_argument("--max-duration", type=duration,
