@@ -18,9 +18,11 @@ class CapReached(Exception):
     """The max-requests cap is spent; the run stops."""
 
 
-def host_keys(url: URL) -> tuple[str, str]:
-    host = (url.host or "").lower()
-    return host, f"{host}:{url.port}"
+def host_allowed(allowed: frozenset[str], host: str | None, port: int | None) -> bool:
+    """The allowlist's one test: the host alone, or host:port, is listed
+    (entries lower-cased). Requests and probes both go through it."""
+    host = (host or "").lower()
+    return host in allowed or f"{host}:{port}" in allowed
 
 
 class Guard:
@@ -34,8 +36,7 @@ class Guard:
         self._next_slot = 0.0
 
     def allows(self, url: URL) -> bool:
-        host, host_port = host_keys(url)
-        return host in self.allowed or host_port in self.allowed
+        return host_allowed(self.allowed, url.host, url.port)
 
     def check_host(self, url: URL) -> None:
         if not self.allows(url):

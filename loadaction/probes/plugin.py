@@ -22,6 +22,7 @@ from urllib.parse import parse_qs, urlsplit
 from loadaction.engine.clock import RunClock
 from loadaction.engine.hooks import Attribution, FinishedLoad, LoadContext
 from loadaction.engine.layers import RequestLayer
+from loadaction.engine.safety import host_allowed
 from loadaction.masking import Masker
 from loadaction.metrics.registry import MetricInfo, Registry
 from loadaction.plan.model import Plan
@@ -188,9 +189,9 @@ class ProbesPlugin:
                               probe.timeout)
 
     def _check_host(self, host: str | None, port: int | None, what: str) -> None:
-        host = (host or "").lower()
-        if host in self._allowed or (port is not None and f"{host}:{port}" in self._allowed):
+        if host_allowed(self._allowed, host, port):
             return
+        host = (host or "").lower()
         raise ProbeFailure(ProbeErrorKind.HOST_NOT_ALLOWED,
                            self._mask(f"{what}: host '{host}' is not in the allowed hosts; "
                                       "add it to allowedHosts or pass --allow-host"))
