@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
+from datetime import datetime, timedelta
 
 
 def key_value(text: str) -> tuple[str, str]:
@@ -56,3 +58,54 @@ def add_plan_arguments(p: argparse.ArgumentParser, *, profile_help: str) -> None
     p.add_argument("--allow-live-keys", action="store_true",
                    help="allow live Stripe keys (sk_live_, rk_live_) in secrets and vars")
     p.add_argument("--max-rps", type=positive(float), help="never send more requests per second")
+
+
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?(?P<zone>[Zz]|[+-]\d{2}:\d{2})?")
+START_AT_MAX_AHEAD = timedelta(hours=24)
+START_AT_TOLERANCE_S = 10.0
+
+
+def rfc3339(text: str) -> datetime:
+    """An RFC 3339 date-time with its offset (`2026-12-01T19:00:00Z`). One
+    without is refused: a local time is a different instant on each machine
+    of a sharded run. ValueError with a one-line message."""
+    match = _RFC3339.fullmatch(text.strip())
+    if match is None:
+        raise ValueError(f"expected an RFC 3339 time such as 2026-12-01T19:00:00Z, got {text!r}")
+    if match["zone"] is None:
+        raise ValueError(f"{text!r} has no timezone: add Z (UTC) or an offset such as +02:00 "
+                         f"(a local time is a different instant on each machine)")
+    return datetime.fromisoformat(match[0].upper().replace("Z", "+00:00"))
+
+
+def start_at_problem(at: datetime, tolerance_s: float, now: datetime) -> str | None:
+    """Why `--start-at` cannot be waited for, known before anything is sent:
+    already past beyond the tolerance, or more than 24 h ahead (a typo in the
+    date would keep a runner waiting for days)."""
+    if (now - at).total_seconds() > tolerance_s:
+        return (f"{at.isoformat()} passed {(now - at).total_seconds():.0f}s ago, more than the "
+                f"--start-at-tolerance of {tolerance_s:g}s")
+    if at - now > START_AT_MAX_AHEAD:
+        return f"{at.isoformat()} is more than 24 h ahead"
+    return None
+
+
+def add_start_at_arguments(p: argparse.ArgumentParser) -> None:
+    """`--start-at` and its tolerance (run, demo)."""
+    p.add_argument("--start-at", type=_start_at, metavar="TIME",
+                   help="after setup, wait until this RFC 3339 time (e.g. 2026-12-01T19:00:00Z; "
+                        "a timezone is required) before the load starts, so shards launched at "
+                        "different times begin together (hosts' clocks synchronised by NTP); "
+                        "at most 24 h ahead")
+    p.add_argument("--start-at-tolerance", type=duration, default=START_AT_TOLERANCE_S,
+                   metavar="DURATION",
+                   help=f"with --start-at: a time already past by at most this much starts at "
+                        f"once (noted in the results); later is refused, exit 2 before setup, "
+                        f"exit 3 after it (default {START_AT_TOLERANCE_S:g}s)")
+
+
+def _start_at(text: str) -> datetime:
+    try:
+        return rfc3339(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None

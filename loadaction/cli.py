@@ -18,7 +18,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from loadaction.argtypes import add_plan_arguments, duration, positive
+from loadaction.argtypes import add_plan_arguments, add_start_at_arguments, duration, positive
 from loadaction.capacity.command import add_capacity_parser, run_capacity
 from loadaction.demo.cli import add_demo_target_parser, run_demo_target
 from loadaction.demo.command import add_demo_parser, run_demo
@@ -36,7 +36,12 @@ from loadaction.masking import mask_url_credentials, url_passwords
 from loadaction.plan import load_plan
 from loadaction.plan.model import Limits, Plan
 from loadaction.plan.overrides import add_override_arguments, overrides_from_args
-from loadaction.session import add_http_client_argument, print_warnings, run_and_report
+from loadaction.session import (
+    add_http_client_argument,
+    print_warnings,
+    run_and_report,
+    start_at_from_args,
+)
 from loadaction.writable import check_output_dir
 
 EPILOG = __doc__.split("\n\n", 1)[1]
@@ -72,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="seconds between progress lines (default 5)")
     run.add_argument("--quiet", action="store_true", help="no progress lines")
     add_http_client_argument(run)
+    add_start_at_arguments(run)
     add_run_arguments(run)
 
     validate = sub.add_parser(
@@ -164,13 +170,15 @@ def _run(args: argparse.Namespace) -> int:
     if args.out is not None:
         check_output_dir(args.out, "--out", contents=("results.json", "report.md"))
     step = github_step(args, os.environ, load_baseline(args.baseline))
+    start_at = start_at_from_args(args)
     plan = _load(args)
     if step is not None:
         step.mask([*plan.secrets.values(), *url_passwords(plan.target)])
     code = asyncio.run(run_and_report(plan, out=args.out, quiet=args.quiet,
                                       progress_interval_s=args.progress_interval,
                                       after=step.after_run if step is not None else None,
-                                      baselines=args.baselines, http_client=args.http_client))
+                                      baselines=args.baselines, http_client=args.http_client,
+                                      start_at=start_at))
     if code == ExitCode.THRESHOLDS_FAILED and not args.fail_on_violation:
         return ExitCode.OK
     return code

@@ -14,17 +14,20 @@ import signal
 import sys
 import traceback
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from loadaction.argtypes import start_at_problem
 from loadaction.chaos.plugin import ChaosPlugin, ChaosReport
 from loadaction.engine.hooks import RunPlugin
 from loadaction.engine.runner import Progress, Run
+from loadaction.engine.start_at import StartAt
 from loadaction.engine.status import RunStatus
 from loadaction.engine.transport import Transport
 from loadaction.engine.transports.aiohttp import AiohttpTransport
 from loadaction.engine.transports.fast import FastTransport
-from loadaction.errors import ExitCode
+from loadaction.errors import ExitCode, PlanError
 from loadaction.metrics.registry import CHAOS_METRICS
 from loadaction.masking import mask_url_credentials
 from loadaction.plan.model import Plan, PlanWarning
@@ -87,12 +90,25 @@ def plugins_for(plan: Plan, seed: int | None = None) -> list[RunPlugin]:
 
 def build_run(plan: Plan, *, transport: Transport | None = None, seed: int | None = None,
               progress: Callable[[Progress], None] | None = None,
-              progress_interval_s: float = 5.0, http_client: str | None = None) -> Run:
+              progress_interval_s: float = 5.0, http_client: str | None = None,
+              start_at: StartAt | None = None) -> Run:
     """The engine, wired with the plan's plugins and the chosen transport."""
     if transport is None:
         transport = make_transport(plan, http_client)
     return Run(plan, transport=transport, plugins=plugins_for(plan, seed), progress=progress,
-               progress_interval_s=progress_interval_s, seed=seed)
+               progress_interval_s=progress_interval_s, seed=seed, start_at=start_at)
+
+
+def start_at_from_args(args: argparse.Namespace, now: datetime | None = None) -> StartAt | None:
+    """--start-at and its tolerance; a time that cannot be waited for is a
+    PlanError (exit 2) before the plan is even read."""
+    at = getattr(args, "start_at", None)
+    if at is None:
+        return None
+    tolerance = args.start_at_tolerance
+    if (problem := start_at_problem(at, tolerance, now or datetime.now(UTC))) is not None:
+        raise PlanError(f"--start-at {problem}")
+    return StartAt(at, tolerance)
 
 
 def print_warnings(warnings: Iterable[PlanWarning]) -> None:
@@ -108,10 +124,12 @@ def failed_regressions(doc: Mapping[str, Any]) -> int:
 async def run_and_report(plan: Plan, *, out: Path | None, quiet: bool = False,
                          progress_interval_s: float = 5.0, after: AfterRun | None = None,
                          baselines: Sequence[Mapping[str, Any]] = (),
-                         http_client: str | None = None) -> ExitCode:
+                         http_client: str | None = None,
+                         start_at: StartAt | None = None) -> ExitCode:
     """`baselines`: earlier runs' results documents; the plan's regression
     budgets are judged against them and gate the run like thresholds.
-    `http_client`: the transport (see make_transport)."""
+    `http_client`: the transport (see make_transport).
+    `start_at`: --start-at (the load waits for it after setup)."""
     print_warnings(plan.warnings)  # before anything is sent
 
     def show(progress: Progress) -> None:
@@ -119,7 +137,7 @@ async def run_and_report(plan: Plan, *, out: Path | None, quiet: bool = False,
             print(run.masker(line), file=sys.stderr, flush=True)
 
     run = build_run(plan, progress=None if quiet else show, progress_interval_s=progress_interval_s,
-                    http_client=http_client)
+                    http_client=http_client, start_at=start_at)
     loop = asyncio.get_running_loop()
 
     def on_signal(signum: int) -> None:
@@ -133,6 +151,9 @@ async def run_and_report(plan: Plan, *, out: Path | None, quiet: bool = False,
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal, sig)
+    if start_at is not None:  # once signals are heard: a SIGINT from here on is a clean stop
+        print(f"loadaction: after setup, the load waits for {start_at.at.isoformat()} "
+              f"(--start-at)", file=sys.stderr, flush=True)
     try:
         outcome = await run.execute()
     finally:

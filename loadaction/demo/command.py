@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from loadaction.argtypes import positive
+from loadaction.argtypes import add_start_at_arguments, positive
 from loadaction.demo.faults import FLAG_HELP, Invalid, parse_flags
 from loadaction.demo.auth import DemoKeys
 from loadaction.demo.child import child_target
@@ -26,7 +26,7 @@ from loadaction.errors import PlanError, RunError
 from loadaction.github.cli import add_baseline_argument, load_baseline
 from loadaction.plan import load_plan
 from loadaction.plan.overrides import add_override_arguments, overrides_from_args
-from loadaction.session import add_http_client_argument, run_and_report
+from loadaction.session import add_http_client_argument, run_and_report, start_at_from_args
 from loadaction.writable import check_output_dir
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
@@ -63,6 +63,7 @@ def add_demo_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--progress-interval", type=positive(float), default=5.0, metavar="SECONDS")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     add_http_client_argument(parser)
+    add_start_at_arguments(parser)
     add_override_arguments(parser)
     return parser
 
@@ -71,6 +72,7 @@ async def _demo(args: argparse.Namespace) -> int:
     if args.out is not None:
         check_output_dir(args.out, "--out", contents=("results.json",))
     baselines = load_baseline(args.baseline)  # before the target starts: a bad file is exit 2
+    start_at = start_at_from_args(args)
     faults = parse_flags(args.fault)
     if isinstance(faults, Invalid):
         raise PlanError(faults.message)
@@ -86,7 +88,8 @@ async def _demo(args: argparse.Namespace) -> int:
                              overrides=overrides_from_args(args), env=env)
             return await run_and_report(plan, out=args.out, quiet=args.quiet,
                                         progress_interval_s=args.progress_interval,
-                                        baselines=baselines, http_client=args.http_client)
+                                        baselines=baselines, http_client=args.http_client,
+                                        start_at=start_at)
     except ImportError as exc:
         raise PlanError(f"--database-url needs asyncpg ({exc.name} is not installed)",
                         hint="pip install 'loadaction[postgres]'") from None

@@ -24,6 +24,15 @@ from loadaction.engine.executors import Executor, ScenarioRun, executor_for
 from loadaction.engine.hooks import FinishedLoad, LoadContext, RunPlugin
 from loadaction.engine.realtime import UpdateMatcher
 from loadaction.engine.safety import Guard
+from loadaction.engine.start_at import (
+    StartAt,
+    StartOutcome,
+    StartRecord,
+    SystemClock,
+    WallClock,
+    describe,
+    wait_for_start,
+)
 from loadaction.engine.state import ErrorEntry, ErrorLog, RunControl, RunState
 from loadaction.engine.status import RunStatus
 from loadaction.engine.transport import Transport
@@ -114,6 +123,7 @@ class RunOutcome:
     masker: Masker
     crash: Exception | None = None
     contributions: Mapping[str, Any] = field(default_factory=dict)
+    start: StartRecord | None = None  # how the --start-at wait went (None: no --start-at)
 
     @property
     def duration_s(self) -> float:
@@ -146,10 +156,16 @@ class Run:
                  plugins: Sequence[RunPlugin] = (),
                  progress: Callable[[Progress], None] | None = None,
                  progress_interval_s: float = 5.0, seed: int | None = None,
-                 vars: Mapping[str, Any] | None = None) -> None:
+                 vars: Mapping[str, Any] | None = None, start_at: StartAt | None = None,
+                 wall_clock: WallClock | None = None) -> None:
         """`vars`: what an earlier run's setup produced (its `setup_vars`); with
         them the plan's setup is skipped, so a series of runs against the same
-        target (capacity steps) seeds its test data once."""
+        target (capacity steps) seeds its test data once. `start_at`: after
+        setup, wait for that wall-clock instant (engine/start_at.py) before
+        any executor starts; `wall_clock` is the clock it is read from."""
+        self._start_at = start_at
+        self._wall_clock = wall_clock or SystemClock()
+        self._start: StartRecord | None = None
         self.plan = plan
         self._given_vars = None if vars is None else dict(vars)
         self.setup_vars: dict[str, Any] = {}  # what setup returned, or the vars given
@@ -221,12 +237,13 @@ class Run:
                     self._setup_s = monotonic() - began
             state.global_vars.update(self.setup_vars)
             self.setup_done = True
-            self._scenarios_task = asyncio.create_task(self._run_scenarios())
-            try:
-                await self._scenarios_task
-            except asyncio.CancelledError:
-                if asyncio.current_task().cancelling():  # we were cancelled, not hard-stopped
-                    raise
+            if await self._wait_for_start():
+                self._scenarios_task = asyncio.create_task(self._run_scenarios())
+                try:
+                    await self._scenarios_task
+                except asyncio.CancelledError:
+                    if asyncio.current_task().cancelling():  # cancelled, not hard-stopped
+                        raise
         except StepError as exc:
             self.control.request_stop(RunStatus.FAILED, str(exc))
         except Exception as exc:  # a bug: still report what was measured, then say so
@@ -235,7 +252,7 @@ class Run:
             self.control.request_stop(RunStatus.CRASHED,
                                       f"internal error: {type(root).__name__}: {root}")
         finally:
-            if self._load_s == 0.0 and self.setup_done:
+            if self._load_s == 0.0 and self._scenarios_task is not None:
                 self._load_s = state.clock.elapsed()
             for plugin in self.plugins:
                 await plugin.close()  # before teardown: never leave a fault behind
@@ -248,6 +265,18 @@ class Run:
             if state.realtime is not None:
                 state.realtime.finish()
         return self._outcome(started_at)
+
+    async def _wait_for_start(self) -> bool:
+        """The --start-at wait; False when no load may run (stopped while
+        waiting, or the instant passed beyond the tolerance)."""
+        if self._start_at is None:
+            return True
+        self._start = await wait_for_start(self._start_at, self._wall_clock, self.control.stop)
+        if (notice := describe(self._start)) is not None:
+            self.state.notice(notice)
+        if self._start.outcome is StartOutcome.TOO_LATE:
+            self.control.request_stop(RunStatus.FAILED, notice or "--start-at passed")
+        return self._start.begins
 
     def _render(self, tpl: Any) -> Any:
         """A plan template outside any VU (plugins' templates): env, secrets, vars."""
@@ -433,7 +462,7 @@ class Run:
             registry=state.registry, series=state.series.points,
             series_interval_s=state.series.interval_s, errors=errors, notices=tuple(notices),
             thresholds=thresholds, masker=state.masker, crash=self.crash,
-            contributions=contributions,
+            contributions=contributions, start=self._start,
         )
 
 

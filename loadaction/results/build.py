@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import platform
+from datetime import timedelta
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from loadaction import __version__
 from loadaction.chaos.plugin import ChaosReport
 from loadaction.chaos.timeline import FaultRecord
 from loadaction.engine.runner import RunOutcome
+from loadaction.engine.start_at import StartRecord
 from loadaction.errors import Source
 from loadaction.metrics.registry import Registry
 from loadaction.metrics.verdict import ThresholdResult
@@ -140,6 +142,18 @@ def _probes(report: ProbesReport) -> dict[str, Any]:
     }
 
 
+def _start_at(record: StartRecord | None) -> dict[str, Any] | None:
+    """`execution.start_at`: the instant asked for and when the load really
+    began by this host's clock (`began_at`), so a merge can line the shards
+    up and show which one started late."""
+    if record is None:
+        return None
+    began = None if not record.begins else record.at + timedelta(seconds=record.late_s or 0.0)
+    return {"at": record.at.isoformat(), "tolerance_s": record.tolerance_s,
+            "outcome": record.outcome.value, "waited_s": round(record.waited_s, 3),
+            "late_s": _round(record.late_s), "began_at": began.isoformat() if began else None}
+
+
 def build_results(outcome: RunOutcome,
                   baselines: Sequence[Mapping[str, Any]] = (),
                   capacity: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -186,6 +200,7 @@ def build_results(outcome: RunOutcome,
         doc["probes"] = _probes(probes)
     if capacity is not None:
         doc["capacity"] = dict(capacity)
+    doc.setdefault("execution", {})["start_at"] = _start_at(outcome.start)
     doc = outcome.masker.deep(doc)
     if baselines:
         doc.update(regression_section(doc, plan.regressions, baselines))
