@@ -8,6 +8,7 @@ import argparse
 import math
 import re
 from datetime import datetime, timedelta
+from typing import Any
 
 
 def key_value(text: str) -> tuple[str, str]:
@@ -58,6 +59,58 @@ def add_plan_arguments(p: argparse.ArgumentParser, *, profile_help: str) -> None
     p.add_argument("--allow-live-keys", action="store_true",
                    help="allow live Stripe keys (sk_live_, rk_live_) in secrets and vars")
     p.add_argument("--max-rps", type=positive(float), help="never send more requests per second")
+
+
+def _segment_type(parse_name: str) -> object:
+    """An argparse type from a plan/segments parser: its ValueError is the one line."""
+    def parse(text: str) -> object:
+        from loadaction.plan import segments
+        try:
+            return getattr(segments, parse_name)(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    parse.__name__ = parse_name.removeprefix("parse_").replace("_", " ")
+    return parse
+
+
+def add_segment_arguments(p: argparse.ArgumentParser) -> None:
+    """k6's execution segments (run, validate, demo): this process runs one
+    share of the plan, so processes or machines that run the other shares of
+    the same sequence together run the whole plan exactly once."""
+    p.add_argument("--execution-segment", type=_segment_type("parse_segment"), metavar="A:B",
+                   help="run only this share of the plan's VUs, iterations, rates and unique "
+                        "data rows, as k6 (1/4:1/2, 25%%:50%%, 0.25:0.5; a lone 1/4 is 0:1/4)")
+    p.add_argument("--execution-segment-sequence", type=_segment_type("parse_sequence"),
+                   metavar="0,...,1",
+                   help="how the whole run is cut (0,1/4,1/2,3/4,1), so the segments' shares "
+                        "sum exactly to the whole; default 0,A,B,1")
+    p.add_argument("--shard", type=_segment_type("parse_shard"), metavar="I/N",
+                   help="run shard I of N equal ones (I from 1): --shard 2/4 is "
+                        "--execution-segment 1/4:2/4 --execution-segment-sequence 0,1/4,1/2,3/4,1")
+
+
+def execution_from_args(args: argparse.Namespace) -> Any:
+    """The ExecutionTuple the segment flags ask for (the full run without them);
+    a conflicting or mismatched pair is a PlanError (exit 2, one line)."""
+    from loadaction.errors import PlanError
+    from loadaction.plan.segments import FULL_TUPLE, ExecutionTuple
+    segment = getattr(args, "execution_segment", None)
+    sequence = getattr(args, "execution_segment_sequence", None)
+    sharded = getattr(args, "shard", None)
+    if sharded is not None:
+        if segment is not None or sequence is not None:
+            raise PlanError("--shard cannot be combined with --execution-segment or "
+                            "--execution-segment-sequence (it sets both)")
+        segment, sequence = sharded
+    if segment is None:
+        if sequence is not None:
+            raise PlanError(f"--execution-segment-sequence {sequence} needs "
+                            "--execution-segment (which of its segments this process runs)")
+        return FULL_TUPLE
+    try:
+        return ExecutionTuple(segment, sequence)
+    except ValueError as exc:
+        raise PlanError(f"--execution-segment: {exc}") from None
 
 
 _RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?(?P<zone>[Zz]|[+-]\d{2}:\d{2})?")

@@ -18,7 +18,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from loadaction.argtypes import add_plan_arguments, add_start_at_arguments, duration, positive
+from loadaction.argtypes import (
+    add_plan_arguments, add_segment_arguments, add_start_at_arguments, duration,
+    execution_from_args, positive,
+)
 from loadaction.capacity.command import add_capacity_parser, run_capacity
 from loadaction.demo.cli import add_demo_target_parser, run_demo_target
 from loadaction.demo.command import add_demo_parser, run_demo
@@ -68,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--max-duration", type=duration,
                        help="refuse plans scheduled to run longer; stop the run at this time")
         add_override_arguments(p)
+        add_segment_arguments(p)
 
     run = sub.add_parser("run", help="run a plan", epilog=EPILOG,
                          formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -111,7 +115,7 @@ def _load(args: argparse.Namespace, *, placeholders: bool = False) -> Plan:
     return load_plan(args.plan, target=args.target, profile=args.profile,
                      scenarios=args.scenario, vars=dict(args.var), limits=limits,
                      extra_allowed_hosts=args.allow_host, placeholders=placeholders,
-                     overrides=overrides_from_args(args))
+                     overrides=overrides_from_args(args), execution=execution_from_args(args))
 
 
 def _validate(args: argparse.Namespace) -> int:

@@ -17,7 +17,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from loadaction.argtypes import add_start_at_arguments, positive
+from loadaction.argtypes import (
+    add_segment_arguments, add_start_at_arguments, execution_from_args, positive,
+)
 from loadaction.demo.faults import FLAG_HELP, Invalid, parse_flags
 from loadaction.demo.auth import DemoKeys
 from loadaction.demo.child import child_target
@@ -65,6 +67,7 @@ def add_demo_parser(subparsers: Any) -> argparse.ArgumentParser:
     add_http_client_argument(parser)
     add_start_at_arguments(parser)
     add_override_arguments(parser)
+    add_segment_arguments(parser)
     return parser
 
 
@@ -72,6 +75,7 @@ async def _demo(args: argparse.Namespace) -> int:
     if args.out is not None:
         check_output_dir(args.out, "--out", contents=("results.json",))
     baselines = load_baseline(args.baseline)  # before the target starts: a bad file is exit 2
+    execution = execution_from_args(args)  # so are mismatched segment flags
     start_at = start_at_from_args(args)
     faults = parse_flags(args.fault)
     if isinstance(faults, Invalid):
@@ -85,7 +89,8 @@ async def _demo(args: argparse.Namespace) -> int:
                 env[DATABASE_SECRET] = args.database_url
             plan = load_plan(CHAOS_PLAN if args.chaos else PLAN, target=url, profile=args.profile,
                              scenarios=args.scenario,
-                             overrides=overrides_from_args(args), env=env)
+                             overrides=overrides_from_args(args), env=env,
+                             execution=execution)
             return await run_and_report(plan, out=args.out, quiet=args.quiet,
                                         progress_interval_s=args.progress_interval,
                                         baselines=baselines, http_client=args.http_client,

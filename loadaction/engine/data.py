@@ -1,8 +1,9 @@
 """Data feeders: which row an iteration gets from each data source.
 
 `unique` hands each row out once across all VUs of the run (like k6's
-SharedArray indexed per VU and iteration); running out is an outcome the
-engine reports ("data exhausted"), never a crash.
+SharedArray indexed per VU and iteration), and, with execution segments,
+once across all the segments (each draws its striped share); running out is
+an outcome the engine reports ("data exhausted"), never a crash.
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ import random
 from collections.abc import Mapping
 from typing import Any
 
+from loadaction.plan.data import segment_rows
 from loadaction.plan.model import DataSource
+from loadaction.plan.segments import FULL_TUPLE, ExecutionTuple
 
 
 class DataExhausted(Exception):
@@ -21,15 +24,17 @@ class DataExhausted(Exception):
 
 
 class Feeder:
-    __slots__ = ("spec", "_next", "_rng")
+    __slots__ = ("spec", "_rows", "_next", "_rng")
 
-    def __init__(self, spec: DataSource, rng: random.Random) -> None:
+    def __init__(self, spec: DataSource, rng: random.Random,
+                 execution: ExecutionTuple = FULL_TUPLE) -> None:
         self.spec = spec
+        self._rows = segment_rows(spec, execution)
         self._next = 0
         self._rng = rng
 
     def draw(self) -> Mapping[str, Any]:
-        rows = self.spec.rows
+        rows = self._rows
         mode = self.spec.mode
         if mode == "random":
             return self._rng.choice(rows)

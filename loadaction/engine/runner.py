@@ -187,7 +187,7 @@ class Run:
             series=SeriesRecorder(s.name for s in plan.scenarios),
             guard=Guard(plan.allowed_hosts, plan.limits.max_rps, plan.limits.max_requests),
             masker=Masker(plan.secrets.values()),
-            feeders={name: Feeder(src, rng) for name, src in plan.data.items()},
+            feeders={name: Feeder(src, rng, plan.execution) for name, src in plan.data.items()},
             clock=clock,
             errors=ErrorLog(clock),
             control=self.control,

@@ -19,6 +19,7 @@ from typing import Any, cast, get_args
 from loadaction.errors import PlanError
 from loadaction.plan.fields import check_keys, expect_choice, expect_map, expect_str, required
 from loadaction.plan.model import DataMode, DataSource
+from loadaction.plan.segments import ExecutionTuple
 from loadaction.plan.source import Entry, Node, format_bytes
 
 DATA_MODES: tuple[str, ...] = get_args(DataMode)
@@ -45,6 +46,16 @@ def parse_data(entries: Mapping[str, Entry]) -> dict[str, DataSource]:
                             file_node.source)
         sources[name] = DataSource(name, rows, cast(DataMode, mode), entry.key_source)
     return sources
+
+
+def segment_rows(source: DataSource, execution: ExecutionTuple) -> tuple[Mapping[str, Any], ...]:
+    """The rows this segment may draw: in `unique` mode its striped share
+    (row i is the segment's that owns index i), so the segments of a sequence
+    hand out every row exactly once between them; the other modes reuse rows
+    anyway, so every segment reads them all."""
+    if source.mode != "unique" or execution.is_full:
+        return source.rows
+    return tuple(row for i, row in enumerate(source.rows) if execution.owns(i))
 
 
 def _read_rows(name: str, node: Node) -> tuple[dict[str, Any], ...]:

@@ -8,6 +8,8 @@ that way `maxVUs >= preAllocatedVUs` is checked on the numbers that run.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any
 
 from loadaction.errors import PlanError
@@ -18,6 +20,7 @@ from loadaction.plan.model import (
     ConstantArrivalRate, ConstantVUs, ExecutorSpec, PerVUIterations, RampingArrivalRate,
     RampingVUs, SharedIterations, Stage,
 )
+from loadaction.plan.segments import ExecutionTuple
 from loadaction.plan.source import Map, Node
 
 EXECUTOR_OPTIONS: Mapping[str, tuple[str, ...]] = {
@@ -115,3 +118,46 @@ def _stages(node: Node, *, counts_vus: bool) -> tuple[Stage, ...]:
     if not stages:
         raise PlanError("stages: expected at least one stage", node.source)
     return tuple(stages)
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentShare:
+    """What one execution segment runs of an executor, k6's way (lib/executor):
+    VU counts are the segment's striped share (ScaleInt64); shared iterations
+    and arrival-rate iterations are striped again over the segments that got
+    VUs (`stripe`), so a segment with no VU gets no iteration."""
+
+    vus: int  # VUs it starts: vus; startVUs (ramping-vus); preAllocatedVUs (arrival rate)
+    max_vus: int  # the most it may have: its share of the peak target, or of maxVUs
+    iterations: int | None  # iterations it runs, for the iteration executors; None: time-bound
+    stripe: ExecutionTuple | None  # what its iterations are striped by; None: it runs none
+
+    @property
+    def runs(self) -> bool:
+        """False when the segment got nothing of the scenario (k6 skips it)."""
+        return self.stripe is not None and self.max_vus > 0 and self.iterations != 0
+
+    @property
+    def rate(self) -> Fraction:
+        """Its share of an arrival rate (of every stage target): 0 if it has no VU."""
+        return self.stripe.segment.length if self.stripe is not None else Fraction(0)
+
+
+def segment_share(spec: ExecutorSpec, execution: ExecutionTuple) -> SegmentShare:
+    """The segment's share of `spec`; summed over a sequence's segments the
+    VUs, iterations and rates are the whole executor's, exactly."""
+    scale = execution.scale
+    if isinstance(spec, (ConstantVUs, PerVUIterations)):
+        vus = scale(spec.vus)
+        iterations = vus * spec.iterations if isinstance(spec, PerVUIterations) else None
+        return SegmentShare(vus, vus, iterations, execution)
+    if isinstance(spec, RampingVUs):
+        peak = max([spec.start_vus, *(int(stage.target) for stage in spec.stages)])
+        return SegmentShare(scale(spec.start_vus), scale(peak), None, execution)
+    if isinstance(spec, SharedIterations):
+        stripe = execution.rescaled(spec.vus)
+        iterations = stripe.scale(spec.iterations) if stripe is not None else 0
+        vus = min(scale(spec.vus), iterations)
+        return SegmentShare(vus, vus, iterations, stripe)
+    return SegmentShare(scale(spec.pre_allocated_vus), scale(spec.max_vus), None,
+                        execution.rescaled(spec.max_vus))

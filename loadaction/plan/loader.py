@@ -35,6 +35,7 @@ from loadaction.plan.model import (
 )
 from loadaction.metrics.registry import CHAOS_METRICS
 from loadaction.plan.probes import PROBE_ERRORS, Probe, parse_probes
+from loadaction.plan.segments import FULL_TUPLE, ExecutionTuple
 from loadaction.plan.overrides import QuickOverrides, apply_quick_overrides, overridden_scenario
 from loadaction.plan.profiles import parse_profiles, select_profile
 from loadaction.plan.references import check_references
@@ -55,14 +56,17 @@ def load_plan(path: str | Path, *, target: str | None = None, profile: str | Non
               scenarios: Sequence[str] = (), vars: Mapping[str, str] = MappingProxyType({}),
               env: Mapping[str, str] | None = None, limits: Limits = Limits(),
               extra_allowed_hosts: Sequence[str] = (), placeholders: bool = False,
-              overrides: QuickOverrides = QuickOverrides()) -> Plan:
+              overrides: QuickOverrides = QuickOverrides(),
+              execution: ExecutionTuple = FULL_TUPLE) -> Plan:
     """Read, validate and compile a plan; raise one PlanError at the first problem.
 
     `target` (--target) replaces the plan's target, `vars` (--var) replace or
     add plan vars, `scenarios` keeps only the named ones, `profile` scales
     the plan, `overrides` (--vus, --duration, --stage, --iterations) replace
-    one scenario's executor as k6's shortcuts do, and `env` (default:
-    os.environ) feeds `env.*` and secrets.
+    one scenario's executor as k6's shortcuts do, `execution` (--shard,
+    --execution-segment) is the share of it this process runs (kept beside
+    the whole plan: executors and unique data take their share), and `env`
+    (default: os.environ) feeds `env.*` and secrets.
     Mistakes that still validate become the plan's `warnings`.
 
     `placeholders` (validate): secrets and environment variables that are
@@ -73,14 +77,14 @@ def load_plan(path: str | Path, *, target: str | None = None, profile: str | Non
     with collections_paused():  # a large plan is a large tree of small objects
         return _load_plan(path, target=target, profile=profile, scenarios=scenarios, vars=vars,
                           env=env, limits=limits, extra_allowed_hosts=extra_allowed_hosts,
-                          placeholders=placeholders, overrides=overrides)
+                          placeholders=placeholders, overrides=overrides, execution=execution)
 
 
 def _load_plan(path: str | Path, *, target: str | None, profile: str | None,
                scenarios: Sequence[str], vars: Mapping[str, str],
                env: Mapping[str, str] | None, limits: Limits,
                extra_allowed_hosts: Sequence[str], placeholders: bool,
-               overrides: QuickOverrides) -> Plan:
+               overrides: QuickOverrides, execution: ExecutionTuple) -> Plan:
     env = dict(os.environ if env is None else env)
     warnings: list[PlanWarning] = []
     plan_path = Path(path)
@@ -203,6 +207,7 @@ def _load_plan(path: str | Path, *, target: str | None, profile: str | None,
         regressions=tuple(regressions),
         realtime_writes=frozenset(name for name, _ in flow_parser.websocket.writes),
         probes=probes,
+        execution=execution,
     )
 
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 from loadaction.errors import Source
 from loadaction.metrics.regressions import RegressionExpr
 from loadaction.metrics.thresholds import ThresholdExpr, format_selector
+from loadaction.plan.segments import FULL_TUPLE, ExecutionTuple
 
 if TYPE_CHECKING:
     from loadaction.plan.probes import Probe
@@ -619,3 +620,6 @@ class Plan:
     # request names whose responses some subscription's `updates` waits for
     realtime_writes: frozenset[str] = frozenset()
     probes: tuple[Probe, ...] = ()  # sampled while the load runs (plan/probes.py)
+    # the share of the plan this process runs (--execution-segment, --shard):
+    # the scenarios above are the whole plan's, executors take their share
+    execution: ExecutionTuple = FULL_TUPLE

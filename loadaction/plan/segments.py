@@ -15,7 +15,6 @@ Pure and exact (`Fraction`s): the plan loader and the engine both read it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from math import lcm
@@ -153,6 +152,12 @@ def parse_shard(text: str) -> tuple[ExecutionSegment, SegmentSequence]:
     return shard(index, count)
 
 
+MAX_CYCLE = 1_000_000
+"""Dealing a cycle costs time per index: a sequence of decimals with many
+digits would make the tuple take seconds (k6 has no bound; fractions with
+small denominators are what segments are written as)."""
+
+
 def _stripes(sequence: SegmentSequence) -> tuple[int, tuple[tuple[int, ...], ...]]:
     """(lcd, for each segment the indices in [0, lcd) it owns).
 
@@ -162,6 +167,9 @@ def _stripes(sequence: SegmentSequence) -> tuple[int, tuple[tuple[int, ...], ...
     """
     lengths = [segment.length for segment in sequence.segments()]
     cycle = lcm(*(length.denominator for length in lengths))
+    if cycle > MAX_CYCLE:
+        raise ValueError(f"execution segment sequence {sequence} is cut too finely (its "
+                         f"common denominator {cycle} is above {MAX_CYCLE}); use fractions")
     numerators = [int(length * cycle) for length in lengths]
     order = sorted(range(len(lengths)), key=lambda i: -numerators[i])  # stable
     chosen = [0] * len(lengths)
@@ -186,7 +194,7 @@ class ExecutionTuple:
     sequence: SegmentSequence | None = None
     index: int = field(init=False)
     lcd: int = field(init=False)
-    _owned: tuple[int, ...] = field(init=False, repr=False)
+    _stripes: tuple[tuple[int, ...], ...] = field(init=False, repr=False, compare=False)
     _owned_set: frozenset[int] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -196,7 +204,7 @@ class ExecutionTuple:
         cycle, owned = _stripes(sequence)
         object.__setattr__(self, "index", position)
         object.__setattr__(self, "lcd", cycle)
-        object.__setattr__(self, "_owned", owned[position])
+        object.__setattr__(self, "_stripes", owned)
         object.__setattr__(self, "_owned_set", frozenset(owned[position]))
 
     @property
@@ -213,34 +221,52 @@ class ExecutionTuple:
     def scale(self, value: int) -> int:
         """k6's ScaleInt64: this segment's share of `value` things (indices
         0..value-1), so that the shares of a sequence's segments sum to it."""
-        if self.is_full:
-            return value
+        return self._share(self.index, value)
+
+    def _share(self, position: int, value: int) -> int:
+        owned = self._stripes[position]
         whole, rest = divmod(value, self.lcd)
-        return whole * len(self._owned) + sum(1 for index in self._owned if index < rest)
+        return whole * len(owned) + sum(1 for index in owned if index < rest)
+
+    def rescaled(self, value: int) -> ExecutionTuple | None:
+        """k6's GetNewExecutionTupleFromValue: the sequence re-cut by each
+        segment's share of `value` (segments with none dropped), so what is
+        striped next (shared iterations, arrival-rate iterations) goes only to
+        segments that got some of `value` (their VUs). None: this one got none."""
+        if value < 1:
+            return None
+        if value % self.lcd == 0:
+            return self
+        points, mine = [0], None
+        for position in range(len(self._stripes)):
+            share = self._share(position, value)
+            if share == 0:
+                continue
+            if position == self.index:
+                mine = ExecutionSegment(Fraction(points[-1], value),
+                                        Fraction(points[-1] + share, value))
+            points.append(points[-1] + share)
+        if mine is None:
+            return None
+        return ExecutionTuple(mine, SegmentSequence(tuple(Fraction(p, value) for p in points)))
+
+    def global_index(self, n: int) -> int:
+        """The whole test's index of this segment's `n`-th thing (from 0):
+        its iterations' numbers are then unique across the segments (k6's
+        SegmentedIndex, behind exec.scenario.iterationInTest)."""
+        owned = self._stripes[self.index]
+        whole, k = divmod(n, len(owned))
+        return whole * self.lcd + owned[k]
 
     def owns(self, index: int) -> bool:
         """Whether global index `index` (from 0) of a striped count is this segment's."""
-        return self.is_full or index % self.lcd in self._owned_set
+        return index % self.lcd in self._owned_set
 
     def striped_offsets(self) -> tuple[int, tuple[int, ...], int]:
         """k6's GetStripedOffsets: (first index, gaps to each next one, cycle)."""
-        owned = self._owned
+        owned = self._stripes[self.index]
         gaps = tuple(b - a for a, b in zip(owned, owned[1:])) + (owned[0] + self.lcd - owned[-1],)
         return owned[0], gaps, self.lcd
-
-    def indices(self, start: int = 0) -> Iterator[int]:
-        """This segment's global indices from `start` on, in order (unbounded)."""
-        cycle, rest = divmod(start, self.lcd)
-        base = cycle * self.lcd
-        owned = self._owned
-        first = True
-        while True:
-            for offset in owned:
-                if first and offset < rest:
-                    continue
-                yield base + offset
-            first = False
-            base += self.lcd
 
     def __str__(self) -> str:
         return f"{self.segment} in {self.sequence}"

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from loadaction.plan.executors import executor_length
+from loadaction.plan.data import segment_rows
+from loadaction.plan.executors import executor_length, segment_share
 from loadaction.plan.hosts import PLACEHOLDER_TARGET
 from loadaction.plan.model import (
     AbortFault, ChaosToolkitFault, CommandFault, ConstantArrivalRate, ConstantVUs, DuplicateFault,
@@ -35,6 +36,28 @@ def _shape(spec: ExecutorSpec) -> str:
     raise AssertionError(spec)
 
 
+def _segment_shape(spec: ExecutorSpec, plan: Plan) -> str:
+    """What this execution segment runs of `spec` (validate with --shard)."""
+    execution = plan.execution
+    share = segment_share(spec, execution)
+    if not share.runs:
+        return "nothing (no VU of it is this segment's)"
+    match spec:
+        case ConstantVUs():
+            return f"{share.vus} VUs"
+        case RampingVUs():
+            stages = ", ".join(f"{execution.scale(int(s.target))} over {s.duration:g}s"
+                               for s in spec.stages)
+            return f"from {share.vus} VUs: {stages}"
+        case PerVUIterations():
+            return f"{share.vus} VUs x {spec.iterations} iterations"
+        case SharedIterations():
+            return f"{share.iterations} iterations shared by {share.vus} VUs"
+    assert isinstance(spec, (ConstantArrivalRate, RampingArrivalRate))
+    return (f"{share.rate.numerator} in {share.rate.denominator} of the iterations, "
+            f"{share.vus}-{share.max_vus} VUs")
+
+
 def describe(plan: Plan) -> str:
     lines = [f"plan {plan.name} ({plan.file}) is valid",
              f"target: {plan.target}"
@@ -42,10 +65,22 @@ def describe(plan: Plan) -> str:
                 if plan.target == PLACEHOLDER_TARGET else "")
              + (f"  profile: {plan.profile}" if plan.profile else ""),
              "scenarios:"]
+    segmented = not plan.execution.is_full
+    if segmented:
+        lines.insert(-1, f"execution segment: {plan.execution.segment} of sequence "
+                         f"{plan.execution.sequence} (this process runs its share)")
     for s in sorted(plan.scenarios, key=lambda s: s.start_time):
         end = s.start_time + executor_length(s.executor)
         lines.append(f"  {s.start_time:>7.1f}s - {end:>7.1f}s  {s.name}  {s.executor.kind}: "
                      f"{_shape(s.executor)}  (flow {s.exec}, gracefulStop {s.graceful_stop:g}s)")
+        if segmented:
+            lines.append(f"      this segment: {_segment_shape(s.executor, plan)}")
+    if segmented:
+        for source in plan.data.values():
+            if source.mode == "unique":
+                lines.append(f"data {source.name} (unique): this segment draws "
+                             f"{len(segment_rows(source, plan.execution))} of "
+                             f"{len(source.rows)} rows")
     if plan.chaos:
         lines.extend(_chaos(plan))
     if plan.probes:

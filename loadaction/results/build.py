@@ -176,6 +176,10 @@ def build_results(outcome: RunOutcome,
         "status": outcome.status.value,
         "status_reason": outcome.reason,
         "environment": _environment(),
+        # the share of the plan this run ran (--execution-segment, --shard):
+        # what `loadaction merge` lines the shards up by
+        "execution": {"segment": str(plan.execution.segment),
+                      "sequence": str(plan.execution.sequence)},
         "scenarios": [
             {"name": s.name, "executor": s.executor, "exec": s.exec,
              "start_time_s": s.start_time_s, "planned_duration_s": s.planned_duration_s,

@@ -1,7 +1,11 @@
 """Open-model executors: iterations start on a schedule whatever the target's
 latency. An iteration that finds no free VU (and `maxVUs` already reached) is
 dropped and counted in `dropped_iterations`; every started iteration records
-how late it started, so coordinated omission shows instead of hiding."""
+how late it started, so coordinated omission shows instead of hiding.
+
+A segment keeps the whole test's schedule and starts only the iterations it
+owns, striped over the segments that got some of `maxVUs` (k6), with its
+share of `preAllocatedVUs` and `maxVUs`."""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from time import monotonic
 from loadaction.engine.executors.base import START_BATCH, Executor, VUStopped
 from loadaction.engine.executors.stages import arrival_offsets, total_duration
 from loadaction.engine.vu import VirtualUser
+from loadaction.plan.executors import segment_share
 from loadaction.plan.model import ConstantArrivalRate, RampingArrivalRate, Stage
 
 
@@ -23,8 +28,14 @@ class ArrivalRateExecutor(Executor):
 
     async def execute(self) -> None:
         run, spec = self.run, self.spec
+        share = segment_share(spec, self.execution)
+        if not share.runs or share.stripe is None:
+            return  # no VU of the test is this segment's: no iteration either
+        run.stripe_iterations(share.stripe)
+        owned = None if share.stripe.is_full else share.stripe.owns
+        max_vus = share.max_vus
         free: list[VirtualUser] = []
-        for i in range(spec.pre_allocated_vus):  # in batches: thousands of VUs take a while
+        for i in range(share.vus):  # in batches: thousands of VUs take a while
             free.append(run.new_vu())
             if i % START_BATCH == START_BATCH - 1:
                 await asyncio.sleep(0)
@@ -46,7 +57,9 @@ class ArrivalRateExecutor(Executor):
             free.append(vu)
 
         async with asyncio.TaskGroup() as tg:
-            for offset in self.offsets():
+            for index, offset in enumerate(self.offsets()):
+                if owned is not None and not owned(index):
+                    continue  # another segment's iteration
                 due = start + offset
                 if due >= end or await run.sleep_until(due):
                     break
@@ -54,7 +67,7 @@ class ArrivalRateExecutor(Executor):
                     await asyncio.sleep(0)  # behind schedule, sleep_until never suspends
                 if free:
                     vu = free.pop()
-                elif run.vus_max < spec.max_vus:
+                elif run.vus_max < max_vus:
                     vu = run.new_vu()
                 else:
                     run.drop()

@@ -20,6 +20,7 @@ from loadaction.engine.status import RunStatus
 from loadaction.engine.vu import ScenarioShared, StepError, VirtualUser
 from loadaction.engine.websocket.scope import SessionScope
 from loadaction.plan.model import Scenario
+from loadaction.plan.segments import ExecutionTuple
 
 
 # VUs are started this many at a time, with the event loop given a turn in
@@ -57,6 +58,8 @@ class ScenarioRun:
         self._iter_duration = state.registry.sink("iteration_duration", self.tags)
         self._dropped = state.registry.sink("dropped_iterations", self.tags)
         self._lateness = state.registry.sink("iteration_start_lateness", self.tags)
+        self._striped: ExecutionTuple | None = None
+        self.stripe_iterations(state.plan.execution)
 
     # ------------------------------------------------------------ clock
 
@@ -88,6 +91,12 @@ class ScenarioRun:
         except TimeoutError:
             return False
 
+    def stripe_iterations(self, execution: ExecutionTuple) -> None:
+        """Number this segment's iterations as `execution` stripes the whole
+        test's, so `scenario.iteration` is unique across segments (k6's
+        iterationInTest); the full run numbers them 0, 1, 2, ..."""
+        self._striped = None if execution.is_full else execution
+
     # ------------------------------------------------------------ VUs & iterations
 
     def new_vu(self) -> VirtualUser:
@@ -116,9 +125,12 @@ class ScenarioRun:
             if not self.open:
                 raise VUStopped()
         self.started += 1
+        number = self.started - 1
+        if self._striped is not None:
+            number = self._striped.global_index(number)
         start = perf_counter_ns()
         try:
-            await vu.iteration(self.flow, n, self.started - 1)
+            await vu.iteration(self.flow, n, number)
         except asyncio.CancelledError:
             self.interrupted += 1
             raise
@@ -174,6 +186,8 @@ class Executor:
     def __init__(self, run: ScenarioRun) -> None:
         self.run = run
         self.spec = run.scenario.executor
+        # this process's share (--execution-segment); the spec is the whole plan's
+        self.execution = run.state.plan.execution
 
     def planned_duration(self) -> float:
         raise NotImplementedError

@@ -1,4 +1,5 @@
-"""`constant-vus`: a fixed number of VUs looping for a fixed time."""
+"""`constant-vus`: a fixed number of VUs looping for a fixed time (this
+segment's share of them)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ class ConstantVUsExecutor(Executor):
         run, spec = self.run, self.spec
         end = monotonic() + spec.duration
         async with asyncio.TaskGroup() as tg:
-            tasks = await self.start_vus(tg, spec.vus,
+            tasks = await self.start_vus(tg, self.execution.scale(spec.vus),
                                          lambda vu: self.vu_loop(vu, lambda n: monotonic() < end))
             await run.wait_until(tasks, end)
             await run.finish(tasks)

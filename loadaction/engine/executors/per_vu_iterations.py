@@ -1,4 +1,5 @@
-"""`per-vu-iterations`: each VU runs exactly `iterations` iterations."""
+"""`per-vu-iterations`: each VU runs exactly `iterations` iterations; a
+segment runs its share of the VUs, each with all its iterations (as k6)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ class PerVUIterationsExecutor(Executor):
         run, spec = self.run, self.spec
         deadline = monotonic() + spec.max_duration
         async with asyncio.TaskGroup() as tg:
-            tasks = await self.start_vus(
-                tg, spec.vus, lambda vu: self.vu_loop(vu, lambda n: n < spec.iterations))
+            tasks = await self.start_vus(tg, self.execution.scale(spec.vus),
+                                         lambda vu: self.vu_loop(vu, lambda n: n < spec.iterations))
             await run.wait_until(tasks, deadline)
             await run.finish(tasks)

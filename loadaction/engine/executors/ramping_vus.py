@@ -1,5 +1,7 @@
 """`ramping-vus`: VU count follows the stages; VUs above the target finish their
-iteration within `gracefulRampDown` before leaving, as in k6."""
+iteration within `gracefulRampDown` before leaving, as in k6. A segment runs its
+striped share of the VU count at every moment, so the segments of a sequence
+together follow the whole curve."""
 
 from __future__ import annotations
 
@@ -24,7 +26,8 @@ class RampingVUsExecutor(Executor):
         run, spec = self.run, self.spec
         start = monotonic()
         total = total_duration(spec.stages)
-        self.target_now = spec.start_vus
+        scale = self.execution.scale
+        self.target_now = scale(spec.start_vus)
         slots: list[asyncio.Task[None] | None] = []
         vus = []
         released_at: dict[int, float] = {}  # slot -> when it was asked to leave
@@ -34,7 +37,7 @@ class RampingVUsExecutor(Executor):
                 t = monotonic() - start
                 if t >= total:
                     break
-                target = math.floor(value_at(spec.start_vus, spec.stages, t) + 1e-9)
+                target = scale(math.floor(value_at(spec.start_vus, spec.stages, t) + 1e-9))
                 self.target_now = target
                 for i in range(target):
                     if i >= len(slots):

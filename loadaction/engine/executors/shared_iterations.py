@@ -1,4 +1,7 @@
-"""`shared-iterations`: VUs share a pool of `iterations`; fast VUs take more."""
+"""`shared-iterations`: VUs share a pool of `iterations`; fast VUs take more.
+
+A segment gets its share of the VUs, and of the iterations as striped over
+the segments that got VUs (k6: a segment with no VU gets no iteration)."""
 
 from __future__ import annotations
 
@@ -6,6 +9,7 @@ import asyncio
 from time import monotonic
 
 from loadaction.engine.executors.base import Executor
+from loadaction.plan.executors import segment_share
 from loadaction.plan.model import SharedIterations
 
 
@@ -17,7 +21,11 @@ class SharedIterationsExecutor(Executor):
 
     async def execute(self) -> None:
         run, spec = self.run, self.spec
-        remaining = spec.iterations
+        share = segment_share(spec, self.execution)
+        if not share.runs or share.stripe is None:
+            return  # no VU or iteration of the test is this segment's
+        run.stripe_iterations(share.stripe)
+        remaining = share.iterations or 0
 
         def take(_: int) -> bool:
             nonlocal remaining
@@ -28,7 +36,7 @@ class SharedIterationsExecutor(Executor):
 
         deadline = monotonic() + spec.max_duration
         async with asyncio.TaskGroup() as tg:
-            tasks = await self.start_vus(tg, min(spec.vus, spec.iterations),
+            tasks = await self.start_vus(tg, share.vus,
                                          lambda vu: self.vu_loop(vu, take))
             await run.wait_until(tasks, deadline)
             await run.finish(tasks)
