@@ -1,4 +1,4 @@
-"""Command line: `loadaction run | validate | capacity | report | demo | demo-target | comment`.
+"""Command line: `loadaction run | validate | capacity | merge | report | demo | demo-target | comment`.
 
 Exit codes (k6's 99 for crossed thresholds, so k6 users' scripts keep working):
   0   all budgets held
@@ -36,6 +36,7 @@ from loadaction.github.cli import (
     run_comment,
 )
 from loadaction.masking import mask_url_credentials, url_passwords
+from loadaction.merge_command import add_merge_parser, run_merge
 from loadaction.plan import load_plan
 from loadaction.plan.model import Limits, Plan
 from loadaction.plan.overrides import add_override_arguments, overrides_from_args
@@ -98,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_demo_parser(sub)
     add_demo_target_parser(sub)
     add_comment_parser(sub)
+    add_merge_parser(sub)
 
     report = sub.add_parser("report", help="render a results.json again")
     report.add_argument("results", type=Path)
@@ -146,6 +148,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_demo_target(args)
         if args.command == "comment":
             return run_comment(args)
+        if args.command == "merge":
+            return run_merge(args)
         if args.command == "report":
             from loadaction.report import render
             from loadaction.results.io import load_results

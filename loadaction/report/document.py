@@ -46,6 +46,15 @@ def is_violation(threshold: Mapping[str, Any]) -> bool:
     return verdict == "fail" or (verdict in UNMEASURED and not threshold.get("optional", False))
 
 
+def partial_merge(doc: Mapping[str, Any]) -> str | None:
+    """The verdict's caveat for a merge that lacks segments (`merge --allow-partial`):
+    its budgets were judged on part of the load."""
+    merge = doc.get("merge") or {}
+    if not merge.get("partial"):
+        return None
+    return f"partial merge: segments {', '.join(merge['missing'])} of {merge['sequence']} missing"
+
+
 def chaos_faults(doc: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     """The chaos faults, in the plan's order; none for a run without chaos."""
     return list((doc.get("chaos") or {}).get("faults", ()))

@@ -25,6 +25,7 @@ from loadaction.report.document import (
     chaos_faults,
     failed_rollbacks,
     is_violation,
+    partial_merge,
     recovery_budgets,
     rollback_failure,
     select_sink,
@@ -325,11 +326,12 @@ def _notices(doc: Mapping[str, Any]) -> list[str]:
 def _verdict(doc: Mapping[str, Any], paint: _Paint) -> list[str]:
     """The budgets' verdict, then any fault left in place: budgets holding
     says nothing about a target a fault still degrades."""
+    partial = partial_merge(doc)
     return [_budget_verdict(doc, paint), *(
         "  " + paint(f"{FAIL} fault {clean(f['name'])} NOT rolled back: the target may still be "
                      "degraded", _BOLD + _RED)
         for f in failed_rollbacks(doc)
-    )]
+    ), *([f"  {paint(clean(partial), _YELLOW)}"] if partial else [])]
 
 
 def _budget_verdict(doc: Mapping[str, Any], paint: _Paint) -> str:

@@ -20,11 +20,12 @@ from loadaction.chaos.plugin import ChaosReport
 from loadaction.chaos.timeline import FaultRecord
 from loadaction.engine.runner import RunOutcome
 from loadaction.engine.start_at import StartRecord
-from loadaction.errors import Source
 from loadaction.metrics.registry import Registry
-from loadaction.metrics.verdict import ThresholdResult
 from loadaction.probes.report import ProbesReport
 from loadaction.results.regression import regression_section
+from loadaction.results.rows import budget_row
+from loadaction.results.rows import source_row as _source
+from loadaction.results.rows import threshold_row as _threshold
 
 RESULTS_SCHEMA = 1
 
@@ -48,10 +49,6 @@ def _environment() -> dict[str, Any]:
         "ref": os.environ.get("GITHUB_REF_NAME") or None,
         "sha": os.environ.get("GITHUB_SHA") or None,
     }
-
-
-def _source(source: Source) -> dict[str, Any]:
-    return {"file": source.file, "line": source.line}
 
 
 def _round(x: float | None) -> float | None:
@@ -86,21 +83,6 @@ def _checks(registry: Registry) -> list[dict[str, Any]]:
         row["passes"] += sink.passes
         row["fails"] += sink.total - sink.passes
     return list(rows.values())
-
-
-def _threshold(result: ThresholdResult) -> dict[str, Any]:
-    t = result.threshold
-    return {
-        "metric": t.selector,
-        "expression": t.expr.text,
-        "verdict": result.verdict.value,
-        "observed": result.observed,
-        "optional": t.optional,
-        "abort_on_fail": t.abort_on_fail,
-        "samples": result.samples,
-        "min_samples": result.needed,
-        "source": _source(t.source),
-    }
 
 
 def _fault(record: FaultRecord) -> dict[str, Any]:
@@ -204,6 +186,8 @@ def build_results(outcome: RunOutcome,
         doc["probes"] = _probes(probes)
     if capacity is not None:
         doc["capacity"] = dict(capacity)
+    if plan.regressions:  # what a merge of shards judges against its baselines
+        doc["plan"]["regressions"] = [budget_row(b) for b in plan.regressions]
     doc.setdefault("execution", {})["start_at"] = _start_at(outcome.start)
     doc = outcome.masker.deep(doc)
     if baselines:

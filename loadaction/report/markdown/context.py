@@ -16,7 +16,7 @@ from loadaction.report.baseline import (
     thresholds_by_key,
 )
 from loadaction.report.chart import scenario_charts
-from loadaction.report.document import is_violation, tally_budgets
+from loadaction.report.document import is_violation, partial_merge, tally_budgets
 from loadaction.report.format import (
     format_duration,
     format_percent,
@@ -59,6 +59,7 @@ def report_context(doc: Mapping[str, Any], baseline: Mapping[str, Any] | None = 
         "status_reason": doc.get("status_reason") if doc["status"] != "complete" else None,
         "duration": format_duration(doc["duration_s"] * 1000),
         "budgets": tally_budgets(doc),
+        "partial_merge": partial_merge(doc),
         "baseline": _baseline_info(baseline) if baseline is not None else None,
         "thresholds": _threshold_rows(doc, baseline),
         "thresholds_omitted": 0,
