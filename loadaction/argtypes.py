@@ -8,7 +8,10 @@ import argparse
 import math
 import re
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from loadaction.plan.segments import ExecutionTuple
 
 
 def key_value(text: str) -> tuple[str, str]:
@@ -89,7 +92,7 @@ def add_segment_arguments(p: argparse.ArgumentParser) -> None:
                         "--execution-segment 1/4:2/4 --execution-segment-sequence 0,1/4,1/2,3/4,1")
 
 
-def execution_from_args(args: argparse.Namespace) -> Any:
+def execution_from_args(args: argparse.Namespace) -> ExecutionTuple:
     """The ExecutionTuple the segment flags ask for (the full run without them);
     a conflicting or mismatched pair is a PlanError (exit 2, one line)."""
     from loadaction.errors import PlanError

@@ -11,6 +11,7 @@ from time import monotonic
 
 from loadaction.engine.executors.base import START_BATCH, Executor
 from loadaction.engine.executors.stages import total_duration, value_at
+from loadaction.plan.executors import segment_share
 from loadaction.plan.model import RampingVUs
 
 TICK_S = 0.05
@@ -24,6 +25,8 @@ class RampingVUsExecutor(Executor):
 
     async def execute(self) -> None:
         run, spec = self.run, self.spec
+        if not segment_share(spec, self.execution).runs:
+            return  # no VU of the curve is this segment's: k6 skips the scenario
         start = monotonic()
         total = total_duration(spec.stages)
         scale = self.execution.scale
