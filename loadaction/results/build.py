@@ -161,7 +161,8 @@ def build_results(outcome: RunOutcome,
         # the share of the plan this run ran (--execution-segment, --shard):
         # what `loadaction merge` lines the shards up by
         "execution": {"segment": str(plan.execution.segment),
-                      "sequence": str(plan.execution.sequence)},
+                      "sequence": str(plan.execution.sequence),
+                      "start_at": _start_at(outcome.start)},
         "scenarios": [
             {"name": s.name, "executor": s.executor, "exec": s.exec,
              "start_time_s": s.start_time_s, "planned_duration_s": s.planned_duration_s,
@@ -188,7 +189,6 @@ def build_results(outcome: RunOutcome,
         doc["capacity"] = dict(capacity)
     if plan.regressions:  # what a merge of shards judges against its baselines
         doc["plan"]["regressions"] = [budget_row(b) for b in plan.regressions]
-    doc.setdefault("execution", {})["start_at"] = _start_at(outcome.start)
     doc = outcome.masker.deep(doc)
     if baselines:
         doc.update(regression_section(doc, plan.regressions, baselines))
