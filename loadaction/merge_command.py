@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import Any
 
 from loadaction.engine.status import RunStatus
 from loadaction.errors import ExitCode, PlanError
-from loadaction.github.cli import add_baseline_argument, load_baseline
+from loadaction.github.cli import add_run_arguments, github_step, load_baseline, mask_token
 from loadaction.report import render
 from loadaction.report.document import failed_rollbacks, tally_budgets
 from loadaction.results.io import load_results, write_results
@@ -42,10 +43,10 @@ def add_merge_parser(sub: Any) -> argparse.ArgumentParser:
                    help="a shard's results.json, or a directory: every results.json under it")
     p.add_argument("--out", type=Path, metavar="DIR",
                    help="write DIR/results.json and DIR/report.md")
-    add_baseline_argument(p)
     p.add_argument("--allow-partial", action="store_true",
                    help="merge even when segments are missing (the verdict says which)")
     p.add_argument("--quiet", action="store_true", help="no summary on stdout")
+    add_run_arguments(p)  # --baseline, and --github for the fan-in job of a sharded run
     return p
 
 
@@ -100,7 +101,18 @@ def merge_and_report(paths: Sequence[Path], *, out: Path | None,
 
 
 def run_merge(args: argparse.Namespace) -> int:
+    """As `run` does: with --github the token is masked before anything
+    is read, and the step (summary, outputs, annotations, the sticky
+    comment) acts on the merged document; --no-fail-on-violation changes
+    only the exit code."""
+    if args.github:
+        mask_token(os.environ)
     if args.out is not None:
         check_output_dir(args.out, "--out", contents=(RESULTS_FILE, "report.md"))
-    return merge_and_report(args.results, out=args.out, baselines=load_baseline(args.baseline),
-                            allow_partial=args.allow_partial, quiet=args.quiet)
+    step = github_step(args, os.environ, load_baseline(args.baseline))
+    code = merge_and_report(args.results, out=args.out, baselines=args.baselines,
+                            allow_partial=args.allow_partial, quiet=args.quiet,
+                            after=step.after_run if step is not None else None)
+    if code == ExitCode.THRESHOLDS_FAILED and not args.fail_on_violation:
+        return ExitCode.OK
+    return code

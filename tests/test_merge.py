@@ -311,3 +311,21 @@ def test_a_partial_merge_merges_again_with_the_missing_shard(runs, tmp_path):
     doc, code = merge_files([path, runs["two"][1]])
     assert code == 99 and doc["merge"]["partial"] is False
     assert _counts(doc) == _counts(_doc_of(runs["whole"][1]))
+
+
+def test_the_fan_in_job_gets_the_github_step(runs, tmp_path, monkeypatch, capsys):
+    """`merge --github` (the action's merge mode): the job summary and the
+    outputs are the merged run's."""
+    summary, outputs = tmp_path / "summary.md", tmp_path / "outputs"
+    for key in ("GITHUB_TOKEN", "GITHUB_EVENT_PATH", "GITHUB_REPOSITORY"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("GITHUB_EVENT_NAME", "push")
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    monkeypatch.setenv("GITHUB_OUTPUT", str(outputs))
+    code = main(["merge", str(runs["one"][1]), str(runs["two"][1]), "--github",
+                 "--out", str(tmp_path / "m")])
+    assert code == 99
+    assert "1 of 3 budgets violated" in summary.read_text()
+    written = outputs.read_text()
+    assert "passed" in written and "false" in written and "violations" in written
+    assert "::error" in capsys.readouterr().out  # the violated budget, annotated
