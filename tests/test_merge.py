@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import json
 import textwrap
+import subprocess
+import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -142,13 +145,13 @@ PLAN = """
     scenarios:
       users:
         executor: per-vu-iterations
-        vus: 2
-        iterations: 5
+        vus: 4
+        iterations: 3
         exec: buy
       pool:
         executor: shared-iterations
-        vus: 2
-        iterations: 6
+        vus: 4
+        iterations: 10
         exec: buy
     flows:
       buy:
@@ -157,7 +160,7 @@ PLAN = """
     thresholds:
       http_req_duration: ["max<5000"]
       checks: ["rate==1"]
-      "iterations{{scenario:users}}": ["count<8"]
+      "iterations{{scenario:users}}": ["count<10"]
 """
 
 
@@ -195,9 +198,9 @@ def _counts(doc: dict[str, Any]) -> dict[str, Any]:
 
 def test_two_shards_merge_to_the_whole_run(runs, tmp_path, capsys):
     (whole_code, whole), (one_code, one), (two_code, two) = runs["whole"], runs["one"], runs["two"]
-    assert runs["hits"] == 2 * 16  # the whole run's 16 requests, and the halves' 16
-    assert whole_code == 99  # 10 iterations of `users`: count<8 fails
-    assert (one_code, two_code) == (0, 0)  # 5 each: every shard alone holds it
+    assert runs["hits"] == 2 * 22  # the whole run's 22 requests, and the halves' 22
+    assert whole_code == 99  # 12 iterations of `users`: count<10 fails
+    assert (one_code, two_code) == (0, 0)  # 6 each: every shard alone holds it
     code = main(["merge", str(one), str(two), "--out", str(tmp_path / "m")])
     assert code == 99
     merged = _doc_of(tmp_path / "m" / "results.json")
@@ -300,7 +303,7 @@ def test_regression_budgets_are_judged_against_baselines(runs, tmp_path):
     whole["status"] = "complete"
     doc, _ = merge_files([one, two], baselines=[whole])
     (row,) = doc["regressions"]
-    assert (row["metric"], row["value"], row["baseline_value"]) == ("http_reqs", 16.0, 16.0)
+    assert (row["metric"], row["value"], row["baseline_value"]) == ("http_reqs", 22.0, 22.0)
     assert row["verdict"] in ("no evidence", "insufficient data") and not row["failed"]
 
 
@@ -329,3 +332,28 @@ def test_the_fan_in_job_gets_the_github_step(runs, tmp_path, monkeypatch, capsys
     written = outputs.read_text()
     assert "passed" in written and "false" in written and "violations" in written
     assert "::error" in capsys.readouterr().out  # the violated budget, annotated
+
+
+def test_four_shard_processes_started_at_one_time_merge_to_one_process(runs, tmp_path):
+    """The issue's check: 4 processes with one --start-at, merged, give the
+    counts and verdicts of the one process that ran the whole plan."""
+    with serve() as target:
+        plan = tmp_path / "plan.yml"
+        plan.write_text(textwrap.dedent(PLAN.format(target=target.url)).lstrip())
+        # late starters (a busy runner) begin at once within the tolerance
+        at = (datetime.now(UTC) + timedelta(seconds=2)).isoformat()
+        shards = [subprocess.Popen(
+            [sys.executable, "-m", "loadaction", "run", str(plan), "--shard", f"{i}/4",
+             "--start-at", at, "--start-at-tolerance", "60s", "--quiet",
+             "--out", str(tmp_path / f"shard{i}")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for i in range(1, 5)]
+        errors = [p.communicate(timeout=120)[1] for p in shards]
+        assert [p.returncode for p in shards] == [0] * 4, errors
+        assert target.hits["/ok"] == 22
+    starts = {_doc_of(tmp_path / f"shard{i}" / "results.json")["execution"]["start_at"]["at"]
+              for i in range(1, 5)}
+    assert starts == {datetime.fromisoformat(at).isoformat()}
+    doc, code = merge_files([tmp_path])
+    assert code == 99
+    assert _counts(doc) == _counts(_doc_of(runs["whole"][1]))
+    assert doc["merge"]["sequence"] == "0,1/4,1/2,3/4,1" and not doc["merge"]["partial"]
