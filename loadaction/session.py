@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import signal
 import sys
 import traceback
@@ -25,12 +24,11 @@ from loadaction.engine.runner import Progress, Run
 from loadaction.engine.start_at import StartAt
 from loadaction.engine.status import RunStatus
 from loadaction.engine.transport import Transport
-from loadaction.engine.transports.aiohttp import AiohttpTransport
-from loadaction.engine.transports.fast import FastTransport
+from loadaction.engine.transports import DEFAULT_HTTP_CLIENT, transport_for
 from loadaction.errors import ExitCode, PlanError
 from loadaction.metrics.registry import CHAOS_METRICS
 from loadaction.masking import mask_url_credentials
-from loadaction.plan.model import Plan, PlanWarning
+from loadaction.plan.model import HTTP_CLIENTS, Plan, PlanWarning
 from loadaction.progress import progress_lines
 from loadaction.probes.plugin import ProbesPlugin
 from loadaction.report import render
@@ -39,28 +37,14 @@ from loadaction.results.io import write_results
 
 AfterRun = Callable[[dict[str, Any], ExitCode], Awaitable[None]]
 
-HTTP_CLIENTS = ("aiohttp", "fast")
-DEFAULT_HTTP_CLIENT = "aiohttp"  # `fast` is opt-in until it passes every differential test
-_PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy")
 
 
 def add_http_client_argument(parser: argparse.ArgumentParser) -> None:
     """`--http-client`, for every command that sends load (run, demo, capacity)."""
     parser.add_argument("--http-client", choices=HTTP_CLIENTS, default=None,
-                        help=f"the HTTP/1.1 client (default {DEFAULT_HTTP_CLIENT}; fast: "
-                             f"asyncio + llhttp, opt-in for now; with HTTP(S)_PROXY set, "
-                             f"aiohttp is used)")
-
-
-def make_transport(plan: Plan, http_client: str | None = None,
-                   environ: Mapping[str, str] | None = None) -> Transport:
-    """The transport `--http-client` names (default aiohttp). The fast one
-    speaks plain HTTP/1.1 to the target only, so with an HTTP(S) proxy in the
-    environment the run keeps aiohttp's."""
-    env = os.environ if environ is None else environ
-    if (http_client or DEFAULT_HTTP_CLIENT) == "fast" and not any(env.get(v) for v in _PROXY_VARS):
-        return FastTransport(max_body_bytes=plan.max_body_bytes)
-    return AiohttpTransport(max_body_bytes=plan.max_body_bytes)
+                        help=f"the HTTP/1.1 client; overrides the plan's defaults.httpClient "
+                             f"(default {DEFAULT_HTTP_CLIENT}: asyncio + llhttp; aiohttp: "
+                             f"aiohttp's client; with HTTP(S)_PROXY set, aiohttp is used)")
 
 
 def exit_code(status: RunStatus, violations: int, rollback_failures: int = 0) -> ExitCode:
@@ -94,7 +78,7 @@ def build_run(plan: Plan, *, transport: Transport | None = None, seed: int | Non
               start_at: StartAt | None = None) -> Run:
     """The engine, wired with the plan's plugins and the chosen transport."""
     if transport is None:
-        transport = make_transport(plan, http_client)
+        transport = transport_for(plan, http_client)
     return Run(plan, transport=transport, plugins=plugins_for(plan, seed), progress=progress,
                progress_interval_s=progress_interval_s, seed=seed, start_at=start_at)
 
@@ -128,7 +112,7 @@ async def run_and_report(plan: Plan, *, out: Path | None, quiet: bool = False,
                          start_at: StartAt | None = None) -> ExitCode:
     """`baselines`: earlier runs' results documents; the plan's regression
     budgets are judged against them and gate the run like thresholds.
-    `http_client`: the transport (see make_transport).
+    `http_client`: the --http-client flag (see engine.transports.transport_for).
     `start_at`: --start-at (the load waits for it after setup)."""
     print_warnings(plan.warnings)  # before anything is sent
 

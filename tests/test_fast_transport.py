@@ -19,7 +19,8 @@ import pytest
 from aiohttp import web
 
 from loadaction.engine.transport import ErrorKind, PreparedRequest
-from loadaction.engine.transports.fast import ACCEPT_ENCODING, FastTransport
+from loadaction.engine.transports.fast import FastTransport
+from loadaction.engine.transports.wire import ACCEPT_ENCODING
 
 TIMEOUT = 5.0
 
@@ -256,6 +257,7 @@ class RawServer:
         self.answer = answer
         self.connections = 0
         self.requests: list[tuple[int, bytes]] = []
+        self.request_lines: list[bytes] = []
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def __aenter__(self) -> str:
@@ -281,6 +283,7 @@ class RawServer:
                     await reader.readexactly(length)
                 n += 1
                 self.requests.append((conn, head.split(b" ", 1)[0]))
+                self.request_lines.append(head.split(b"\r\n", 1)[0])
                 out = self.answer(conn, n)
                 if out is None:
                     break
@@ -483,23 +486,70 @@ def test_http_client_fast_runs_a_plan_end_to_end(target, write_plan, run_plan) -
     assert doc["metrics"]["checks"]["total"]["rate"] == 1.0
 
 
-def test_the_transport_is_chosen_by_flag_and_a_proxy_keeps_aiohttp(write_plan) -> None:  # type: ignore[no-untyped-def]
-    from loadaction.engine.transports.aiohttp import AiohttpTransport
+PLAN = """
+    target: http://127.0.0.1:1
+    scenarios:
+      s: {executor: per-vu-iterations, exec: f}
+    flows:
+      f: [{request: {url: /ok}}]
+"""
+
+
+def test_the_flag_beats_the_plan_which_beats_the_default_fast(write_plan) -> None:  # type: ignore[no-untyped-def]
+    from loadaction.engine.runner import Run
+    from loadaction.engine.transports import AiohttpTransport, transport_for
     from loadaction.plan import load_plan
-    from loadaction.session import build_run, make_transport
-    plan = load_plan(write_plan("""
-        target: http://127.0.0.1:1
-        scenarios:
-          s: {executor: per-vu-iterations, exec: f}
-        flows:
-          f: [{request: {url: /ok}}]
-    """))
-    assert isinstance(make_transport(plan, "fast", {}), FastTransport)
-    assert isinstance(make_transport(plan, None, {}), AiohttpTransport)  # the default, for now
-    assert isinstance(make_transport(plan, "aiohttp", {}), AiohttpTransport)
-    assert isinstance(make_transport(plan, "fast", {"HTTPS_PROXY": "http://proxy:3128"}),
-                      AiohttpTransport)
-    assert isinstance(build_run(plan, http_client="fast").state.transport, FastTransport)
+    from loadaction.session import build_run
+    plan = load_plan(write_plan(PLAN))
+    assert isinstance(transport_for(plan, None, {}), FastTransport)  # the default
+    assert isinstance(Run(plan).state.transport, FastTransport)  # the engine's fallback too
+    assert isinstance(transport_for(plan, "aiohttp", {}), AiohttpTransport)
+    assert isinstance(build_run(plan, http_client="aiohttp").state.transport, AiohttpTransport)
+    in_plan = load_plan(write_plan(PLAN + "    defaults: {httpClient: aiohttp, "
+                                   "insecureSkipTLSVerify: true}\n"))
+    chosen = transport_for(in_plan, None, {})
+    assert isinstance(chosen, AiohttpTransport) and chosen.insecure_skip_tls_verify
+    flagged = transport_for(in_plan, "fast", {})
+    assert isinstance(flagged, FastTransport) and flagged.insecure_skip_tls_verify
+
+
+@pytest.mark.parametrize("defaults, message", [
+    ("{httpClient: curl}", "httpClient"),
+    ("{insecureSkipTLSVerify: maybe}", "insecureSkipTLSVerify"),
+])
+def test_bad_http_client_settings_name_the_key_and_line(write_plan, defaults: str,  # type: ignore[no-untyped-def]
+                                                        message: str) -> None:
+    from loadaction.errors import PlanError
+    from loadaction.plan import load_plan
+    path = write_plan(PLAN + f"    defaults: {defaults}\n")
+    with pytest.raises(PlanError) as caught:
+        load_plan(path)
+    text = str(caught.value)
+    line = path.read_text().splitlines().index(f"defaults: {defaults}") + 1
+    assert message in text and f"{path.name}:{line}:" in text and "\n" not in text
+
+
+def test_with_a_proxy_in_the_environment_every_request_goes_through_it(  # type: ignore[no-untyped-def]
+        write_plan, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Even with fast asked for by name: a proxy a team routes staging
+    traffic through must never be bypassed."""
+    from loadaction.engine.status import RunStatus
+    from loadaction.plan import load_plan
+    from loadaction.session import build_run
+    plan = load_plan(write_plan(PLAN))
+    proxy = RawServer(lambda conn, n: (OK, True))
+
+    async def main() -> None:
+        async with proxy as url:
+            monkeypatch.setenv("HTTP_PROXY", url)
+            outcome = await build_run(plan, http_client="fast").execute()
+        assert outcome.status is RunStatus.COMPLETE
+        reqs = outcome.registry.select("http_req_failed")
+        assert reqs is not None and (reqs.total, reqs.passes) == (1, 0)  # type: ignore[union-attr]
+
+    asyncio.run(main())
+    # nothing listens on the target's port 1: only the proxy could answer
+    assert proxy.request_lines == [b"GET http://127.0.0.1:1/ok HTTP/1.1"]
 
 
 def test_a_large_post_body_is_sent_whole_and_timed_as_sending() -> None:

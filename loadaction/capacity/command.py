@@ -38,7 +38,8 @@ from loadaction.github.cli import add_run_arguments, github_step, mask_token
 from loadaction.masking import mask_url_credentials, url_passwords
 from loadaction.plan import load_plan
 from loadaction.plan.model import ConstantArrivalRate, Limits, Plan, RampingArrivalRate, Scenario
-from loadaction.session import add_http_client_argument, make_transport
+from loadaction.engine.transports import transport_for
+from loadaction.session import add_http_client_argument
 from loadaction.report.capacity import describe, step_header, step_line
 from loadaction.results.build import build_results
 from loadaction.results.io import write_results
@@ -273,7 +274,7 @@ class CapacitySearch:
                   f"{options.step.duration_s:g}s", file=sys.stderr, flush=True)
             window = StepWindow(options.step.warmup_s, scenario.name)
             run = self._run = Run(plan, plugins=[window], vars=setup_vars,
-                                  transport=make_transport(plan, options.http_client))
+                                  transport=transport_for(plan, options.http_client))
             outcome = await run.execute()
             sent += run.state.guard.sent
             if outcome.status in (RunStatus.FAILED, RunStatus.CRASHED):

@@ -36,7 +36,8 @@ from loadaction.engine.start_at import (
 from loadaction.engine.state import ErrorEntry, ErrorLog, RunControl, RunState
 from loadaction.engine.status import RunStatus
 from loadaction.engine.transport import Transport
-from loadaction.engine.transports.aiohttp import AiohttpTransport
+from loadaction.engine import collector
+from loadaction.engine.transports import transport_for
 from loadaction.engine.vu import ScenarioShared, StepError, VirtualUser, field_text
 from loadaction.engine.websocket.scope import SessionScope
 from loadaction.masking import Masker
@@ -182,7 +183,7 @@ class Run:
             raise ValueError("at most one plugin may attribute samples")
         self.state = RunState(
             plan=plan,
-            transport=transport or AiohttpTransport(max_body_bytes=plan.max_body_bytes),
+            transport=transport or transport_for(plan),
             registry=Registry(metrics),
             series=SeriesRecorder(s.name for s in plan.scenarios),
             guard=Guard(plan.allowed_hosts, plan.limits.max_rps, plan.limits.max_requests),
@@ -286,20 +287,21 @@ class Run:
     async def _preflight(self) -> None:
         """Fail fast, with a clear message, when the target cannot be reached at all."""
         url = URL(self.plan.target)
-        port = url.port or (443 if url.scheme == "https" else 80)
+        host, port = self.state.transport.first_hop(url)
         try:
             _, writer = await asyncio.wait_for(
-                asyncio.open_connection(url.host, port), PREFLIGHT_TIMEOUT_S)
+                asyncio.open_connection(host, port), PREFLIGHT_TIMEOUT_S)
         except (OSError, TimeoutError) as exc:
             if isinstance(exc, TimeoutError):
                 reason = f"no connection within {PREFLIGHT_TIMEOUT_S:g}s"
             elif isinstance(exc, ConnectionRefusedError):
                 reason = "connection refused"
             elif isinstance(exc, socket.gaierror):
-                reason = f"cannot resolve {url.host}"
+                reason = f"cannot resolve {host}"
             else:
                 reason = exc.strerror or str(exc)
-            raise StepError(f"target {self.plan.target} is unreachable: {reason}") from None
+            via = "" if host == url.host else f" (through the proxy at {host}:{port})"
+            raise StepError(f"target {self.plan.target} is unreachable{via}: {reason}") from None
         writer.close()
 
     def _render_vars(self) -> dict[str, Any]:
@@ -345,19 +347,20 @@ class Run:
             self.state.notice(f"teardown did not finish within {TEARDOWN_TIMEOUT_S:g}s")
 
     async def _run_scenarios(self) -> None:
-        clock = self.state.clock
-        clock.start()
-        t0 = clock.t0
-        ctx = LoadContext(clock, self.control.stop, self.control.request_stop, self._render)
-        for plugin in self.plugins:
-            plugin.load_started(ctx)
-        async with asyncio.TaskGroup() as tg:
-            tasks = [tg.create_task(self._scenario(run, ex, t0)) for run, ex in self.scenarios]
-            ticker = tg.create_task(self._tick(t0))
-            if tasks:  # a plan of setup or teardown alone runs no load
-                await asyncio.wait(tasks)
-            ticker.cancel()
-        self._load_s = clock.elapsed()
+        with collector.load_phase():
+            clock = self.state.clock
+            clock.start()
+            t0 = clock.t0
+            ctx = LoadContext(clock, self.control.stop, self.control.request_stop, self._render)
+            for plugin in self.plugins:
+                plugin.load_started(ctx)
+            async with asyncio.TaskGroup() as tg:
+                tasks = [tg.create_task(self._scenario(run, ex, t0)) for run, ex in self.scenarios]
+                ticker = tg.create_task(self._tick(t0))
+                if tasks:  # a plan of setup or teardown alone runs no load
+                    await asyncio.wait(tasks)
+                ticker.cancel()
+            self._load_s = clock.elapsed()
         self._roll(self._load_s)
 
     async def _scenario(self, run: ScenarioRun, executor: Executor, t0: float) -> None:

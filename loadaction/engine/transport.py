@@ -195,4 +195,10 @@ class Transport(Protocol):
         refused upgrade: that is a handshake without a socket."""
         ...
 
+    def first_hop(self, url: URL) -> tuple[str, int]:
+        """The host and port a connection for `url` really opens: the target
+        itself, or the HTTP(S) proxy in between (the pre-flight check dials
+        this, so a target reachable only through a proxy is not refused)."""
+        ...
+
     async def close(self) -> None: ...

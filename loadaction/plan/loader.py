@@ -11,6 +11,7 @@ from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from types import MappingProxyType
+from typing import NamedTuple
 
 from loadaction.errors import PlanError, Source, did_you_mean
 from loadaction.plan.chaos import (
@@ -19,7 +20,7 @@ from loadaction.plan.chaos import (
 from loadaction.plan.data import parse_data
 from loadaction.plan.durations import parse_size
 from loadaction.plan.fields import (
-    check_keys, expect_bool, expect_duration, expect_map, expect_str, required,
+    check_keys, expect_bool, expect_choice, expect_duration, expect_map, expect_str, required,
 )
 from loadaction.plan.hosts import PLACEHOLDER_TARGET, UnsetTarget, allowed_hosts, resolve_target
 from loadaction.plan.executors import executor_length
@@ -30,8 +31,8 @@ from loadaction.plan.metrics import (
     BUILTIN_METRICS, parse_metrics, parse_regressions, parse_thresholds,
 )
 from loadaction.plan.model import (
-    Fault, Flow, Limits, MetricDecl, Plan, PlanWarning, RegressionBudget, Renderable, Scenario,
-    Threshold,
+    HTTP_CLIENTS, Fault, Flow, Limits, MetricDecl, Plan, PlanWarning, RegressionBudget, Renderable,
+    Scenario, Threshold,
 )
 from loadaction.metrics.registry import CHAOS_METRICS
 from loadaction.plan.probes import PROBE_ERRORS, Probe, parse_probes
@@ -103,7 +104,8 @@ def _load_plan(path: str | Path, *, target: str | None, profile: str | None,
     metrics = parse_metrics(document.named["metrics"])
     data = parse_data(document.named["data"])
     plan_vars = _vars(document.named["vars"], vars, templates)
-    headers, timeout, max_body = _defaults(root.get("defaults"), templates)
+    defaults = _defaults(root.get("defaults"), templates)
+    headers, timeout, max_body = defaults.headers, defaults.timeout, defaults.max_body
 
     flow_parser = FlowParser(templates, metrics, hosts)
     flows = {flow: flow_parser.parse_flow(flow, entry.value, entry.key_source)
@@ -202,6 +204,8 @@ def _load_plan(path: str | Path, *, target: str | None, profile: str | None,
         teardown=teardown,
         profile=chosen.name if chosen else None,
         max_body_bytes=max_body,
+        http_client=defaults.http_client,
+        insecure_skip_tls_verify=defaults.insecure_skip_tls_verify,
         chaos=chaos,
         warnings=tuple(warnings),
         regressions=tuple(regressions),
@@ -335,13 +339,22 @@ def _vars(entries: Mapping[str, Entry], cli: Mapping[str, str],
     return tuple(compiled.items())
 
 
-def _defaults(node: Node | None, templates: Templates
-              ) -> tuple[tuple[tuple[str, Renderable], ...], float, int]:
-    """Plan-wide request headers, timeout and maximum body size."""
+class _Defaults(NamedTuple):
+    headers: tuple[tuple[str, Renderable], ...] = ()
+    timeout: float = DEFAULT_TIMEOUT
+    max_body: int = DEFAULT_MAX_BODY
+    http_client: str | None = None
+    insecure_skip_tls_verify: bool = False
+
+
+def _defaults(node: Node | None, templates: Templates) -> _Defaults:
+    """Plan-wide request headers, timeout, maximum body size and the HTTP
+    client's settings (k6's insecureSkipTLSVerify)."""
     if node is None:
-        return (), DEFAULT_TIMEOUT, DEFAULT_MAX_BODY
+        return _Defaults()
     defaults = expect_map(node, "defaults")
-    check_keys(defaults, ("headers", "timeout", "maxBodySize"), "in defaults")
+    check_keys(defaults, ("headers", "timeout", "maxBodySize", "httpClient",
+                          "insecureSkipTLSVerify"), "in defaults")
     timeout_node, size = defaults.get("timeout"), defaults.get("maxBodySize")
     timeout = DEFAULT_TIMEOUT
     if timeout_node is not None:
@@ -354,7 +367,11 @@ def _defaults(node: Node | None, templates: Templates
             raise PlanError(f"maxBodySize: {exc}", size.source) from None
         if max_body <= 0:
             raise PlanError("maxBodySize: must be greater than 0", size.source)
-    return parse_headers(defaults.get("headers"), templates), timeout, max_body
+    client_node, insecure_node = defaults.get("httpClient"), defaults.get("insecureSkipTLSVerify")
+    return _Defaults(
+        parse_headers(defaults.get("headers"), templates), timeout, max_body,
+        None if client_node is None else expect_choice(client_node, "httpClient", HTTP_CLIENTS),
+        insecure_node is not None and expect_bool(insecure_node, "insecureSkipTLSVerify"))
 
 
 def _hook(root: Map, name: str, parser: FlowParser) -> Flow | None:

@@ -39,6 +39,8 @@ class JsonPath(Protocol):
 
 # ---------------------------------------------------------------- requests
 
+HTTP_CLIENTS = ("fast", "aiohttp")  # the transports a plan or --http-client may name
+
 @dataclass(frozen=True, slots=True)
 class RequestSpec:
     method: str
@@ -614,6 +616,8 @@ class Plan:
     teardown: Flow | None = None
     profile: str | None = None
     max_body_bytes: int = 1 << 20  # response bodies are read up to this size
+    http_client: str | None = None  # defaults.httpClient; None: the engine's default
+    insecure_skip_tls_verify: bool = False  # defaults.insecureSkipTLSVerify
     chaos: tuple[Fault, ...] = ()
     warnings: tuple[PlanWarning, ...] = ()  # printed before anything is sent
     regressions: tuple[RegressionBudget, ...] = ()

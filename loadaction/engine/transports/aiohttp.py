@@ -38,6 +38,7 @@ from time import perf_counter_ns
 from typing import Any
 
 import aiohttp
+from aiohttp.helpers import get_env_proxy_for_url
 from yarl import URL
 
 from loadaction.engine.transport import (
@@ -49,8 +50,8 @@ from loadaction.engine.transport import (
     WsFrame,
     WsFrameKind,
     WsHandshake,
-    failed,
 )
+from loadaction.engine.transports.wire import USER_AGENT, send_and_abort, unverified_context
 
 
 class _ConnectTiming:
@@ -67,7 +68,6 @@ class _ConnectTiming:
 
 
 _TIMING: ContextVar[_ConnectTiming] = ContextVar("loadaction_connect_timing")
-USER_AGENT = "loadaction/0.1"
 
 
 # The base methods, bound once: super() builds a proxy object per call.
@@ -161,6 +161,9 @@ class AiohttpTransport:
     # the context https connections are verified with; None: aiohttp's default
     # (the system's CAs), a test's own for a self-signed server
     ssl_context: ssl.SSLContext | None = None
+    # True only when the run goes through an HTTP(S) proxy from the environment
+    trust_env: bool = False
+    insecure_skip_tls_verify: bool = False  # ssl=False: no certificate or name check
     _session: aiohttp.ClientSession | None = field(default=None, init=False)
     # One ClientTimeout per distinct timeout: building one is an attrs
     # __init__ with validation, per request otherwise.
@@ -170,7 +173,8 @@ class AiohttpTransport:
         if self._session is None:
             connector = _TimedConnector(
                 limit=self.max_connections, ttl_dns_cache=300,
-                ssl=self.ssl_context if self.ssl_context is not None else True)
+                ssl=False if self.insecure_skip_tls_verify
+                else self.ssl_context if self.ssl_context is not None else True)
             self._session = aiohttp.ClientSession(
                 connector=connector,
                 auto_decompress=True,
@@ -178,6 +182,7 @@ class AiohttpTransport:
                 # skip_auto_headers would cost a CIMultiDict build per request.
                 headers={"User-Agent": USER_AGENT},
                 cookie_jar=aiohttp.DummyCookieJar(),
+                trust_env=self.trust_env,
             )
         return self._session
 
@@ -247,8 +252,15 @@ class AiohttpTransport:
         return b"".join(chunks), False
 
     async def send_and_abort(self, req: PreparedRequest) -> HttpResult:
-        """See the Transport port, and `send_and_abort` below."""
-        return await send_and_abort(req)
+        """See the Transport port and wire.send_and_abort."""
+        return await send_and_abort(req, self._tls())
+
+    def _tls(self) -> ssl.SSLContext:
+        """The context of connections made outside aiohttp's connector,
+        checked as the connector checks its own."""
+        if self.insecure_skip_tls_verify:
+            return unverified_context()
+        return self.ssl_context if self.ssl_context is not None else ssl.create_default_context()
 
     async def ws_connect(self, req: WsConnectRequest) -> WsHandshake:
         """The upgrade on the run's session and connector; the handshake's
@@ -283,6 +295,16 @@ class AiohttpTransport:
         received = 129 + (len(ws.protocol) + 28 if ws.protocol else 0)
         return WsHandshake(101, _AiohttpWebSocket(ws), (end - start) // 1000, req.sent_bytes,
                            received)
+
+    def first_hop(self, url: URL) -> tuple[str, int]:
+        if self.trust_env:
+            try:
+                proxy, _ = get_env_proxy_for_url(url)
+            except LookupError:  # no proxy for this URL, or NO_PROXY names it
+                pass
+            else:
+                return proxy.host or "", proxy.port or 80
+        return url.host or "", url.port or (443 if url.scheme in ("https", "wss") else 80)
 
     async def close(self) -> None:
         if self._session is not None:
@@ -358,77 +380,3 @@ class _AiohttpWebSocket:
     def abort(self) -> None:
         # aiohttp has no public abort: closing the response drops the connection
         self._ws._response.close()
-
-
-# ---------------------------------------------------------------- send, then hang up
-
-_FRAMING = frozenset({"host", "content-length", "transfer-encoding", "connection"})
-
-
-def _request_head(req: PreparedRequest, url: URL) -> bytes:
-    """The HTTP/1.1 request head aiohttp would write for `req`: same target, the
-    caller's headers, a Host and User-Agent unless given, and this function's
-    own framing (`Content-Length`, `Connection: close`)."""
-    lines = [f"{req.method} {url.raw_path_qs or '/'} HTTP/1.1"]
-    names = {k.lower(): v for k, v in req.headers.items()}
-    lines.append(f"Host: {names.get('host') or url.host_port_subcomponent}")
-    if "user-agent" not in names:
-        lines.append(f"User-Agent: {USER_AGENT}")
-    for name, value in req.headers.items():
-        if name.lower() in _FRAMING:
-            continue  # Host is written above; the framing is this function's own
-        if any(c in name or c in value for c in "\r\n"):
-            raise ValueError(f"header {name!r} contains a line break")
-        lines.append(f"{name}: {value}")
-    if req.body is not None:
-        lines.append(f"Content-Length: {len(req.body)}")
-    lines.append("Connection: close")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-
-
-async def send_and_abort(req: PreparedRequest) -> HttpResult:
-    """Write `req` whole on a connection of its own, then close it before a byte
-    of the answer is read: the server got the request and may act on it, the
-    client never learns what happened (status 0, `ErrorKind.ABORTED_BY_CHAOS`).
-
-    A connection of its own, not one from the pool: a pooled connection closed
-    mid-exchange would poison the next request sent on it, and aiohttp has no
-    public way to stop between writing and reading. Timings: `connecting` is the
-    connect (and TLS handshake), `duration` the writing.
-    """
-    url = req.parsed_url if req.parsed_url is not None else URL(req.url)
-    start = perf_counter_ns()
-    try:
-        head = _request_head(req, url)
-        secure = url.scheme in ("https", "wss")
-        _reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(url.host, url.port, ssl=True if secure else None,
-                                    server_hostname=url.host if secure else None),
-            req.timeout)
-    except (OSError, TimeoutError, ValueError) as exc:
-        end = perf_counter_ns()
-        if isinstance(exc, ValueError):
-            kind, error = ErrorKind.PROTOCOL, str(exc)
-        elif isinstance(exc, OSError):
-            kind, error = ErrorKind.CONNECT, f"cannot connect to {url.host}:{url.port}: {exc.strerror or exc}"
-        else:
-            kind, error = describe_error(exc, req)
-        return failed(kind, error, duration_us=(end - start) // 1000)
-    connected = perf_counter_ns()
-    kind, error = ErrorKind.ABORTED_BY_CHAOS, "aborted by chaos"
-    try:
-        writer.write(head)
-        if req.body:
-            writer.write(req.body)
-        await asyncio.wait_for(writer.drain(), req.timeout)
-    except (OSError, TimeoutError) as exc:
-        kind, error = describe_error(exc, req)
-    finally:
-        writer.close()
-        try:
-            await asyncio.wait_for(writer.wait_closed(), 1.0)
-        except (OSError, TimeoutError):
-            pass  # the request is out; how the close ends does not matter
-    end = perf_counter_ns()
-    return failed(kind, error, duration_us=(end - connected) // 1000,
-                  connecting_us=(connected - start) // 1000, sent_bytes=req.sent_bytes)

@@ -28,8 +28,10 @@ What it does, and why it matches the aiohttp transport where it matters:
   error aiohttp gives), and the same `Accept-Encoding`, `Accept` and
   `User-Agent` aiohttp sends, so servers see the same requests.
 
-WebSockets are delegated to the aiohttp transport for now (`ws_connect`), and
-so is `send_and_abort` (it opens a connection of its own either way).
+WebSockets are declined to the aiohttp transport (`ws_connect`): a socket
+lives for the whole session, so a faster handshake would buy nothing per
+request. `send_and_abort` (chaos) writes the same head on a connection of
+its own (wire.py).
 """
 
 from __future__ import annotations
@@ -55,31 +57,17 @@ from loadaction.engine.transport import (
     WsConnectRequest,
     WsHandshake,
 )
-from loadaction.engine.transports.aiohttp import USER_AGENT, AiohttpTransport, send_and_abort
+from loadaction.engine.transports.aiohttp import AiohttpTransport
+from loadaction.engine.transports.wire import (
+    request_head, send_and_abort, unverified_context,
+)
 
 _Key = tuple[object, str, str, int]  # (owner, scheme, host, port)
 IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"})
-# aiohttp sends Content-Length: 0 for a bodyless request of any other method
-_BODYLESS_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
-_POST_METHODS = frozenset({"POST", "PUT", "PATCH"})  # aiohttp labels even their empty bodies
-_FRAMING = frozenset({"content-length", "transfer-encoding"})
 # aiohttp's client limits (max_field_size, max_headers), so both refuse the same answers
 MAX_FIELD = 8190
 MAX_HEADERS = 128
 _DECODED = frozenset({"gzip", "deflate", "br", "zstd"})  # aiohttp's test
-
-
-def _accept_encoding() -> str:
-    """What aiohttp's client sends (its _gen_default_accept_encoding)."""
-    names = ["gzip", "deflate"]
-    if compression_utils.HAS_BROTLI:
-        names.append("br")
-    if compression_utils.HAS_ZSTD:
-        names.append("zstd")
-    return ", ".join(names)
-
-
-ACCEPT_ENCODING = _accept_encoding()
 
 
 class _Lost(Exception):
@@ -321,49 +309,6 @@ class _Conn(asyncio.Protocol):
             self.transport.abort()
 
 
-def _head(req: PreparedRequest, url: URL) -> tuple[bytes, bool]:
-    """The request head aiohttp would write for `req`, and whether the caller
-    asked for the connection to close after it."""
-    parts = [req.method, " ", url.raw_path_qs or "/", " HTTP/1.1\r\n"]
-    host = user_agent = accept = encoding = content_type = False
-    close = False
-    for name, value in req.headers.items():
-        lname = name.lower()
-        if lname in _FRAMING:
-            continue  # the framing is this transport's own
-        if "\r" in value or "\n" in value or "\r" in name or "\n" in name:
-            raise ValueError(f"header {name!r} contains a line break")
-        if lname == "host":
-            host = True
-        elif lname == "user-agent":
-            user_agent = True
-        elif lname == "accept":
-            accept = True
-        elif lname == "accept-encoding":
-            encoding = True
-        elif lname == "content-type":
-            content_type = True
-        elif lname == "connection" and value.lower() == "close":
-            close = True
-        parts += (name, ": ", value, "\r\n")
-    if not host:
-        parts += ("Host: ", url.host_port_subcomponent or "", "\r\n")
-    if not accept:
-        parts.append("Accept: */*\r\n")
-    if not encoding:
-        parts += ("Accept-Encoding: ", ACCEPT_ENCODING, "\r\n")
-    if not user_agent:
-        parts += ("User-Agent: ", USER_AGENT, "\r\n")
-    if not content_type and (req.body is not None or req.method in _POST_METHODS):
-        parts.append("Content-Type: application/octet-stream\r\n")  # as aiohttp labels bytes
-    if req.body is not None:
-        parts += ("Content-Length: ", str(len(req.body)), "\r\n")
-    elif req.method not in _BODYLESS_METHODS:
-        parts.append("Content-Length: 0\r\n")
-    parts.append("\r\n")
-    return "".join(parts).encode("latin-1"), close
-
-
 class FastTransport:
     """The fast HTTP/1.1 transport: each VU's connections its own (`per_vu`,
     as k6), or one pool for the run; `max_connections` (0: unlimited) bounds
@@ -384,11 +329,8 @@ class FastTransport:
 
     def _ssl_context(self) -> ssl.SSLContext:
         if self._ssl is None:
-            ctx = ssl.create_default_context()
-            if self.insecure_skip_tls_verify:
-                ctx.check_hostname = False
-                ctx.verify_mode = ssl.CERT_NONE
-            self._ssl = ctx
+            self._ssl = (unverified_context() if self.insecure_skip_tls_verify
+                         else ssl.create_default_context())
         return self._ssl
 
     # ------------------------------------------------------------ the port
@@ -397,7 +339,7 @@ class FastTransport:
         url = req.parsed_url if req.parsed_url is not None else URL(req.url)
         start = perf_counter_ns()
         try:
-            head, close = _head(req, url)
+            head, close = request_head(req, url)
         except ValueError as exc:
             return self._failed(ErrorKind.PROTOCOL, f"invalid request: {exc}", start, 0, 0, 0)
         scheme = url.scheme
@@ -578,18 +520,22 @@ class FastTransport:
                           connecting // 1000, sent, 0, error, False, kind, tls // 1000)
 
     async def send_and_abort(self, req: PreparedRequest) -> HttpResult:
-        """The aiohttp transport's: a connection of its own, written, then closed."""
-        return await send_and_abort(req)
+        """A connection of its own, written, then closed (wire.send_and_abort)."""
+        return await send_and_abort(req, self._ssl_context())
 
     def _aiohttp(self) -> AiohttpTransport:
         """The aiohttp transport, for what this one declines (WebSockets, other schemes)."""
         if self._ws is None:
-            self._ws = AiohttpTransport(max_body_bytes=self.max_body_bytes)
+            self._ws = AiohttpTransport(max_body_bytes=self.max_body_bytes,
+                                        insecure_skip_tls_verify=self.insecure_skip_tls_verify)
         return self._ws
 
     async def ws_connect(self, req: WsConnectRequest) -> WsHandshake:
         """Delegated to the aiohttp transport for now (its own session)."""
         return await self._aiohttp().ws_connect(req)
+
+    def first_hop(self, url: URL) -> tuple[str, int]:
+        return url.host or "", url.port or (443 if url.scheme in ("https", "wss") else 80)
 
     async def close(self) -> None:
         for idle in self._idle.values():
