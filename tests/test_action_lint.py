@@ -33,9 +33,9 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(args, cwd=ROOT, capture_output=True, text=True, check=False, timeout=120)
 
 
-def test_the_examples_are_the_four_documented_workflows():
+def test_the_examples_are_the_five_documented_workflows():
     assert [p.name for p in WORKFLOWS] == ["fork-safe-comment.yml", "main-baseline.yml",
-                                           "pr-gate.yml", "scheduled-staging.yml"]
+                                           "pr-gate.yml", "scheduled-staging.yml", "sharded.yml"]
     readme = (ROOT / "README.md").read_text()
     for path in WORKFLOWS:
         assert f"examples/workflows/{path.name}" in readme

@@ -35,7 +35,7 @@ def test_mode_run_is_the_default_and_unchanged() -> None:
 
 
 @pytest.mark.parametrize(("env", "message"), [
-    ({"INPUT_MODE": "stress"}, "input 'mode' must be run or capacity; got 'stress'"),
+    ({"INPUT_MODE": "stress"}, "input 'mode' must be run, capacity or merge; got 'stress'"),
     ({"INPUT_MODE": "capacity"}, "input 'scenario' is required with mode capacity"),
     ({"INPUT_MODE": "capacity", "INPUT_SCENARIO": "a", "INPUT_SCENARIOS": "a,b"},
      "input 'scenarios' is for mode run"),

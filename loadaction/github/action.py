@@ -1,5 +1,5 @@
 """The action's inputs as a `loadaction run` (or, with mode capacity,
-`loadaction capacity`) command line.
+`loadaction capacity`; with mode merge, `loadaction merge`) command line.
 
 `entrypoint.py` reads `INPUT_*` through `invocation`, which checks each
 value's shape (so a bad input is named as the input the user wrote, not as
@@ -10,11 +10,14 @@ never argv. This module knows nothing of the CLI: entrypoint.py wires the two.
 
 from __future__ import annotations
 
+import glob
 import math
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from loadaction.argtypes import rfc3339
 from loadaction.errors import PlanError
 from loadaction.github import commands
 from loadaction.github.baselines import (
@@ -58,8 +61,13 @@ DEFAULTS: Mapping[str, str] = {
     "duration": "",
     "stages": "",
     "iterations": "",
+    "shard": "",
+    "start-at": "",
+    "merge-from": "",
+    "allow-partial": "false",
 }
-MODES = ("run", "capacity")
+MODES = ("run", "capacity", "merge")
+_SHARD = re.compile(r"(\d+)/(\d+)")
 
 
 class InputError(ValueError):
@@ -78,8 +86,9 @@ def invocation(env: Mapping[str, str], bundled_plan: Path) -> Invocation:
         value = input_value(env, name)
         return DEFAULTS[name] if value is None else value
 
+    mode = get("mode").lower() or DEFAULTS["mode"]
     target = get("target")
-    if not target:
+    if not target and mode != "merge":
         raise InputError("input 'target' is required (the base URL of the system under test)")
     results_dir = get("results-dir") or DEFAULTS["results-dir"]
     try:  # before anything is sent: results that cannot be written would be lost
@@ -87,9 +96,12 @@ def invocation(env: Mapping[str, str], bundled_plan: Path) -> Invocation:
                          contents=("results.json", "report.md"))
     except PlanError as exc:
         raise InputError(exc.message) from None
-    mode = get("mode").lower() or DEFAULTS["mode"]
     if mode not in MODES:
-        raise InputError(f"input 'mode' must be {' or '.join(MODES)}; got {mode!r}")
+        raise InputError(f"input 'mode' must be {', '.join(MODES[:-1])} or {MODES[-1]}; "
+                         f"got {mode!r}")
+    if mode == "merge":
+        return _github(get, env, ["merge", *_merge(get), "--github", "--out", results_dir,
+                                  *_baseline(get)])
     argv = [mode, get("plan") or str(bundled_plan), "--github", "--target", target,
             "--out", results_dir]
     if profile := get("profile"):
@@ -101,6 +113,7 @@ def invocation(env: Mapping[str, str], bundled_plan: Path) -> Invocation:
     else:
         for scenario in _items(get("scenarios")):
             argv += ["--scenario", scenario]
+    argv += _shard(get, mode)
     quick = _quick_overrides(get)
     if quick and mode != "run":
         raise InputError("inputs 'vus', 'duration', 'stages' and 'iterations' are for mode run")
@@ -115,27 +128,40 @@ def invocation(env: Mapping[str, str], bundled_plan: Path) -> Invocation:
             raise InputError(f"input 'vars', line {number}: expected KEY=VALUE")
         argv += ["--var", f"{key.strip()}={value.strip()}"]
     baseline = _baseline(get)
+    if baseline and get("shard"):
+        raise InputError("input 'baseline' is for the mode merge job when 'shard' is set: a "
+                         "shard's share of the load is not comparable with a whole run's")
     if mode == "run":
         argv += baseline
     elif baseline:
         raise InputError("input 'baseline' is for mode run; a capacity search is not compared "
                          "with baselines")
+    caps = [arg for host in _items(get("allowed-hosts")) for arg in ("--allow-host", host)]
+    if max_rps := get("max-rps"):
+        caps += ["--max-rps", _positive("max-rps", max_rps)]
+    return _github(get, env, argv, caps)
+
+
+def _github(get: Callable[[str], str], env: Mapping[str, str], argv: list[str],
+            after: list[str] | None = None) -> Invocation:
+    """The step's GitHub flags, for every mode, then `after`. A shard
+    (`shard` set) neither comments nor fails on a budget: its budgets were
+    judged on its share of the load only; the merge job posts the one
+    comment and gates."""
+    sharded = "--shard" in argv
     comment = get("comment").lower()
     if comment not in COMMENT_MODES:
         raise InputError(f"input 'comment' must be {', '.join(COMMENT_MODES)}; got {comment!r}")
-    argv += ["--comment", comment]
+    argv += ["--comment", "never" if sharded else comment]
     key = get("comment-key") or DEFAULTS["comment-key"]
     if problem := key_problem(key):
         raise InputError(f"input 'comment-key': {problem}")
     argv += ["--comment-key", key]
     if not _boolean(get, "summary"):
         argv.append("--no-summary")
-    if not _boolean(get, "fail-on-violation"):
+    if not _boolean(get, "fail-on-violation") or sharded:
         argv.append("--no-fail-on-violation")
-    for host in _items(get("allowed-hosts")):
-        argv += ["--allow-host", host]
-    if max_rps := get("max-rps"):
-        argv += ["--max-rps", _positive("max-rps", max_rps)]
+    argv += after or []
     token = get("github-token") or env.get(TOKEN_ENV, "")
     return Invocation(argv, {TOKEN_ENV: token} if token else {})
 
@@ -161,6 +187,50 @@ def _baseline(get: Callable[[str], str]) -> list[str]:
         raise InputError("input 'baseline' is either auto or paths, not both "
                          "(a file called auto: ./auto)")
     return [arg for path in paths for arg in ("--baseline", path)]
+
+
+def _shard(get: Callable[[str], str], mode: str) -> list[str]:
+    """`shard` (I/N, I from 1) and `start-at`, checked for shape here; the
+    CLI judges the time against the clock (past, too far ahead)."""
+    argv = []
+    if shard := get("shard"):
+        match = _SHARD.fullmatch(shard)
+        if match is None or not 1 <= int(match[1]) <= int(match[2]):
+            raise InputError(f"input 'shard' must be I/N with 1 <= I <= N (e.g. 2/4); "
+                             f"got {shard!r}")
+        argv += ["--shard", shard]
+    if start_at := get("start-at"):
+        try:
+            rfc3339(start_at)
+        except ValueError as exc:
+            raise InputError(f"input 'start-at': {exc}") from None
+        argv += ["--start-at", start_at]
+    if argv and mode != "run":
+        raise InputError("inputs 'shard' and 'start-at' are for mode run")
+    return argv
+
+
+def _merge(get: Callable[[str], str]) -> list[str]:
+    """Mode merge: the shards' results (`merge-from`: files, directories or
+    globs, one per line, read relative to the workspace) and
+    `allow-partial`. Inputs that only make sense for a run are refused, so
+    a merge job copied from a shard job does not silently ignore them."""
+    for name in ("scenarios", "vars", "shard", "start-at", "scenario", "min-rate", "vus",
+                 "duration", "stages", "iterations", "max-rps", "allowed-hosts"):
+        if get(name):
+            raise InputError(f"input '{name}' is not for mode merge (it merges the shards' "
+                             f"results; set it on the shard jobs)")
+    patterns = [line.strip() for line in get("merge-from").splitlines() if line.strip()]
+    if not patterns:
+        raise InputError("input 'merge-from' is required with mode merge (the shards' "
+                         "results: a directory, files or globs such as shards/*/results.json)")
+    paths = []
+    for pattern in patterns:
+        found = sorted(glob.glob(pattern, recursive=True)) if glob.has_magic(pattern) else [pattern]
+        if not found:
+            raise InputError(f"input 'merge-from': nothing matches {pattern!r}")
+        paths += found
+    return paths + (["--allow-partial"] if _boolean(get, "allow-partial") else [])
 
 
 def _quick_overrides(get: Callable[[str], str]) -> list[str]:

@@ -97,10 +97,15 @@ def run_error(doc: Mapping[str, Any]) -> str | None:
     return annotation.command() if annotation is not None else None
 
 
-def run_errors(doc: Mapping[str, Any], relative: Callable[[str], str]) -> list[Annotation]:
+def run_errors(doc: Mapping[str, Any], relative: Callable[[str], str],
+               budgets_judged: bool = True) -> list[Annotation]:
     """Every error annotation of the run, the most important first (see the
-    module docstring); sorting is stable, so ties keep the plan's order."""
+    module docstring); sorting is stable, so ties keep the plan's order.
+    Without `budgets_judged` (a shard: the merge judges them) only faults
+    left in place and a run that could not be carried out are annotated."""
     run = _run_annotation(doc)
+    if not budgets_judged:
+        return [*_rollback_annotations(doc, relative), *([run] if run is not None else [])]
     budgets = sorted(_budget_annotations(doc, relative), key=lambda ranked: -ranked[0])
     regressions = sorted(_regression_annotations(doc, relative), key=lambda ranked: -ranked[0])
     recoveries = sorted(_recovery_annotations(doc, relative), key=lambda ranked: -ranked[0])

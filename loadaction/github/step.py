@@ -6,7 +6,9 @@ each scenario's log as a group, an error annotation per violated budget
 (recovery budgets too) and per fault left in place, the most important
 first and at most the 10 GitHub shows (see annotations.py),
 report.md beside results.json, the job summary, the sticky PR comment, and
-the step outputs (last, because they include the comment's URL). Each part
+the step outputs (last, because they include the comment's URL). A shard's
+document (one segment of a sharded run) gets no comment and no budget
+annotations: the merge job, which judges the whole run, posts them. Each part
 that fails becomes a `::warning::` and the rest still happens: none of this
 may change the run's verdict. Warnings are capped at 10 the same way.
 """
@@ -40,6 +42,7 @@ from loadaction.github.publish import publish_comment
 from loadaction.github.scenario_log import scenario_groups
 from loadaction.report import render
 from loadaction.report.document import tally_budgets
+from loadaction.report.shard import shard_label
 
 COMMENT_MODES = ("always", "on-failure", "never")
 FORK_HINT = ("a pull request from a fork gets a read-only token; post the comment from a "
@@ -90,8 +93,12 @@ class GitHubStep:
         in the document makes it false whatever `code` says."""
         for line in scenario_groups(doc):
             self._write(line)
+        shard = shard_label(doc)
+        if shard is not None:
+            self._write(f"loadaction: {shard}: its budgets are judged on this share only; no "
+                        f"PR comment or budget annotations here (the merge job posts them)")
         errors = AnnotationCap("error", self._listed_in())
-        for annotation in run_errors(doc, self._env.relative_path):
+        for annotation in run_errors(doc, self._env.relative_path, budgets_judged=shard is None):
             for line in errors.add(annotation):
                 self._write(line)
         for line in errors.finish():
@@ -115,7 +122,8 @@ class GitHubStep:
                 self.warn(f"cannot write {report}: {exc.strerror or exc}")
         if self._options.summary and self._env.summary_path is not None:
             self._summary(doc, self._env.summary_path)
-        outputs["comment-url"] = await self._comment(doc, failing=code != ExitCode.OK)
+        if shard is None:
+            outputs["comment-url"] = await self._comment(doc, failing=code != ExitCode.OK)
         if self._env.output_path is not None:
             try:
                 write_outputs(self._env.output_path, outputs)
