@@ -357,3 +357,20 @@ def test_four_shard_processes_started_at_one_time_merge_to_one_process(runs, tmp
     assert code == 99
     assert _counts(doc) == _counts(_doc_of(runs["whole"][1]))
     assert doc["merge"]["sequence"] == "0,1/4,1/2,3/4,1" and not doc["merge"]["partial"]
+
+
+def test_a_partial_merge_with_a_hole_has_no_execution_span():
+    seq = "0,1/4,1/2,3/4,1"
+    merged = merge_documents([("a.json", _doc({}, segment="0:1/4", sequence=seq)),
+                              ("b.json", _doc({}, segment="1/2:3/4", sequence=seq))],
+                             allow_partial=True)
+    assert "execution" not in merged and results_problem(merged) is None
+    assert merged["merge"]["missing"] == ["1/4:1/2", "3/4:1"]
+    assert merged["merge"]["segments"] == ["0:1/4", "1/2:3/4"]
+
+
+def test_the_worst_shard_status_is_the_merge_s_and_exits_like_run(runs, tmp_path):
+    two = _edited(runs, tmp_path, "two",
+                  lambda d: d.update(status="cancelled", status_reason="SIGINT"))
+    doc, code = merge_files([runs["one"][1], two])
+    assert (doc["status"], doc["status_reason"], code) == ("cancelled", f"{two}: SIGINT", 3)
