@@ -10,8 +10,11 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
+import os
 import re
 import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +32,7 @@ from loadaction.report import render
 from loadaction.report.shard import shard_label
 from tests.github_api import TOKEN, serve
 from tests.test_action_lint import tool
+from tests.test_github_outputs import parse_outputs
 from tests.test_report_fixtures import make_doc
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -275,3 +279,53 @@ def test_the_configmap_s_plan_loads_as_a_shard(tmp_path):
     plan = load_plan(plan_file, execution=execution_from_args(args))
     assert str(plan.execution.segment) == "1/4:1/2"
     assert {t.metric for t in plan.thresholds} >= {"http_req_duration", "iterations"}
+
+
+# ---------------------------------------------------------------- end to end
+
+
+def _action(step: str, env: dict[str, str], workspace: Path) -> subprocess.Popen[str]:
+    """The action's container command, as the runner starts it for `step`."""
+    github = {"GITHUB_EVENT_NAME": "push", "GITHUB_WORKSPACE": str(workspace),
+              "GITHUB_STEP_SUMMARY": str(workspace / f"{step}.summary"),
+              "GITHUB_OUTPUT": str(workspace / f"{step}.output")}
+    for key in ("GITHUB_STEP_SUMMARY", "GITHUB_OUTPUT"):
+        Path(github[key]).touch()
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("INPUT_", "GITHUB_"))}
+    return subprocess.Popen([sys.executable, str(ROOT / "entrypoint.py")], cwd=workspace,
+                            env={**clean, **github, **env, "PYTHONPATH": str(ROOT)},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_two_shard_steps_and_a_merge_step_through_the_action(target, tmp_path):
+    """Two shard steps begin at one start-at; each violates `count>=6` on its
+    half (4 iterations) and exits 0 all the same; the merge step judges the
+    whole (8): `count>=6` holds, `count<8` fails, so it exits 99, passed=false."""
+    (tmp_path / "plan.yml").write_text(
+        f"target: {target.url}\nscenarios:\n"
+        "  s: {executor: shared-iterations, vus: 2, iterations: 8, exec: f}\n"
+        "flows:\n  f: [{request: {url: /ok}}]\n"
+        "thresholds:\n  iterations: [\"count>=6\", \"count<8\"]\n")
+    start = (datetime.now(UTC) + timedelta(seconds=1.5)).isoformat()
+    shards = [_action(f"shard-{i}", {"INPUT_PLAN": "plan.yml", "INPUT_TARGET": target.url, "INPUT_PROFILE": "",
+                       "INPUT_SHARD": f"{i}/2", "INPUT_START_AT": start,
+                       "INPUT_RESULTS_DIR": f"shard-{i}"}, tmp_path) for i in (1, 2)]
+    for proc in shards:
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+    docs = [json.loads((tmp_path / f"shard-{i}" / "results.json").read_text()) for i in (1, 2)]
+    for doc in docs:
+        assert doc["execution"]["start_at"]["outcome"] in ("on_time", "late")
+        assert doc["scenarios"][0]["iterations"] == 4
+        assert [t["verdict"] for t in doc["thresholds"]] == ["fail", "pass"]
+    assert target.hits["/ok"] == 8
+    merge = _action("merge", {"INPUT_MODE": "merge", "INPUT_MERGE_FROM": "shard-*/results.json",
+                     "INPUT_RESULTS_DIR": "merged"}, tmp_path)
+    out, err = merge.communicate(timeout=60)
+    assert merge.returncode == 99, out + err
+    merged = json.loads((tmp_path / "merged" / "results.json").read_text())
+    assert merged["scenarios"][0]["iterations"] == 8
+    assert [t["verdict"] for t in merged["thresholds"]] == ["pass", "fail"]
+    assert parse_outputs((tmp_path / "merge.output").read_text())["passed"] == "false"
+    assert "**shard" not in (tmp_path / "merge.summary").read_text()
+    assert "**shard 1/2" in (tmp_path / "shard-1.summary").read_text()

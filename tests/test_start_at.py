@@ -99,13 +99,15 @@ def test_too_far_past_or_ahead_is_a_problem_before_anything_runs():
     ("2000-01-01T00:00:00Z", "passed"),
     ("2999-01-01T00:00:00Z", "more than 24 h ahead"),
 ])
-def test_the_cli_refuses_them_with_one_line_and_exit_2(tmp_path, capsys, value, message):
+@pytest.mark.parametrize("command", ["run", "demo"])
+def test_the_cli_refuses_them_with_one_line_and_exit_2(tmp_path, capsys, value, message, command):
+    """Before anything starts: no plan is read, no demo target started."""
     plan = tmp_path / "plan.yml"
     plan.write_text("target: http://127.0.0.1:9\nscenarios:\n"
                     "  s: {executor: shared-iterations, iterations: 1, exec: f}\n"
                     "flows:\n  f: [{request: {url: /ok}}]\n")
     try:
-        code = main(["run", str(plan), "--start-at", value])
+        code = main([command, *([str(plan)] if command == "run" else []), "--start-at", value])
     except SystemExit as exc:  # argparse's own refusal
         code = exc.code
     err = capsys.readouterr().err.strip()
