@@ -148,6 +148,8 @@ def test_shard_labels():
     assert shard_label(_shard_doc()) == "shard 2/4 (segment 1/4:1/2 of 0,1/4,1/2,3/4,1)"
     assert shard_label({"execution": {"segment": "0:1", "sequence": "0,1"}}) is None
     assert shard_label({}) is None
+    assert "share.....: shard 2/4 (segment 1/4:1/2" in render(_shard_doc(), "text")
+    assert "share..." not in render(make_doc(), "text")
     odd = {"execution": {"segment": "0:1/2", "sequence": "0,1/4,1/2,1"}}
     assert shard_label(odd) == "segment 0:1/2 of 0,1/4,1/2,1"
 
