@@ -148,6 +148,13 @@ def test_a_time_past_beyond_the_tolerance_is_not_begun():
     assert record.late_s == 10.5
 
 
+def test_a_wait_that_overshoots_beyond_the_tolerance_is_not_begun():
+    """A host suspended mid-wait (a frozen VM) wakes 20 s past the instant."""
+    clock = FakeClock(T0 - timedelta(seconds=0.5), step=timedelta(seconds=20))
+    record = _wait(StartAt(T0, 10.0), clock)
+    assert record.outcome is StartOutcome.TOO_LATE and record.late_s == 20.0
+
+
 def test_a_stop_while_waiting_ends_the_wait():
     clock = FakeClock(T0 - timedelta(hours=1), stop_after=3)
     record = _wait(StartAt(T0, 10.0), clock)

@@ -10,7 +10,8 @@ every `RECHECK_S`, so a clock that NTP steps while we wait is followed.
 
 A start that is already past when the wait begins (setup ran long, a runner
 was scheduled late) starts at once when it is at most `tolerance_s` late,
-with a notice and the lateness recorded; beyond that it is refused: a shard
+with a notice and the lateness recorded; beyond that (or when a host
+suspended mid-wait wakes up that late) it is refused: a shard
 whose load runs a minute after the others' is not the test that was planned
 (the merged peak would be lower and longer), and the merge reports it
 missing instead of averaging it in unseen.
@@ -92,8 +93,9 @@ async def wait_for_start(start: StartAt, clock: WallClock, stop: asyncio.Event) 
             return StartRecord(start.at, start.tolerance_s, StartOutcome.STOPPED,
                                (clock.now() - began).total_seconds(), None)
         now = clock.now()
-    return StartRecord(start.at, start.tolerance_s, StartOutcome.ON_TIME,
-                       (now - began).total_seconds(), (now - start.at).total_seconds())
+    late = (now - start.at).total_seconds()  # a host frozen mid-wait can overshoot it
+    outcome = StartOutcome.ON_TIME if late <= start.tolerance_s else StartOutcome.TOO_LATE
+    return StartRecord(start.at, start.tolerance_s, outcome, (now - began).total_seconds(), late)
 
 
 def describe(record: StartRecord) -> str | None:
@@ -104,6 +106,6 @@ def describe(record: StartRecord) -> str | None:
                 f"{record.tolerance_s:g}s tolerance): this shard's load is that much behind "
                 f"the others'")
     if record.outcome is StartOutcome.TOO_LATE:
-        return (f"--start-at {at} had passed {record.late_s:.3f}s before setup ended, more "
-                f"than the {record.tolerance_s:g}s tolerance: no load was run")
+        return (f"--start-at {at} had passed {record.late_s:.3f}s before the load could "
+                f"begin, more than the {record.tolerance_s:g}s tolerance: no load was run")
     return None
