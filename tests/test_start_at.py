@@ -221,12 +221,16 @@ def test_the_load_begins_at_the_instant_after_setup(tmp_path):
     assert server.paths() == ["/setup"] + ["/load"] * 4 + ["/teardown"]
     setup_time = server.seen[0][1]
     load_times = [t for path, t in server.seen if path == "/load"]
-    assert setup_time < at <= min(load_times)
+    assert setup_time <= min(load_times) and at <= min(load_times)
     assert outcome.status is RunStatus.COMPLETE
     doc = build_results(outcome)
     assert results_problem(doc) is None
     record = doc["execution"]["start_at"]
-    assert record["at"] == at.isoformat() and record["outcome"] == "on_time"
+    assert record["at"] == at.isoformat()
+    if record["outcome"] == "on_time":  # the usual case: setup took less than the second
+        assert setup_time < at and record["waited_s"] > 0
+    else:  # a busy machine: setup ran past the instant, so the load began at once
+        assert record["outcome"] == "late" and record["waited_s"] == 0
     assert datetime.fromisoformat(record["began_at"]) >= at
     assert 0.0 <= record["late_s"] <= min(load_times).timestamp() - at.timestamp()
 
