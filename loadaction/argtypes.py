@@ -116,6 +116,25 @@ def execution_from_args(args: argparse.Namespace) -> ExecutionTuple:
         raise PlanError(f"--execution-segment: {exc}") from None
 
 
+def workers(text: str) -> int | str:
+    """--workers: a positive count, or `auto` (the CPUs this process may use)."""
+    if text.strip() == "auto":
+        return "auto"
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a number of workers (1 or more) or auto, "
+                                         f"got {text!r}")
+    return int(text)
+
+
+def add_workers_argument(p: argparse.ArgumentParser) -> None:
+    """`--workers` (run, demo)."""
+    p.add_argument("--workers", type=workers, default=1, metavar="N|auto",
+                   help="run the load in N processes on this machine, each one execution "
+                        "segment of it, merged exactly (auto: one per CPU this process may "
+                        "use); setup, teardown, probes and thresholds stay in this one "
+                        "(default 1)")
+
+
 _RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?(?P<zone>[Zz]|[+-]\d{2}:\d{2})?")
 START_AT_MAX_AHEAD = timedelta(hours=24)
 START_AT_TOLERANCE_S = 10.0

@@ -19,8 +19,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from loadaction.argtypes import (
-    add_plan_arguments, add_segment_arguments, add_start_at_arguments, duration,
-    execution_from_args, positive,
+    add_plan_arguments, add_segment_arguments, add_start_at_arguments, add_workers_argument,
+    duration, execution_from_args, positive,
 )
 from loadaction.capacity.command import add_capacity_parser, run_capacity
 from loadaction.demo.cli import add_demo_target_parser, run_demo_target
@@ -46,6 +46,7 @@ from loadaction.session import (
     run_and_report,
     start_at_from_args,
 )
+from loadaction.workers.launch import LoadArgs
 from loadaction.writable import check_output_dir
 
 EPILOG = __doc__.split("\n\n", 1)[1]
@@ -83,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true", help="no progress lines")
     add_http_client_argument(run)
     add_start_at_arguments(run)
+    add_workers_argument(run)
     add_run_arguments(run)
 
     validate = sub.add_parser(
@@ -111,13 +113,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _load(args: argparse.Namespace, *, placeholders: bool = False) -> Plan:
+def _load_args(args: argparse.Namespace) -> LoadArgs:
     limits = Limits(max_rps=args.max_rps, max_requests=args.max_requests,
                     max_duration=args.max_duration, allow_live_keys=args.allow_live_keys)
-    return load_plan(args.plan, target=args.target, profile=args.profile,
-                     scenarios=args.scenario, vars=dict(args.var), limits=limits,
-                     extra_allowed_hosts=args.allow_host, placeholders=placeholders,
-                     overrides=overrides_from_args(args), execution=execution_from_args(args))
+    return LoadArgs(args.plan, target=args.target, profile=args.profile,
+                    scenarios=tuple(args.scenario), vars=dict(args.var), limits=limits,
+                    extra_allowed_hosts=tuple(args.allow_host),
+                    overrides=overrides_from_args(args))
+
+
+def _load(args: argparse.Namespace, *, placeholders: bool = False) -> Plan:
+    a = _load_args(args)
+    return load_plan(a.path, target=a.target, profile=a.profile, scenarios=a.scenarios,
+                     vars=a.vars, limits=a.limits, extra_allowed_hosts=a.extra_allowed_hosts,
+                     placeholders=placeholders, overrides=a.overrides,
+                     execution=execution_from_args(args))
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -186,7 +196,8 @@ def _run(args: argparse.Namespace) -> int:
                                       progress_interval_s=args.progress_interval,
                                       after=step.after_run if step is not None else None,
                                       baselines=args.baselines, http_client=args.http_client,
-                                      start_at=start_at))
+                                      start_at=start_at, workers=args.workers,
+                                      load_args=_load_args(args)))
     if code == ExitCode.THRESHOLDS_FAILED and not args.fail_on_violation:
         return ExitCode.OK
     return code

@@ -34,6 +34,8 @@ from loadaction.probes.plugin import ProbesPlugin
 from loadaction.report import render
 from loadaction.results.build import build_results
 from loadaction.results.io import write_results
+from loadaction.workers.launch import LoadArgs, resolve_workers
+from loadaction.workers.pool import WorkerPool
 
 AfterRun = Callable[[dict[str, Any], ExitCode], Awaitable[None]]
 
@@ -75,12 +77,14 @@ def plugins_for(plan: Plan, seed: int | None = None) -> list[RunPlugin]:
 def build_run(plan: Plan, *, transport: Transport | None = None, seed: int | None = None,
               progress: Callable[[Progress], None] | None = None,
               progress_interval_s: float = 5.0, http_client: str | None = None,
-              start_at: StartAt | None = None) -> Run:
-    """The engine, wired with the plan's plugins and the chosen transport."""
+              start_at: StartAt | None = None, workers: WorkerPool | None = None) -> Run:
+    """The engine, wired with the plan's plugins and the chosen transport;
+    with `workers`, the load runs in them (this Run: setup, plugins, teardown)."""
     if transport is None:
         transport = transport_for(plan, http_client)
     return Run(plan, transport=transport, plugins=plugins_for(plan, seed), progress=progress,
-               progress_interval_s=progress_interval_s, seed=seed, start_at=start_at)
+               progress_interval_s=progress_interval_s, seed=seed, start_at=start_at,
+               load=workers)
 
 
 def start_at_from_args(args: argparse.Namespace, now: datetime | None = None) -> StartAt | None:
@@ -109,19 +113,29 @@ async def run_and_report(plan: Plan, *, out: Path | None, quiet: bool = False,
                          progress_interval_s: float = 5.0, after: AfterRun | None = None,
                          baselines: Sequence[Mapping[str, Any]] = (),
                          http_client: str | None = None,
-                         start_at: StartAt | None = None) -> ExitCode:
+                         start_at: StartAt | None = None, workers: int | str = 1,
+                         load_args: LoadArgs | None = None) -> ExitCode:
     """`baselines`: earlier runs' results documents; the plan's regression
     budgets are judged against them and gate the run like thresholds.
     `http_client`: the --http-client flag (see engine.transports.transport_for).
-    `start_at`: --start-at (the load waits for it after setup)."""
+    `start_at`: --start-at (the load waits for it after setup). `workers`:
+    --workers (N or auto); above 1 the load runs in that many processes,
+    each loading the plan again from `load_args`."""
+    workers = resolve_workers(plan, workers)
     print_warnings(plan.warnings)  # before anything is sent
 
     def show(progress: Progress) -> None:
         for line in progress_lines(progress):
             print(run.masker(line), file=sys.stderr, flush=True)
 
+    pool = None
+    if workers > 1:
+        if load_args is None:
+            raise ValueError("workers need the plan's load arguments")
+        pool = WorkerPool(workers, load_args, http_client=http_client,
+                          announce=lambda line: print(line, file=sys.stderr, flush=True))
     run = build_run(plan, progress=None if quiet else show, progress_interval_s=progress_interval_s,
-                    http_client=http_client, start_at=start_at)
+                    http_client=http_client, start_at=start_at, workers=pool)
     loop = asyncio.get_running_loop()
 
     def on_signal(signum: int) -> None:

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from loadaction.argtypes import (
-    add_segment_arguments, add_start_at_arguments, execution_from_args, positive,
+    add_segment_arguments, add_start_at_arguments, add_workers_argument, execution_from_args,
+    positive,
 )
 from loadaction.demo.faults import FLAG_HELP, Invalid, parse_flags
 from loadaction.demo.auth import DemoKeys
@@ -29,6 +30,7 @@ from loadaction.github.cli import add_baseline_argument, load_baseline
 from loadaction.plan import load_plan
 from loadaction.plan.overrides import add_override_arguments, overrides_from_args
 from loadaction.session import add_http_client_argument, run_and_report, start_at_from_args
+from loadaction.workers.launch import LoadArgs
 from loadaction.writable import check_output_dir
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
@@ -66,6 +68,7 @@ def add_demo_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     add_http_client_argument(parser)
     add_start_at_arguments(parser)
+    add_workers_argument(parser)
     add_override_arguments(parser)
     add_segment_arguments(parser)
     return parser
@@ -87,14 +90,17 @@ async def _demo(args: argparse.Namespace) -> int:
             env.update(client_env(url, keys))
             if args.database_url is not None:
                 env[DATABASE_SECRET] = args.database_url
-            plan = load_plan(CHAOS_PLAN if args.chaos else PLAN, target=url, profile=args.profile,
-                             scenarios=args.scenario,
-                             overrides=overrides_from_args(args), env=env,
+            load = LoadArgs(str(CHAOS_PLAN if args.chaos else PLAN), target=url,
+                            profile=args.profile, scenarios=tuple(args.scenario),
+                            overrides=overrides_from_args(args), env=env)
+            plan = load_plan(load.path, target=url, profile=load.profile,
+                             scenarios=load.scenarios, overrides=load.overrides, env=env,
                              execution=execution)
             return await run_and_report(plan, out=args.out, quiet=args.quiet,
                                         progress_interval_s=args.progress_interval,
                                         baselines=baselines, http_client=args.http_client,
-                                        start_at=start_at)
+                                        start_at=start_at, workers=args.workers,
+                                        load_args=load)
     except ImportError as exc:
         raise PlanError(f"--database-url needs asyncpg ({exc.name} is not installed)",
                         hint="pip install 'loadaction[postgres]'") from None

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from time import monotonic
-from typing import Any
+from typing import Any, Protocol
 
 from yarl import URL
 
@@ -136,6 +136,43 @@ class RunOutcome:
         return [t for t in self.thresholds if t.failed]
 
 
+class LoadSource(Protocol):
+    """Load generated outside this process (worker processes, each running
+    one execution segment), for a Run that executes no scenarios of its own:
+    its samples are merged into the Run's registry as they arrive, so
+    thresholds, abortOnFail, caps, plugins and progress work on the whole
+    load; the Run still does preflight, vars, setup, plugins and teardown."""
+
+    async def prepare(self, vars: Mapping[str, Any]) -> None:
+        """Before the load clock starts: get the load ready (given setup's vars)."""
+        ...
+
+    async def run(self, ctx: LoadContext, registry: Registry) -> None:
+        """The load, until it ends; `ctx.stop` set: end it gracefully."""
+        ...
+
+    def hard_stop(self) -> None:
+        """End in-flight iterations at once (a second Ctrl-C)."""
+        ...
+
+    def vus(self) -> tuple[int, int] | None:
+        """(active VUs, VUs allocated) now, summed; None before any is known."""
+        ...
+
+    def progress(self, since: float, window: int) -> tuple[ScenarioProgress, ...]:
+        """Rows for scenarios running, or ended after `since` (load-clock seconds),
+        over the last `window` series points."""
+        ...
+
+    def series(self) -> Mapping[str, Sequence[Mapping[str, Any]]]: ...
+
+    def summaries(self) -> tuple[ScenarioSummary, ...]: ...
+
+    def errors(self) -> tuple[ErrorRecord, ...]: ...
+
+    def notices(self) -> tuple[str, ...]: ...
+
+
 def first_leaf(exc: BaseException) -> BaseException:
     """The first real error inside (nested) TaskGroup exception groups."""
     while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
@@ -158,12 +195,14 @@ class Run:
                  progress: Callable[[Progress], None] | None = None,
                  progress_interval_s: float = 5.0, seed: int | None = None,
                  vars: Mapping[str, Any] | None = None, start_at: StartAt | None = None,
-                 wall_clock: WallClock | None = None) -> None:
+                 wall_clock: WallClock | None = None, load: LoadSource | None = None) -> None:
         """`vars`: what an earlier run's setup produced (its `setup_vars`); with
         them the plan's setup is skipped, so a series of runs against the same
         target (capacity steps) seeds its test data once. `start_at`: after
         setup, wait for that wall-clock instant (engine/start_at.py) before
-        any executor starts; `wall_clock` is the clock it is read from."""
+        any executor starts; `wall_clock` is the clock it is read from.
+        `load`: the load runs there (workers), not in this Run's executors."""
+        self._load = load
         self._start_at = start_at
         self._wall_clock = wall_clock or SystemClock()
         self._start: StartRecord | None = None
@@ -202,8 +241,8 @@ class Run:
             plugin.attach(self.state.registry)
         self.progress = progress
         self.progress_interval_s = progress_interval_s
-        self.scenarios = [(r, executor_for(r)) for r in
-                          (ScenarioRun(self.state, s) for s in plan.scenarios)]
+        self.scenarios = [] if load is not None else [
+            (r, executor_for(r)) for r in (ScenarioRun(self.state, s) for s in plan.scenarios)]
         self._scenarios_task: asyncio.Task[None] | None = None
         self.crash: Exception | None = None
         self._setup_s: float | None = None
@@ -216,7 +255,9 @@ class Run:
 
     def hard_stop(self) -> None:
         self.control.request_stop(RunStatus.CANCELLED, "cancelled")
-        if self._scenarios_task is not None:
+        if self._load is not None:
+            self._load.hard_stop()  # its final samples still arrive
+        elif self._scenarios_task is not None:
             self._scenarios_task.cancel()
 
     # ------------------------------------------------------------ the run
@@ -348,6 +389,8 @@ class Run:
 
     async def _run_scenarios(self) -> None:
         with collector.load_phase():
+            if self._load is not None:
+                await self._load.prepare(self.setup_vars)
             clock = self.state.clock
             clock.start()
             t0 = clock.t0
@@ -356,6 +399,8 @@ class Run:
                 plugin.load_started(ctx)
             async with asyncio.TaskGroup() as tg:
                 tasks = [tg.create_task(self._scenario(run, ex, t0)) for run, ex in self.scenarios]
+                if self._load is not None:
+                    tasks.append(tg.create_task(self._load.run(ctx, self.state.registry)))
                 ticker = tg.create_task(self._tick(t0))
                 if tasks:  # a plan of setup or teardown alone runs no load
                     await asyncio.wait(tasks)
@@ -408,6 +453,11 @@ class Run:
 
     def _roll(self, t: float) -> None:
         state = self.state
+        if self._load is not None:  # the workers keep the series; the gauges are their sums
+            if (vus := self._load.vus()) is not None:  # None: nothing heard from it yet
+                state.registry.add("vus", vus[0], ())
+                state.registry.add("vus_max", vus[1], ())
+            return
         vus = {run.scenario.name: run.active_vus for run, _ in self.scenarios}
         state.series.roll(t, vus)
         state.registry.add("vus", sum(vus.values()), ())
@@ -416,6 +466,11 @@ class Run:
     def _progress(self, elapsed: float, since: float) -> Progress:
         """Scenarios running now, or that ended since the last report (shown once, as done)."""
         window = max(1, round(self.progress_interval_s))
+        checks = self.state.registry.select("checks")
+        checks_rate = checks.rate if isinstance(checks, RateSink) else None
+        if self._load is not None:
+            return Progress(elapsed, self._load.progress(since - self.state.clock.t0, window),
+                            checks_rate)
         rows = []
         for run, executor in self.scenarios:
             if run.start_mono is None or (run.end_mono is not None and run.end_mono < since):
@@ -434,8 +489,7 @@ class Run:
                 error_rate=failed / reqs if reqs else None,
                 running=run.end_mono is None,
             ))
-        checks = self.state.registry.select("checks")
-        return Progress(elapsed, tuple(rows), checks.rate if isinstance(checks, RateSink) else None)
+        return Progress(elapsed, tuple(rows), checks_rate)
 
     # ------------------------------------------------------------ the end
 
@@ -443,7 +497,8 @@ class Run:
         state = self.state
         load_s = self._load_s
         thresholds = tuple(judge_all(self.plan.thresholds, state.registry, load_s))
-        finished = FinishedLoad(state.registry, state.series.points, self.plan.thresholds, load_s)
+        series = state.series.points if self._load is None else self._load.series()
+        finished = FinishedLoad(state.registry, series, self.plan.thresholds, load_s)
         contributions = {p.name: p.contribute(finished) for p in self.plugins}
         errors = tuple(
             ErrorRecord(scenario, message, entry.kind.value, entry.count,
@@ -452,7 +507,10 @@ class Run:
         notices = list(state.notices)
         if state.errors.dropped:
             notices.append(f"{state.errors.dropped} further errors with other messages were not kept")
-        scenarios = tuple(
+        if self._load is not None:
+            errors = tuple(sorted(errors + self._load.errors(), key=lambda e: -e.count))
+            notices.extend(self._load.notices())
+        scenarios = self._load.summaries() if self._load is not None else tuple(
             ScenarioSummary(
                 run.scenario.name, run.scenario.executor.kind, run.scenario.exec,
                 run.scenario.start_time, ex.planned_duration(), run.scenario.graceful_stop,
@@ -462,7 +520,7 @@ class Run:
             plan=self.plan, started_at=started_at, ended_at=datetime.now(UTC),
             timing=Timing(self._setup_s, load_s, self._teardown_s),
             status=self.control.status, reason=self.control.reason, scenarios=scenarios,
-            registry=state.registry, series=state.series.points,
+            registry=state.registry, series=series,
             series_interval_s=state.series.interval_s, errors=errors, notices=tuple(notices),
             thresholds=thresholds, masker=state.masker, crash=self.crash,
             contributions=contributions, start=self._start,

@@ -1,0 +1,104 @@
+"""A worker process: `python -m loadaction.workers.child`, started by the
+parent (workers/pool.py), never by hand.
+
+stdin carries the parent's commands, one JSON object per line: first the
+spec (plan-loading arguments, the segment, setup's vars), then `go`, and
+`stop` (end gracefully) or `hard` (end in-flight iterations now); its end
+(the parent is gone) is a graceful stop. stdout carries `ready`, a snapshot
+every interval, and a final snapshot followed by `done` (the status). Any
+other output goes to stderr, so nothing else can corrupt the stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+import traceback
+from dataclasses import replace
+from typing import BinaryIO
+
+from loadaction.engine.runner import Run
+from loadaction.engine.status import RunStatus
+from loadaction.engine.transports import transport_for
+from loadaction.errors import LoadactionError
+from loadaction.workers.launch import LoadArgs, segment_tuple, split_limits, worker_plan
+from loadaction.workers.wire import Snapshotter, encode
+
+
+async def _commands(reader: asyncio.StreamReader, run: Run, go: asyncio.Event) -> None:
+    while line := await reader.readline():
+        command = json.loads(line)["type"]
+        if command == "go":
+            go.set()
+        elif command == "stop":
+            run.control.request_stop(RunStatus.CANCELLED, "stopped by the parent")
+            go.set()
+        elif command == "hard":
+            run.hard_stop()
+            go.set()
+    run.control.request_stop(RunStatus.CANCELLED, "the parent is gone")
+    go.set()
+
+
+async def _snapshots(snap: Snapshotter, out: BinaryIO, interval_s: float) -> None:
+    while True:
+        await asyncio.sleep(interval_s)
+        out.write(encode(snap.snapshot()))
+        out.flush()
+
+
+async def _main(reader: asyncio.StreamReader, out: BinaryIO) -> int:
+    spec = json.loads(await reader.readline())
+    execution = segment_tuple(spec["index"], spec["count"])
+    try:
+        plan = LoadArgs.from_json(spec["load"]).load(execution)
+    except LoadactionError as exc:
+        out.write(encode({"type": "done", "status": RunStatus.FAILED.value, "reason": str(exc)}))
+        out.flush()
+        return int(exc.exit_code)
+    plan = worker_plan(replace(plan, limits=split_limits(plan.limits, execution)))
+    run = Run(plan, transport=transport_for(plan, spec.get("http_client")), vars=spec["vars"])
+    loop = asyncio.get_running_loop()
+
+    def on_signal() -> None:  # the parent forwards none; someone signalled this worker itself
+        if run.control.stop.is_set():
+            run.hard_stop()
+        else:
+            run.control.request_stop(RunStatus.CANCELLED, "signalled")
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal)
+    go = asyncio.Event()
+    commands = asyncio.create_task(_commands(reader, run, go))
+    out.write(encode({"type": "ready", "pid": os.getpid()}))
+    out.flush()
+    await go.wait()
+    snap = Snapshotter(run)
+    ticker = asyncio.create_task(_snapshots(snap, out, spec["interval_s"]))
+    outcome = await run.execute()
+    ticker.cancel()
+    commands.cancel()
+    crash = None if outcome.crash is None else "".join(traceback.format_exception(outcome.crash))
+    if crash is not None:
+        print(run.masker(crash), file=sys.stderr, end="")
+    out.write(encode(snap.snapshot()))
+    out.write(encode({"type": "done", "status": outcome.status.value,
+                      "reason": run.masker(outcome.reason or ""), "load_s": outcome.timing.load_s}))
+    out.flush()
+    return 0
+
+
+async def _connect() -> int:
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=2**24)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    out = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)  # a stray print lands on stderr, never in the stream
+    return await _main(reader, out)
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(_connect()))

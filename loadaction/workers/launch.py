@@ -1,0 +1,117 @@
+"""What a worker process needs to load the same plan as its parent: the
+plan-loading arguments, as JSON. A Plan holds compiled templates and cannot
+cross a process boundary; its inputs can, and loading is deterministic, so
+each worker rebuilds the very plan the parent validated, with its own
+segment."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from loadaction.errors import PlanError
+from loadaction.plan import load_plan
+from loadaction.plan.model import Limits, Plan
+from loadaction.plan.overrides import QuickOverrides
+from loadaction.plan.segments import ExecutionTuple, shard
+
+
+@dataclass(frozen=True)
+class LoadArgs:
+    """load_plan's keyword arguments (less `execution` and `placeholders`)."""
+
+    path: str
+    target: str | None = None
+    profile: str | None = None
+    scenarios: tuple[str, ...] = ()
+    vars: Mapping[str, str] = field(default_factory=dict)
+    env: Mapping[str, str] | None = None  # None: the process environment
+    limits: Limits = Limits()
+    extra_allowed_hosts: tuple[str, ...] = ()
+    overrides: QuickOverrides = QuickOverrides()
+
+    def load(self, execution: ExecutionTuple | None = None) -> Plan:
+        kwargs: dict[str, Any] = {} if execution is None else {"execution": execution}
+        return load_plan(self.path, target=self.target, profile=self.profile,
+                         scenarios=self.scenarios, vars=dict(self.vars), env=self.env,
+                         limits=self.limits, extra_allowed_hosts=self.extra_allowed_hosts,
+                         overrides=self.overrides, **kwargs)
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "path": str(Path(self.path).resolve()),
+                "vars": dict(self.vars), "env": None if self.env is None else dict(self.env)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> LoadArgs:
+        o = data["overrides"]
+        return cls(path=data["path"], target=data["target"], profile=data["profile"],
+                   scenarios=tuple(data["scenarios"]), vars=dict(data["vars"]), env=data["env"],
+                   limits=Limits(**data["limits"]),
+                   extra_allowed_hosts=tuple(data["extra_allowed_hosts"]),
+                   overrides=QuickOverrides(o["vus"], o["duration"], tuple(o["stages"]),
+                                            o["iterations"]))
+
+
+def available_cores() -> int:
+    """The CPUs this process may run on (its affinity, not the machine's count)."""
+    return len(os.sched_getaffinity(0))
+
+
+def resolve_workers(plan: Plan, requested: int | str) -> int:
+    """How many processes run the load. `auto` is one per usable CPU where
+    workers can run the plan, else 1; an explicit N that cannot is refused
+    (check_workers)."""
+    if requested != "auto":
+        check_workers(plan, int(requested))
+        return int(requested)
+    count = available_cores()
+    if plan.chaos or not plan.execution.is_full:
+        return 1
+    if plan.limits.max_requests is not None:
+        count = min(count, plan.limits.max_requests)
+    return count
+
+
+def segment_tuple(index: int, count: int) -> ExecutionTuple:
+    """Worker `index` (from 0) of `count`: segment index/count:(index+1)/count
+    of the equal sequence 0,1/count,...,1."""
+    return ExecutionTuple(*shard(index + 1, count))
+
+
+def worker_plan(plan: Plan) -> Plan:
+    """A worker's plan: its load only. Thresholds are judged, and setup,
+    teardown, chaos and probes run, once, in the parent."""
+    return replace(plan, thresholds=(), setup=None, teardown=None, chaos=(), probes=())
+
+
+def split_limits(limits: Limits, execution: ExecutionTuple) -> Limits:
+    """The run's caps hold for the whole run: each worker gets its segment's
+    share of --max-requests (striped, so the shares sum to the cap) and of
+    --max-rps; max-duration is the same for every worker and the parent."""
+    max_requests = (None if limits.max_requests is None
+                    else max(execution.scale(limits.max_requests), 1))
+    max_rps = (None if limits.max_rps is None
+               else limits.max_rps * float(execution.segment.length))
+    return replace(limits, max_requests=max_requests, max_rps=max_rps)
+
+
+def check_workers(plan: Plan, count: int) -> None:
+    """What a run on several workers cannot do, refused before anything is
+    sent (PlanError, exit 2)."""
+    if count < 2:
+        return
+    if not plan.execution.is_full:
+        raise PlanError(f"--workers {count} cannot be combined with --shard or "
+                        f"--execution-segment yet: run each shard with --workers 1")
+    if plan.chaos:
+        raise PlanError(f"--workers {count}: a plan with chaos faults runs in one process "
+                        f"(its faults tag every sample with the phase it was sent in)",
+                        hint="use --workers 1")
+    limit = plan.limits.max_requests
+    if limit is not None and limit < count:
+        raise PlanError(f"--max-requests {limit} is below --workers {count}: every worker "
+                        f"needs a share of it")
+
