@@ -18,7 +18,6 @@ import signal
 import sys
 import traceback
 from dataclasses import replace
-from typing import BinaryIO
 
 from loadaction.engine.runner import Run
 from loadaction.engine.status import RunStatus
@@ -43,21 +42,22 @@ async def _commands(reader: asyncio.StreamReader, run: Run, go: asyncio.Event) -
     go.set()
 
 
-async def _snapshots(snap: Snapshotter, out: BinaryIO, interval_s: float) -> None:
+async def _snapshots(snap: Snapshotter, out: asyncio.StreamWriter, interval_s: float) -> None:
+    """Written without blocking: a parent slow to read never stalls this
+    worker's event loop (its VUs' timings), the snapshot waits in memory."""
     while True:
         await asyncio.sleep(interval_s)
         out.write(encode(snap.snapshot()))
-        out.flush()
 
 
-async def _main(reader: asyncio.StreamReader, out: BinaryIO) -> int:
+async def _main(reader: asyncio.StreamReader, out: asyncio.StreamWriter) -> int:
     spec = json.loads(await reader.readline())
     execution = segment_tuple(spec["index"], spec["count"])
     try:
         plan = LoadArgs.from_json(spec["load"]).load(execution)
     except LoadactionError as exc:
         out.write(encode({"type": "done", "status": RunStatus.FAILED.value, "reason": str(exc)}))
-        out.flush()
+        await out.drain()
         return int(exc.exit_code)
     plan = worker_plan(replace(plan, limits=split_limits(plan.limits, execution)))
     run = Run(plan, transport=transport_for(plan, spec.get("http_client")), vars=spec["vars"])
@@ -74,7 +74,6 @@ async def _main(reader: asyncio.StreamReader, out: BinaryIO) -> int:
     go = asyncio.Event()
     commands = asyncio.create_task(_commands(reader, run, go))
     out.write(encode({"type": "ready", "pid": os.getpid()}))
-    out.flush()
     await go.wait()
     snap = Snapshotter(run)
     ticker = asyncio.create_task(_snapshots(snap, out, spec["interval_s"]))
@@ -87,7 +86,7 @@ async def _main(reader: asyncio.StreamReader, out: BinaryIO) -> int:
     out.write(encode(snap.snapshot()))
     out.write(encode({"type": "done", "status": outcome.status.value,
                       "reason": run.masker(outcome.reason or ""), "load_s": outcome.timing.load_s}))
-    out.flush()
+    await out.drain()
     return 0
 
 
@@ -95,9 +94,14 @@ async def _connect() -> int:
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=2**24)
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-    out = os.fdopen(os.dup(1), "wb")
+    stream = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # a stray print lands on stderr, never in the stream
-    return await _main(reader, out)
+    transport, protocol = await loop.connect_write_pipe(asyncio.streams.FlowControlMixin, stream)
+    out = asyncio.StreamWriter(transport, protocol, None, loop)
+    try:
+        return await _main(reader, out)
+    finally:
+        out.close()
 
 
 if __name__ == "__main__":
