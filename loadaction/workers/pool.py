@@ -146,8 +146,8 @@ class WorkerPool:
 
     async def _read(self, worker: Worker, registry: Registry) -> None:
         proc = worker.proc
-        if proc is None or not worker.ready:
-            self._lost(worker, None)
+        if proc is None or not worker.ready:  # it ended (or failed to load the plan) unready
+            self._lost(worker, None if proc is None else await proc.wait())
             return
         assert proc.stdout is not None
         while line := await proc.stdout.readline():
@@ -177,8 +177,11 @@ class WorkerPool:
         now = self._ctx.clock.elapsed() if self._ctx is not None else 0.0
         worker.scenarios = [{**row, "vus": 0, "ended": True, "end_s": row.get("end_s") or now}
                             for row in worker.scenarios]
-        self._notice(f"{worker.name} died ({how}){at}; its samples up to its last snapshot "
-                     f"are kept, the other workers went on")
+        if not worker.ready:
+            self._notice(f"{worker.name} could not start ({how}); the other workers went on")
+        else:
+            self._notice(f"{worker.name} died ({how}){at}; its samples up to its last "
+                         f"snapshot are kept, the other workers went on")
 
     def _notice(self, text: str) -> None:
         self._notices[text] = None
