@@ -28,6 +28,9 @@ def test_reads_equal_recording_each_sample(samples):
         sink.add_us(us)
     hist = _direct(samples)
     assert sink.count == hist.total_count
+    folded = sink.hist  # the inlined fold: bucket for bucket what record_value gives
+    assert list(folded.counts) == list(hist.counts)
+    assert (folded.min_value, folded.max_value) == (hist.min_value, hist.max_value)
     assert sink.percentiles(PERCENTILES) == [hist.get_value_at_percentile(p) / 1000 for p in PERCENTILES]
     assert sink.percentile(95) == hist.get_value_at_percentile(95) / 1000
     assert sink.avg() == hist.get_mean_value() / 1000

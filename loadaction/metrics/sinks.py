@@ -243,19 +243,41 @@ class TrendSink:
             self._fold()
 
     def _fold(self) -> None:
-        record = self._hist.record_value
+        """Record every pending (value, count) as HdrHistogram.record_value
+        does, with its index arithmetic inlined: record_value is four Python
+        calls per value, and at 10,000 VUs a fold holds thousands of distinct
+        values (tests/test_trend_buffer.py checks the two agree bucket for
+        bucket)."""
         pending = self._pending
-        if pending:  # per fold, not per sample: recording stays one dict update
-            self._lo = min(self._lo, min(max(min(pending), 0), HIGHEST_US))
-            self._hi = max(self._hi, min(max(max(pending), 0), HIGHEST_US))
+        if not pending:
+            return
+        hist = self._hist
+        counts = hist.counts
+        mask = hist.sub_bucket_mask
+        unit = hist.unit_magnitude
+        half_magnitude = hist.sub_bucket_half_count_magnitude
+        half = hist.sub_bucket_half_count
+        shift = unit + half_magnitude + 1
+        total = 0
+        clamped = 0
         for us, n in pending.items():
             if us < 0:
                 us = 0
             elif us > HIGHEST_US:
                 us = HIGHEST_US
-                self._clamped += n
-            record(us, n)
-        self._pending.clear()
+                clamped += n
+            bucket = (us | mask).bit_length() - shift
+            counts[((bucket + 1) << half_magnitude) + (us >> (bucket + unit)) - half] += n
+            total += n
+        lo = min(max(min(pending), 0), HIGHEST_US)
+        hi = min(max(max(pending), 0), HIGHEST_US)
+        self._lo = min(self._lo, lo)
+        self._hi = max(self._hi, hi)
+        hist.total_count += total
+        hist.min_value = min(hist.min_value, lo)
+        hist.max_value = max(hist.max_value, hi)
+        self._clamped += clamped
+        pending.clear()
 
     @property
     def hist(self) -> HdrHistogram:

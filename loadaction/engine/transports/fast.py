@@ -138,17 +138,24 @@ class _Conn(asyncio.Protocol):
         # flow control: set while the kernel's send buffer is full, so that
         # `sending` lasts until a large body is handed to the kernel
         self.drained: asyncio.Future[None] | None = None
+        # True once llhttp ended a whole answer: it stands at the next one's
+        # start, and a keep-alive connection keeps its parser (one less
+        # allocation per request); after a HEAD, whose body llhttp still
+        # expects, or anything cut short, a fresh one
+        self.at_boundary = False
         self._start_response(False)
 
     def _start_response(self, head: bool) -> None:
         self.head = head
-        self.parser = httptools.HttpResponseParser(self)
-        # aiohttp's parser takes a bare LF as a line end (RFC 9112 2.2 allows it)
-        # and unfolds obs-fold header lines (5.2); so does this one, or the two
-        # would disagree on such a server. "Dangerous" is a server's worry
-        # (request smuggling): a load client reads what its target sends.
-        self.parser.set_dangerous_leniencies(lenient_optional_cr_before_lf=True,
-                                             lenient_headers=True)
+        if not self.at_boundary:
+            self.parser = httptools.HttpResponseParser(self)
+            # aiohttp's parser takes a bare LF as a line end (RFC 9112 2.2 allows
+            # it) and unfolds obs-fold header lines (5.2); so does this one, or the
+            # two would disagree on such a server. "Dangerous" is a server's worry
+            # (request smuggling): a load client reads what its target sends.
+            self.parser.set_dangerous_leniencies(lenient_optional_cr_before_lf=True,
+                                                 lenient_headers=True)
+        self.at_boundary = False
         self.status = 0
         self.raw_headers: list[tuple[bytes, bytes]] = []
         self.headers_done = False
@@ -281,6 +288,7 @@ class _Conn(asyncio.Protocol):
         if self.interim:
             self.interim = False
             return
+        self.at_boundary = not self.head
         waiter = self.waiter
         if waiter is not None and not waiter.done():
             self._finish(self.keep_alive)
