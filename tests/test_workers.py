@@ -215,6 +215,18 @@ def test_abort_on_fail_on_the_merged_data_stops_every_worker(
     assert pids is not None and all(_gone(int(pid)) for pid in pids.groups())
 
 
+def test_max_requests_holds_for_the_whole_run_not_per_worker(
+        target: Any, write_plan: Any, tmp_path: Path) -> None:
+    plan = write_plan(HELD_PLAN.format(url=target.url, duration="60s"))
+    out = tmp_path / "out"
+    assert main(["run", str(plan), "--out", str(out), "--quiet", "--workers", "2",
+                 "--max-requests", "30"]) == 3
+    doc = json.loads((out / "results.json").read_text())
+    assert doc["status"] == "capped" and "max-requests" in doc["status_reason"]
+    assert 0 < target.hits["/ok"] <= 30  # each worker capped at its share: 15 + 15
+    assert doc["metrics"]["http_reqs"]["total"]["count"] == target.hits["/ok"]
+
+
 @pytest.mark.parametrize("flags, message", [
     (["--workers", "0"], "expected a number of workers"),
     (["--workers", "2", "--shard", "1/2"], "cannot be combined with --shard"),
