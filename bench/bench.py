@@ -1,35 +1,42 @@
 #!/usr/bin/env python3
-"""Benchmark loadaction's engine against its floor and against k6.
+"""Benchmark loadaction's engine against k6 (and its own aiohttp floor).
 
 Not run by CI or the test suite: it needs nginx and k6, both cores and a
-couple of minutes. Run it from the repository root:
+while. Run it from the repository root:
 
     python bench/bench.py                 # everything, tables on stdout + bench/RESULTS.md
     python bench/bench.py --only throughput --repeat 5
 
-Two questions, each answered by the client process's own resource usage:
+Three questions, each answered side by side with k6 in the same invocation,
+rounds interleaved (loadaction, loadaction-aiohttp, bare, k6, loadaction, ...)
+so a drift in the machine hits every client alike; medians are reported:
 
-1. Throughput: how many requests one CPU-second of the client buys. Three
-   clients, same server, same concurrency, same duration, no think time:
+1. Throughput: how many requests one CPU-second of the client buys. Same
+   server, same concurrency, same duration, no think time:
      - `loadaction run` on a one-request plan (everything on: all metrics,
-       tags, per-second series, the results file);
+       tags, per-second series, the results file), with the fast transport
+       (the default) and with `--http-client aiohttp`;
      - the bare aiohttp loop, the floor any aiohttp-based engine pays: N tasks
        looping `async with session.get(url) as r: await r.read()` on one
        ClientSession;
      - k6, `http.get` in a loop with no sleep.
-   CPU = user + sys of the client process (os.wait4), requests = each tool's
-   own count (results.json `http_reqs`, k6's --summary-export, the loop's
-   counter). Runs are interleaved (loadaction, bare, k6, loadaction, ...) so a
-   drift in the machine hits every client alike; the median run is reported.
-2. Memory: the peak RSS (ru_maxrss) of each client holding 1,000 and 10,000
-   VUs that each send one request and sleep 1 s, as total MB and KB per VU.
+   CPU = user + sys of the client process (os.wait4), start-up included;
+   requests = each tool's own count (results.json `http_reqs`, k6's
+   --summary-export, the loop's counter).
+2. Memory and schedule: the peak RSS (ru_maxrss) of each client holding
+   1,000 and 10,000 VUs that each send one request and sleep 1 s, as total MB
+   and KB per added VU, and the share of that schedule each client kept.
+3. Added latency: each client at the same constant arrival rate against
+   bench/hold_server.py, which holds every answer a fixed time and reports
+   what it really held; the client's p50/p99/max of http_req_duration minus
+   the server's own p50/p99/max of the holds of that run.
 
-The target is one nginx worker (bench/nginx.conf) answering a tiny static
-200 on an ephemeral port of 127.0.0.1; when nginx is missing, an aiohttp
-server in its own process stands in (and the report says so). On a machine
-with two or more CPUs the server is pinned to the last one and the clients
-to the others (--no-pin turns that off), so client and server never fight
-over a core and the client's CPU time is its own.
+The target of 1 and 2 is one nginx worker (bench/nginx.conf) answering a tiny
+static 200 on an ephemeral port of 127.0.0.1; when nginx is missing, an
+aiohttp server in its own process stands in (and the report says so). On a
+machine with two or more CPUs the servers are pinned to the last one and the
+clients to the others (--no-pin turns that off), so client and server never
+fight over a core and the client's CPU time is its own.
 """
 
 from __future__ import annotations
@@ -56,9 +63,15 @@ from pathlib import Path
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_DIR = BENCH_DIR.parent
 NGINX_CONF = BENCH_DIR / "nginx.conf"
-CLIENTS = ("loadaction", "bare", "k6")
-LABELS = {"loadaction": "loadaction", "bare": "bare aiohttp loop", "k6": "k6"}
-GOAL_VS_BARE = 0.85  # the project's goal: loadaction >= 0.85 x the bare loop's req/CPU-s
+CLIENTS = ("loadaction", "loadaction-aiohttp", "bare", "k6")
+LABELS = {"loadaction": "loadaction (fast)", "loadaction-aiohttp": "loadaction (aiohttp)",
+          "bare": "bare aiohttp loop", "k6": "k6"}
+LOADACTION_CLIENTS = {"loadaction": "fast", "loadaction-aiohttp": "aiohttp"}  # --http-client
+# The goals of issue 13, each judged on medians of interleaved rounds:
+GOAL_VS_K6 = 2.0  # loadaction's req/CPU-s >= 2 x k6's
+GOAL_SCHEDULE = 0.95  # at the largest --mem-vus, >= 95% of the schedule kept on one core
+GOAL_MEMORY = 0.1  # KB per added VU <= 0.1 x k6's
+GOAL_VS_BARE = 0.85  # the aiohttp transport's old goal: >= 0.85 x the bare aiohttp loop
 
 
 # ---------------------------------------------------------------- processes
@@ -242,6 +255,7 @@ class Workload:
     vus: int
     duration_s: float
     think_s: float  # 0: loop with no sleep
+    rate: int = 0  # > 0: constant-arrival-rate at this many iterations/s, `vus` pre-allocated
 
 
 @dataclass(frozen=True)
@@ -252,6 +266,7 @@ class Measurement:
     requests: int
     failed: int
     note: str | None = None
+    durations_ms: dict[str, float] = field(default_factory=dict)  # med, p99, max of http_req_duration
 
     @property
     def ok(self) -> bool:
@@ -267,18 +282,25 @@ def _seconds(value: float) -> str:
 
 
 def loadaction_plan(w: Workload) -> str:
-    """One flow, one GET of the target's root (and a think step for memory runs)."""
+    """One flow, one GET of the URL's path (and a think step for memory runs)."""
     think = f"    - think: {_seconds(w.think_s)}\n" if w.think_s > 0 else ""
+    path = "/" + w.url.split("/", 3)[3] if w.url.count("/") >= 3 else "/"
+    if w.rate:
+        executor = ("    executor: constant-arrival-rate\n"
+                    f"    rate: {w.rate}\n"
+                    "    timeUnit: 1s\n"
+                    f"    preAllocatedVUs: {w.vus}\n")
+    else:
+        executor = "    executor: constant-vus\n" f"    vus: {w.vus}\n"
     return (
         "name: bench\n"
         "flows:\n"
         "  hit:\n"
-        "    - request: {url: /}\n"
+        f"    - request: {{url: {path}}}\n"
         f"{think}"
         "scenarios:\n"
         "  hit:\n"
-        "    executor: constant-vus\n"
-        f"    vus: {w.vus}\n"
+        f"{executor}"
         f"    duration: {_seconds(w.duration_s)}\n"
     )
 
@@ -298,6 +320,26 @@ export default function () {
 }
 """
 
+K6_RATE_SCRIPT = """\
+import http from "k6/http";
+
+export const options = {
+  scenarios: {
+    hit: {
+      executor: "constant-arrival-rate",
+      rate: Number(__ENV.RATE),
+      timeUnit: "1s",
+      duration: __ENV.DURATION,
+      preAllocatedVUs: Number(__ENV.VUS),
+    },
+  },
+};
+
+export default function () {
+  http.get(__ENV.TARGET);
+}
+"""
+
 
 @dataclass
 class Tools:
@@ -312,15 +354,25 @@ def run_client(tools: Tools, client: str, w: Workload, tmp: Path) -> Measurement
     """Run one client on one workload in a fresh temp dir; count its requests."""
     work = Path(tempfile.mkdtemp(prefix=f"{client}-", dir=tmp))
     timeout = w.duration_s + 90 + w.vus / 100  # start-up, k6's VU init, graceful stop
-    if client == "loadaction":
+    if client in LOADACTION_CLIENTS:
         plan = work / "plan.yml"
         plan.write_text(loadaction_plan(w))
-        cmd = [tools.python, "-m", "loadaction", "run", str(plan), "--target", w.url.rstrip("/"),
-               "--quiet", "--out", str(work)]
+        base = w.url.split("/", 3)
+        cmd = [tools.python, "-m", "loadaction", "run", str(plan), "--target", "/".join(base[:3]),
+               "--http-client", LOADACTION_CLIENTS[client], "--quiet", "--out", str(work)]
     elif client == "bare":
         cmd = [tools.python, str(Path(__file__).resolve()), "_bare", "--url", w.url,
                "--vus", str(w.vus), "--duration", str(w.duration_s), "--think", str(w.think_s),
                "--out", str(work / "bare.json")]
+    elif client == "k6" and w.rate:
+        assert tools.k6 is not None
+        script = work / "script.js"
+        script.write_text(K6_RATE_SCRIPT)
+        cmd = [tools.k6, "run", "--quiet", "--no-color", "--no-usage-report", "--no-thresholds",
+               "--summary-trend-stats", "med,p(99),max",
+               "--summary-export", str(work / "summary.json"),
+               "-e", f"TARGET={w.url}", "-e", f"RATE={w.rate}", "-e", f"VUS={w.vus}",
+               "-e", f"DURATION={_seconds(w.duration_s)}", str(script)]
     elif client == "k6":
         assert tools.k6 is not None
         script = work / "script.js"
@@ -335,6 +387,7 @@ def run_client(tools: Tools, client: str, w: Workload, tmp: Path) -> Measurement
     proc = run_measured(cmd, timeout_s=timeout, mem_limit_kb=tools.mem_limit_kb, env=env)
     try:
         requests, failed = _count(client, work)
+        durations = _durations(client, work) if w.rate else {}
     except (OSError, KeyError, ValueError) as exc:
         requests, failed = 0, 0
         why = proc.killed or f"exit {proc.returncode}, no count ({exc})"
@@ -345,12 +398,12 @@ def run_client(tools: Tools, client: str, w: Workload, tmp: Path) -> Measurement
         note = f"exit code {proc.returncode}"
     if note is None and requests and failed > requests * 0.01:
         note = f"{failed} of {requests} requests failed"
-    return Measurement(client, w, proc, requests, failed, note)
+    return Measurement(client, w, proc, requests, failed, note, durations)
 
 
 def _count(client: str, work: Path) -> tuple[int, int]:
     """(requests, failed requests) as the tool itself reported them."""
-    if client == "loadaction":
+    if client in LOADACTION_CLIENTS:
         doc = json.loads((work / "results.json").read_text())
         metrics = doc["metrics"]
         failed = metrics.get("http_req_failed", {}).get("total") or {}
@@ -361,6 +414,15 @@ def _count(client: str, work: Path) -> tuple[int, int]:
     doc = json.loads((work / "summary.json").read_text())
     failed = doc["metrics"].get("http_req_failed", {})
     return int(doc["metrics"]["http_reqs"]["count"]), int(failed.get("passes", 0))
+
+
+def _durations(client: str, work: Path) -> dict[str, float]:
+    """http_req_duration's median, p99 and max in ms, as the tool reported them."""
+    if client in LOADACTION_CLIENTS:
+        d = json.loads((work / "results.json").read_text())["metrics"]["http_req_duration"]["total"]
+        return {"med": d["med"], "p99": d["p99"], "max": d["max"]}
+    d = json.loads((work / "summary.json").read_text())["metrics"]["http_req_duration"]
+    return {"med": d["med"], "p99": d["p(99)"], "max": d["max"]}
 
 
 # ---------------------------------------------------------------- the bare loop
@@ -442,16 +504,67 @@ def throughput(tools: Tools, url: str, args: argparse.Namespace, tmp: Path,
 
 def memory(tools: Tools, url: str, args: argparse.Namespace, tmp: Path,
            log: Callable[[str], None]) -> list[Measurement]:
+    """`--mem-repeat` interleaved rounds of every (VU count, client)."""
     out: list[Measurement] = []
-    for vus in args.mem_vus:
-        w = Workload(url, vus, args.mem_duration, args.think)
-        for client in tools.clients:
-            m = run_client(tools, client, w, tmp)
-            out.append(m)
-            log(f"memory {vus:>6} VUs {client:>10}: peak RSS {m.proc.maxrss_kb / 1024:,.1f} MB, "
-                f"{m.requests} req" + (f"  [{m.note}]" if m.note else ""))
-            time.sleep(args.pause * 3)  # let 10,000 sockets close before the next client
+    for i in range(args.mem_repeat):
+        for vus in args.mem_vus:
+            w = Workload(url, vus, args.mem_duration, args.think)
+            for client in tools.clients:
+                m = run_client(tools, client, w, tmp)
+                out.append(m)
+                log(f"memory run {i + 1}/{args.mem_repeat} {vus:>6} VUs {client:>18}: peak RSS "
+                    f"{m.proc.maxrss_kb / 1024:,.1f} MB, {m.requests} req"
+                    + (f"  [{m.note}]" if m.note else ""))
+                time.sleep(args.pause * 3)  # let 10,000 sockets close before the next client
     return out
+
+
+def latency(tools: Tools, args: argparse.Namespace, tmp: Path, server_cpus: set[int] | None,
+            log: Callable[[str], None]) -> list[tuple[Measurement, dict[str, float]]]:
+    """Each client at the same constant arrival rate against bench/hold_server.py;
+    after each run, the server's own holds for exactly that run."""
+    clients = [c for c in tools.clients if c != "bare"]  # the bare loop keeps no durations
+    out: list[tuple[Measurement, dict[str, float]]] = []
+    with start_hold_server(server_cpus, args.lat_hold_ms) as url:
+        for i in range(args.lat_repeat):
+            for client in clients:
+                w = Workload(url + "hold", args.lat_vus, args.lat_duration, 0.0, rate=args.lat_rate)
+                hold_stats(url)  # start afresh: nothing of the last run's stragglers
+                m = run_client(tools, client, w, tmp)
+                server = hold_stats(url)
+                out.append((m, server))
+                added = {k: m.durations_ms.get(k, 0.0) - server[k] for k in server}
+                log(f"latency run {i + 1}/{args.lat_repeat} {client:>18}: {m.requests} req; added "
+                    + ", ".join(f"{k} {v:+.3f} ms" for k, v in added.items())
+                    + (f"  [{m.note}]" if m.note else ""))
+                time.sleep(args.pause)
+    return out
+
+
+@contextmanager
+def start_hold_server(cpus: set[int] | None, hold_ms: float) -> Iterator[str]:
+    port = free_port()
+    pin: Callable[[], None] | None = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
+    proc = subprocess.Popen([sys.executable, str(BENCH_DIR / "hold_server.py"), "--port", str(port),
+                             "--hold-ms", f"{hold_ms:g}"], preexec_fn=pin)
+    try:
+        wait_listening(port, proc)
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        stop_process(proc)
+
+
+def hold_stats(url: str) -> dict[str, float]:
+    """The server's holds since the last call: median, p99 (nearest rank) and
+    max in ms, the statistics the clients report."""
+    import urllib.request
+    with urllib.request.urlopen(url + "_stats", timeout=10) as r:
+        holds = sorted(json.load(r)["holds_us"])
+    if not holds:
+        return {"med": 0.0, "p99": 0.0, "max": 0.0}
+    def rank(q: float) -> float:
+        return holds[min(len(holds) - 1, max(0, int(q * len(holds) + 0.5) - 1))] / 1000
+    return {"med": rank(0.5), "p99": rank(0.99), "max": holds[-1] / 1000}
 
 
 # ---------------------------------------------------------------- the report
@@ -484,14 +597,15 @@ def throughput_table(runs: dict[str, list[Measurement]], args: argparse.Namespac
                      f"{med.proc.cpu_s:.2f} | {med.requests / med.proc.wall_s:,.0f} | "
                      f"{med.proc.cpu_s / med.proc.wall_s:.0%} |")
     lines += ["", "| ratio (req/CPU-s) | value |", "|---|---:|"]
-    for a, b, goal in (("loadaction", "bare", GOAL_VS_BARE), ("k6", "bare", None),
-                       ("loadaction", "k6", None)):
+    for a, b, goal in (("loadaction", "k6", GOAL_VS_K6), ("loadaction-aiohttp", "k6", None),
+                       ("loadaction", "loadaction-aiohttp", None),
+                       ("loadaction-aiohttp", "bare", GOAL_VS_BARE), ("k6", "bare", None)):
         if a in medians and b in medians:
             ratio = medians[a] / medians[b]
             text = f"{ratio:.3f}"
             if goal is not None:
                 text += f" (goal ≥ {goal:.2f}: {'met' if ratio >= goal else 'not met'})"
-            lines.append(f"| {a} / {b} | {text} |")
+            lines.append(f"| {LABELS[a]} / {LABELS[b]} | {text} |")
     notes = [f"- {LABELS[m.client]} run: {m.note}" for ms in runs.values() for m in ms if m.note]
     lines += ["", "Each run counts the whole client process, start-up and final report included. "
               "CPU use = CPU s / wall s of the median run: a client with no think time is "
@@ -500,42 +614,110 @@ def throughput_table(runs: dict[str, list[Measurement]], args: argparse.Namespac
     return "\n".join(lines + ([""] + notes if notes else []))
 
 
+def _median(values: Sequence[float]) -> float:
+    ordered = sorted(values)
+    return ordered[(len(ordered) - 1) // 2] if ordered else 0.0
+
+
 def memory_table(results: list[Measurement], args: argparse.Namespace) -> str:
     lines = [
-        f"### Memory: constant VUs, each one request then sleep {args.think:g} s, "
-        f"{args.mem_duration:g} s",
+        f"### Memory and schedule: constant VUs, each one request then sleep {args.think:g} s, "
+        f"{args.mem_duration:g} s (median of {args.mem_repeat})",
         "",
-        "| client | VUs | peak RSS (MB) | KB per VU (total / VUs) | KB per added VU | requests "
-        "| of schedule |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| client | VUs | peak RSS (MB) | each run (MB) | KB per VU (total / VUs) "
+        "| KB per added VU | requests | of schedule |",
+        "|---|---:|---:|---|---:|---:|---:|---:|",
     ]
-    by_client: dict[str, list[Measurement]] = {}
+    cells: dict[tuple[str, int], list[Measurement]] = {}
     for m in results:
-        by_client.setdefault(m.client, []).append(m)
-    for client, ms in by_client.items():
-        prev: Measurement | None = None
-        for m in sorted(ms, key=lambda m: m.workload.vus):
-            rss_mb = m.proc.maxrss_kb / 1024
-            if m.proc.killed:
-                lines.append(f"| {LABELS[client]} | {m.workload.vus:,} | > {rss_mb:,.0f} "
-                             f"({m.proc.killed}) | | | | |")
+        cells.setdefault((m.client, m.workload.vus), []).append(m)
+    per_added: dict[str, float] = {}
+    schedule_at_max: dict[str, float] = {}
+    top = max(args.mem_vus)
+    clients = list(dict.fromkeys(m.client for m in results))
+    for client in clients:
+        prev_rss: float | None = None
+        prev_vus = 0
+        for vus in sorted(args.mem_vus):
+            ms = cells.get((client, vus), [])
+            good = [m for m in ms if not m.proc.killed and m.ok]
+            each = " / ".join(f"{m.proc.maxrss_kb / 1024:,.0f}" if not m.proc.killed else "killed"
+                              for m in ms)
+            if not good:
+                lines.append(f"| {LABELS[client]} | {vus:,} | failed | {each} | | | | |")
+                prev_rss = None
                 continue
-            w = m.workload
-            schedule = f"{m.requests / (w.vus * w.duration_s / w.think_s):.0%}" if w.think_s > 0 else ""
+            rss_kb = _median([m.proc.maxrss_kb for m in good])
+            requests = _median([m.requests for m in good])
+            w = good[0].workload
+            share = requests / (w.vus * w.duration_s / w.think_s) if w.think_s > 0 else 0.0
+            if vus == top:
+                schedule_at_max[client] = share
             marginal = ""
-            if prev is not None and not prev.proc.killed:
-                added = m.workload.vus - prev.workload.vus
-                marginal = f"{(m.proc.maxrss_kb - prev.proc.maxrss_kb) / added:,.1f}"
-            lines.append(f"| {LABELS[client]} | {m.workload.vus:,} | {rss_mb:,.1f} | "
-                         f"{m.proc.maxrss_kb / m.workload.vus:,.1f} | {marginal} | {m.requests:,} | "
-                         f"{schedule} |")
-            prev = m
+            if prev_rss is not None:
+                per_added[client] = (rss_kb - prev_rss) / (vus - prev_vus)
+                marginal = f"{per_added[client]:,.1f}"
+            lines.append(f"| {LABELS[client]} | {vus:,} | {rss_kb / 1024:,.1f} | {each} | "
+                         f"{rss_kb / vus:,.1f} | {marginal} | {requests:,.0f} | {share:.0%} |")
+            prev_rss, prev_vus = rss_kb, vus
+    lines += ["", "| goal | value |", "|---|---:|"]
+    if "loadaction" in per_added and "k6" in per_added and per_added["k6"] > 0:
+        ratio = per_added["loadaction"] / per_added["k6"]
+        lines.append(f"| KB per added VU, loadaction / k6 | {ratio:.3f} (goal ≤ {GOAL_MEMORY:g}: "
+                     f"{'met' if ratio <= GOAL_MEMORY else 'not met'}) |")
+    for client in clients:
+        if client in schedule_at_max:
+            share = schedule_at_max[client]
+            goal = (f" (goal ≥ {GOAL_SCHEDULE:.0%}: {'met' if share >= GOAL_SCHEDULE else 'not met'})"
+                    if client == "loadaction" else "")
+            lines.append(f"| {LABELS[client]}: schedule kept at {top:,} VUs | {share:.1%}{goal} |")
     notes = [f"- {LABELS[m.client]} at {m.workload.vus:,} VUs: {m.note}" for m in results if m.note]
-    lines += ["", "KB per added VU: the growth in peak RSS from the row above, per VU added "
-              "(what each VU costs once the process itself is paid for). Of schedule: requests "
-              "sent / (VUs x duration / think time), the share of its schedule the client kept; "
-              "far below 100% means it ran out of CPU (every client has one CPU here) and its "
-              "VUs spent the time waiting rather than sleeping."]
+    lines += ["", "Medians per client and VU count over interleaved rounds. KB per added VU: the "
+              "growth in median peak RSS from the row above, per VU added (what each VU costs once "
+              "the process itself is paid for). Of schedule: requests sent / (VUs x duration / "
+              "think time), the share of its schedule the client kept; far below 100% means it ran "
+              "out of CPU (every client has one CPU here) and its VUs spent the time waiting "
+              "rather than sleeping."]
+    return "\n".join(lines + ([""] + notes if notes else []))
+
+
+def latency_table(results: list[tuple[Measurement, dict[str, float]]],
+                  args: argparse.Namespace) -> str:
+    lines = [
+        f"### Added latency: {args.lat_rate:,} requests/s (constant-arrival-rate, "
+        f"{args.lat_vus} VUs pre-allocated) for {args.lat_duration:g} s against a server that "
+        f"holds each answer {args.lat_hold_ms:g} ms (median of {args.lat_repeat})",
+        "",
+        "| client | added p50 (ms) | added p99 (ms) | added max (ms) | each run's added max (ms) "
+        "| client p50 / p99 / max (ms) | server's hold p50 / p99 / max (ms) |",
+        "|---|---:|---:|---:|---|---|---|",
+    ]
+    by_client: dict[str, list[tuple[Measurement, dict[str, float]]]] = {}
+    for m, server in results:
+        by_client.setdefault(m.client, []).append((m, server))
+    added: dict[str, dict[str, float]] = {}
+    for client, runs in by_client.items():
+        good = [(m, sv) for m, sv in runs if m.ok and m.durations_ms]
+        if not good:
+            lines.append(f"| {LABELS[client]} | failed | | | | | |")
+            continue
+        adds = {k: _median([m.durations_ms[k] - sv[k] for m, sv in good]) for k in ("med", "p99", "max")}
+        added[client] = adds
+        each = " / ".join(f"{m.durations_ms['max'] - sv['max']:.2f}" for m, sv in good)
+        cl = " / ".join(f"{_median([m.durations_ms[k] for m, _ in good]):.2f}" for k in ("med", "p99", "max"))
+        sv = " / ".join(f"{_median([s[k] for _, s in good]):.2f}" for k in ("med", "p99", "max"))
+        lines.append(f"| {LABELS[client]} | {adds['med']:.3f} | {adds['p99']:.3f} | {adds['max']:.2f} "
+                     f"| {each} | {cl} | {sv} |")
+    if "loadaction" in added and "k6" in added:
+        verdicts = [f"{k}: {'met' if added['loadaction'][k] <= added['k6'][k] else 'not met'}"
+                    for k in ("med", "p99", "max")]
+        lines += ["", f"Goal, loadaction's added latency ≤ k6's: {', '.join(verdicts)}."]
+    notes = [f"- {LABELS[m.client]} run: {m.note}" for m, _ in results if m.note]
+    lines += ["", "Added = the client's own http_req_duration statistic minus the same statistic of "
+              "the holds the server measured itself for exactly that run (bench/hold_server.py: "
+              "from the request parsed to the answer written), so the server's timer and loop are "
+              "not counted against the client. p99 is nearest-rank on the server's list and the "
+              "tool's own estimate on the client's (HDR for loadaction, k6's for k6)."]
     return "\n".join(lines + ([""] + notes if notes else []))
 
 
@@ -572,7 +754,10 @@ def reproduce_command(args: argparse.Namespace) -> str:
     """Every option spelled out, so a change of defaults does not change the meaning."""
     argv = ["bench/bench.py", "--vus", str(args.vus), "--duration", f"{args.duration:g}",
             "--repeat", str(args.repeat), "--mem-vus", ",".join(map(str, args.mem_vus)),
-            "--mem-duration", f"{args.mem_duration:g}", "--think", f"{args.think:g}",
+            "--mem-duration", f"{args.mem_duration:g}", "--mem-repeat", str(args.mem_repeat),
+            "--think", f"{args.think:g}", "--lat-rate", str(args.lat_rate),
+            "--lat-vus", str(args.lat_vus), "--lat-duration", f"{args.lat_duration:g}",
+            "--lat-hold-ms", f"{args.lat_hold_ms:g}", "--lat-repeat", str(args.lat_repeat),
             "--clients", ",".join(args.clients), "--server", args.server]
     if args.only:
         argv += ["--only", args.only]
@@ -629,18 +814,26 @@ def _clients(text: str) -> tuple[str, ...]:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--only", choices=("throughput", "memory"), help="run one part only")
+    p.add_argument("--only", choices=("throughput", "memory", "latency"), help="run one part only")
     p.add_argument("--vus", type=int, default=50, help="throughput: concurrent VUs (50)")
     p.add_argument("--duration", type=float, default=10.0, help="throughput: seconds per run (10)")
     p.add_argument("--repeat", type=int, default=3, help="throughput: runs per client; median (3)")
     p.add_argument("--mem-vus", type=_int_list, default=[1000, 10000],
                    help="memory: VU counts, comma-separated (1000,10000)")
     p.add_argument("--mem-duration", type=float, default=15.0, help="memory: seconds per run (15)")
+    p.add_argument("--mem-repeat", type=int, default=1,
+                   help="memory: interleaved rounds; medians (1)")
+    p.add_argument("--lat-rate", type=int, default=500, help="latency: requests/s (500)")
+    p.add_argument("--lat-vus", type=int, default=50, help="latency: VUs pre-allocated (50)")
+    p.add_argument("--lat-duration", type=float, default=10.0, help="latency: seconds per run (10)")
+    p.add_argument("--lat-hold-ms", type=float, default=10.0,
+                   help="latency: the server's hold per answer (10)")
+    p.add_argument("--lat-repeat", type=int, default=3, help="latency: interleaved rounds; medians (3)")
     p.add_argument("--think", type=float, default=1.0, help="memory: sleep after each request (1)")
     p.add_argument("--mem-limit-mb", type=int, default=16384,
                    help="stop a client whose RSS passes this (16384)")
     p.add_argument("--clients", type=_clients, default=CLIENTS,
-                   help="comma-separated subset of loadaction,bare,k6 (all)")
+                   help="comma-separated subset of " + ",".join(CLIENTS) + " (all)")
     p.add_argument("--server", choices=("nginx", "aiohttp"), default="nginx",
                    help="the target (nginx; aiohttp when nginx is missing)")
     p.add_argument("--pin", action=argparse.BooleanOptionalAction, default=True,
@@ -709,6 +902,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.only in (None, "memory"):
                 sections.append(memory_table(memory(tools, server.url, args, tmp, log), args))
             kind = server.kind
+        if args.only in (None, "latency"):
+            sections.append(latency_table(latency(tools, args, tmp, server_cpus, log), args))
     text = report(sections, tools, kind, args, server_cpus, client_cpus)
     print(text)
     if not args.no_write:
