@@ -29,7 +29,7 @@ def test_reads_equal_recording_each_sample(samples):
     hist = _direct(samples)
     assert sink.count == hist.total_count
     folded = sink.hist  # the inlined fold: bucket for bucket what record_value gives
-    assert list(folded.counts) == list(hist.counts)
+    assert bytes(folded.counts) == bytes(hist.counts)
     assert (folded.min_value, folded.max_value) == (hist.min_value, hist.max_value)
     assert sink.percentiles(PERCENTILES) == [hist.get_value_at_percentile(p) / 1000 for p in PERCENTILES]
     assert sink.percentile(95) == hist.get_value_at_percentile(95) / 1000
