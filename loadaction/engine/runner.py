@@ -159,6 +159,10 @@ class LoadSource(Protocol):
         """(active VUs, VUs allocated) now, summed; None before any is known."""
         ...
 
+    def duration_s(self) -> float | None:
+        """How long the load ran, once it is over (None: unknown)."""
+        ...
+
     def progress(self, since: float, window: int) -> tuple[ScenarioProgress, ...]:
         """Rows for scenarios running, or ended after `since` (load-clock seconds),
         over the last `window` series points."""
@@ -406,6 +410,8 @@ class Run:
                     await asyncio.wait(tasks)
                 ticker.cancel()
             self._load_s = clock.elapsed()
+            if self._load is not None:  # the load's own length, not the messages' latency
+                self._load_s = self._load.duration_s() or self._load_s
         self._roll(self._load_s)
 
     async def _scenario(self, run: ScenarioRun, executor: Executor, t0: float) -> None:

@@ -204,6 +204,12 @@ class WorkerPool:
             return None
         return sum(s["vus"] for s in rows), sum(s["vus_max"] for s in rows)
 
+    def duration_s(self) -> float | None:
+        """The longest worker's load (they started together)."""
+        ends = [w.done["load_s"] for w in self.workers
+                if w.done is not None and w.done.get("load_s") is not None]
+        return max(ends, default=None)
+
     def _by_scenario(self) -> dict[str, list[Mapping[str, Any]]]:
         out: dict[str, list[Mapping[str, Any]]] = {}
         for worker in self.workers:
