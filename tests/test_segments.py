@@ -303,3 +303,27 @@ def test_three_shards_run_exactly_what_one_unsegmented_run_does(target: Any, wri
                 assert abs(counted[scenario.name] - planned) <= 1, (index, scenario.name)
     for name in ("car", "rar"):
         assert abs(sum(c[name] for c in counts) - full[name]) <= 3, name
+
+
+def test_vu_numbers_are_unique_across_shards(target: Any, write_plan: Any,
+                                                                     tmp_path: Path) -> None:
+    """A plan keying accounts on `vu` (the bundled ticket purchase's emails) must
+    never have two shards use one: each shard's VUs take its striped numbers."""
+    plan = write_plan(f"""
+        target: {target.url}
+        scenarios:
+          a: {{executor: per-vu-iterations, vus: 5, iterations: 1, exec: f}}
+          b: {{executor: per-vu-iterations, vus: 2, iterations: 1, exec: f}}
+        flows:
+          f: [{{request: {{method: POST, url: /scan, json: {{ticket: "vu-{{{{ vu }}}}"}}}}}}]
+    """)
+    _run(plan, tmp_path / "whole")
+    whole = set(target.app[SCANS])
+    assert whole == {f"vu-{n}" for n in range(1, 8)}
+    target.app[SCANS].clear()
+    target.hits.clear()
+    for index in (1, 2, 3):
+        _run(plan, tmp_path / f"shard{index}", "--shard", f"{index}/3")
+    # seven VUs, seven numbers: none used twice (a shard's are its striped ones, so they
+    # need not be 1..7 as in the whole run)
+    assert target.hits["/scan"] == 7 and len(target.app[SCANS]) == 7

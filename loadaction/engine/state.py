@@ -91,9 +91,13 @@ class RunState:
         return None if attribution is None else attribution.label_at(self.clock.elapsed())
 
     def next_vu_id(self) -> int:
-        """VU numbers are unique across the run, 1-based, like k6's __VU."""
+        """VU numbers are unique across the run, 1-based, like k6's __VU; and
+        across the whole test when this run is one execution segment (a
+        shard or a worker): its n-th VU takes the n-th number its segment owns
+        in the striping, so a plan keying accounts on `vu` never sees two
+        shards use the same one (k6's exec.vu.idInTest)."""
         self.vu_seq += 1
-        return self.vu_seq
+        return self.plan.execution.global_index(self.vu_seq - 1) + 1
 
     def notice(self, text: str) -> None:
         if text not in self.notices:
