@@ -9,9 +9,11 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -268,9 +270,27 @@ def test_a_late_start_within_the_tolerance_runs_and_says_so(tmp_path):
     assert any("2.000s late" in n for n in doc["notices"])
 
 
-def test_sigint_while_waiting_exits_3_and_sends_nothing(target, tmp_path):
+def _stderr_until(proc: subprocess.Popen[str], text: str, said: str = "",
+                  timeout_s: float = 60.0) -> str:
+    """What the process wrote on stderr, once it holds `text` (read from the
+    pipe itself, so a line never printed fails the test instead of hanging it)."""
+    fd = proc.stderr.fileno()  # type: ignore[union-attr]
+    deadline = time.monotonic() + timeout_s
+    while text not in said:
+        left = deadline - time.monotonic()
+        assert left > 0 and select.select([fd], [], [], left)[0], f"no {text!r} in {said!r}"
+        chunk = os.read(fd, 65536)
+        assert chunk, f"stderr closed before {text!r}: {said!r}"
+        said += chunk.decode()
+    return said
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_sigint_while_waiting_exits_3_and_sends_nothing(target, tmp_path, workers):
     """A real process with a start an hour away: SIGINT ends the wait at
-    once; results say cancelled and stopped, and the server saw no request."""
+    once; results say cancelled and stopped, and the server saw no request.
+    Workers are started before the wait (so the load is not late by their
+    start-up) and end with the run, having sent nothing."""
     plan = tmp_path / "plan.yml"
     plan.write_text(f"target: {target.url}\nscenarios:\n"
                     "  s: {executor: constant-vus, vus: 2, duration: 10s, exec: f}\n"
@@ -279,12 +299,16 @@ def test_sigint_while_waiting_exits_3_and_sends_nothing(target, tmp_path):
     out = tmp_path / "out"
     proc = subprocess.Popen(
         [sys.executable, "-m", "loadaction", "run", str(plan), "--out", str(out), "--quiet",
-         "--start-at", at],
+         "--start-at", at, "--workers", workers],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    pids: list[int] = []
     try:
-        line = proc.stderr.readline()
-        assert "the load waits for" in line, line + proc.stderr.read()
+        said = _stderr_until(proc, "the load waits for")
+        if workers != "1":  # started during the wait (an hour before the instant), not after it
+            said = _stderr_until(proc, "workers started (pids", said)
+            line = said.split("workers started (pids ", 1)[1].split(")", 1)[0]
+            pids = [int(p) for p in line.split(", ")]
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=30)
     finally:
@@ -296,4 +320,7 @@ def test_sigint_while_waiting_exits_3_and_sends_nothing(target, tmp_path):
     assert doc["status"] == "cancelled" and doc["status_reason"] == "SIGINT"
     assert doc["execution"]["start_at"]["outcome"] == "stopped"
     assert doc["duration_s"] == 0.0
+    for pid in pids:  # gone (or a zombie left for init to reap), never still loading
+        stat = Path(f"/proc/{pid}/stat")
+        assert not stat.exists() or stat.read_text().split(") ", 1)[1][0] in "ZX", pid
     assert sum(target.hits.values()) == 0

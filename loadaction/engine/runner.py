@@ -151,6 +151,11 @@ class LoadSource(Protocol):
         """The load, until it ends; `ctx.stop` set: end it gracefully."""
         ...
 
+    async def discard(self) -> None:
+        """Prepared but never run (the run stopped before its start): end the
+        load without it sending anything."""
+        ...
+
     def hard_stop(self) -> None:
         """End in-flight iterations at once (a second Ctrl-C)."""
         ...
@@ -248,6 +253,7 @@ class Run:
         self.scenarios = [] if load is not None else [
             (r, executor_for(r)) for r in (ScenarioRun(self.state, s) for s in plan.scenarios)]
         self._scenarios_task: asyncio.Task[None] | None = None
+        self._load_prepared = False
         self.crash: Exception | None = None
         self._setup_s: float | None = None
         self._load_s = 0.0
@@ -283,6 +289,9 @@ class Run:
                     self._setup_s = monotonic() - began
             state.global_vars.update(self.setup_vars)
             self.setup_done = True
+            if self._load is not None:  # before the --start-at wait: workers take a while to start
+                self._load_prepared = True
+                await self._load.prepare(self.setup_vars)
             if await self._wait_for_start():
                 self._scenarios_task = asyncio.create_task(self._run_scenarios())
                 try:
@@ -300,6 +309,8 @@ class Run:
         finally:
             if self._load_s == 0.0 and self._scenarios_task is not None:
                 self._load_s = state.clock.elapsed()
+            if self._load is not None and self._load_prepared and self._scenarios_task is None:
+                await self._load.discard()  # ready, never let go (stopped while waiting)
             for plugin in self.plugins:
                 await plugin.close()  # before teardown: never leave a fault behind
             if self.setup_done and self.plan.teardown is not None:
@@ -393,8 +404,6 @@ class Run:
 
     async def _run_scenarios(self) -> None:
         with collector.load_phase():
-            if self._load is not None:
-                await self._load.prepare(self.setup_vars)
             clock = self.state.clock
             clock.start()
             t0 = clock.t0

@@ -128,6 +128,20 @@ class WorkerPool:
             self._kill()  # a bug here: never leave load running behind
             raise
 
+    async def discard(self) -> None:
+        """Never told to go: each worker is told to stop (it then ends before
+        its first iteration), given HARD_STOP_GRACE_S, then killed."""
+        self._send("stop")
+        for worker in self.workers:
+            proc = worker.proc
+            if proc is None:
+                continue
+            try:
+                await asyncio.wait_for(proc.wait(), HARD_STOP_GRACE_S)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+
     async def _stop_when(self, stop: asyncio.Event) -> None:
         await stop.wait()
         self._send("stop")
