@@ -468,6 +468,36 @@ def test_tls_verification_refuses_a_self_signed_certificate(
     with_tls_app(certificate, test)
 
 
+@pytest.mark.parametrize("client", ["fast", "aiohttp"])
+@pytest.mark.parametrize("insecure", [True, False])
+def test_the_plans_insecure_skip_tls_verify_holds_for_requests_and_chaos_aborts(
+        certificate: tuple[Path, Path], tmp_path: Path, client: str, insecure: bool) -> None:
+    """defaults.insecureSkipTLSVerify reaches both transports and the aborted
+    requests chaos sends on connections of their own; without it, a
+    self-signed staging certificate is refused by all three."""
+    from loadaction.engine.transports import transport_for
+    from loadaction.plan import load_plan
+
+    async def test(counter: Counting, port: int) -> None:
+        plan_file = tmp_path / "plan.yml"
+        plan_file.write_text(
+            f"target: https://localhost:{port}\n"
+            f"defaults: {{insecureSkipTLSVerify: {str(insecure).lower()}}}\n"
+            "scenarios:\n  s: {executor: per-vu-iterations, exec: f}\n"
+            "flows:\n  f: [{request: {url: /}}]\n")
+        t = transport_for(load_plan(plan_file), client, {})
+        sent = await t.send(req(f"https://localhost:{port}/"))
+        aborted = await t.send_and_abort(req(f"https://localhost:{port}/", "POST", b"{}"))
+        await t.close()
+        if insecure:
+            assert (sent.status, sent.body) == (200, b"hello")
+            assert aborted.error_kind is ErrorKind.ABORTED_BY_CHAOS  # written, then hung up
+        else:
+            assert (sent.status, sent.error_kind) == (0, ErrorKind.TLS)
+            assert (aborted.status, aborted.error_kind) == (0, ErrorKind.TLS)
+    with_tls_app(certificate, test)
+
+
 # ---------------------------------------------------------------- selection
 
 def test_http_client_fast_runs_a_plan_end_to_end(target, write_plan, run_plan) -> None:  # type: ignore[no-untyped-def]

@@ -381,11 +381,14 @@ def _series(shards: Sequence[Shard], offsets: Sequence[float]) -> dict[str, Any]
                 t = point["t"] + offset
                 by_key.setdefault(math.floor(t / interval + 0.5), []).append((t, point))
     return {"interval_s": interval,
-            "scenarios": {name: [_point(by_key[k]) for k in sorted(by_key)]
+            "scenarios": {name: [merged_point(by_key[k]) for k in sorted(by_key)]
                           for name, by_key in buckets.items()}}
 
 
-def _point(parts: Sequence[tuple[float, Mapping[str, Any]]]) -> dict[str, Any]:
+def merged_point(parts: Sequence[tuple[float, Mapping[str, Any]]]) -> dict[str, Any]:
+    """One per-second series point from the same second of several processes
+    (shards here, workers in loadaction/workers): durations through their
+    HDR histograms, so a second's percentiles are exact, counts summed."""
     durations = TrendSink()
     for _, p in parts:
         if p.get("hdr"):

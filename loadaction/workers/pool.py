@@ -24,7 +24,7 @@ from loadaction.engine.runner import ErrorRecord, ScenarioProgress, ScenarioSumm
 from loadaction.engine.status import RunStatus
 from loadaction.metrics.registry import Registry
 from loadaction.metrics.sinks import TrendSink
-from loadaction.results.merge import _point as merged_point  # the one way points are summed
+from loadaction.results.merge import merged_point  # the one way points are summed
 from loadaction.workers.launch import LoadArgs, segment_tuple
 from loadaction.workers.wire import apply_metrics, encode
 

@@ -108,14 +108,14 @@ async def send_and_abort(req: PreparedRequest, tls: ssl.SSLContext) -> HttpResul
             asyncio.open_connection(url.host, port, ssl=tls if secure else None,
                                     server_hostname=url.host if secure else None),
             req.timeout)
+    except ssl.SSLError as exc:  # first: a failed certificate check is a ValueError too
+        return failed(ErrorKind.TLS, f"TLS error with {url.host}:{port}: {exc}",
+                      duration_us=(perf_counter_ns() - start) // 1000)
     except ValueError as exc:
         return failed(ErrorKind.PROTOCOL, f"invalid request: {exc}",
                       duration_us=(perf_counter_ns() - start) // 1000)
     except TimeoutError:
         return failed(ErrorKind.TIMEOUT, f"request timeout after {req.timeout:g}s",
-                      duration_us=(perf_counter_ns() - start) // 1000)
-    except ssl.SSLError as exc:
-        return failed(ErrorKind.TLS, f"TLS error with {url.host}:{port}: {exc}",
                       duration_us=(perf_counter_ns() - start) // 1000)
     except OSError as exc:
         return failed(ErrorKind.CONNECT, f"cannot connect to {url.host}:{port}: {exc.strerror or exc}",
