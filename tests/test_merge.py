@@ -206,7 +206,7 @@ def test_two_shards_merge_to_the_whole_run(runs, tmp_path, capsys):
     merged = _doc_of(tmp_path / "m" / "results.json")
     assert _counts(merged) == _counts(_doc_of(whole))
     assert merged["merge"]["partial"] is False
-    assert merged["execution"] == {"segment": "0:1", "sequence": "0,1/2,1"}
+    assert merged["execution"] == {"segment": "0:1", "sequence": "0,1/2,1", "workers": 2}
     text = capsys.readouterr().out
     assert "1 budget(s) violated" in text and "partial merge" not in text
     assert (tmp_path / "m" / "report.md").read_text().startswith("### ❌")

@@ -123,6 +123,7 @@ def test_two_workers_count_and_judge_what_one_process_does(
         docs[workers] = json.loads((out / "results.json").read_text())
         assert docs[workers]["metrics"]["http_reqs"]["total"]["count"] == target.hits["/ok"]
     assert "2 workers started" in capsys.readouterr().err
+    assert (docs["1"]["execution"]["workers"], docs["2"]["execution"]["workers"]) == (1, 2)
     one, two = _iterations(docs["1"]), _iterations(docs["2"])
     assert (one["pervu"], one["shared"]) == (two["pervu"], two["shared"]) == (20, 13)
     assert abs(one["car"] - two["car"]) <= 2  # arrival rate: within 1 per worker

@@ -125,6 +125,7 @@ class RunOutcome:
     crash: Exception | None = None
     contributions: Mapping[str, Any] = field(default_factory=dict)
     start: StartRecord | None = None  # how the --start-at wait went (None: no --start-at)
+    workers: int = 1  # the processes the load ran in (--workers)
 
     @property
     def duration_s(self) -> float:
@@ -142,6 +143,8 @@ class LoadSource(Protocol):
     its samples are merged into the Run's registry as they arrive, so
     thresholds, abortOnFail, caps, plugins and progress work on the whole
     load; the Run still does preflight, vars, setup, plugins and teardown."""
+
+    processes: int  # how many processes send the load (results: execution.workers)
 
     async def prepare(self, vars: Mapping[str, Any]) -> None:
         """Before the load clock starts: get the load ready (given setup's vars)."""
@@ -539,6 +542,7 @@ class Run:
             series_interval_s=state.series.interval_s, errors=errors, notices=tuple(notices),
             thresholds=thresholds, masker=state.masker, crash=self.crash,
             contributions=contributions, start=self._start,
+            workers=1 if self._load is None else self._load.processes,
         )
 
 

@@ -162,7 +162,8 @@ def build_results(outcome: RunOutcome,
         # what `loadaction merge` lines the shards up by
         "execution": {"segment": str(plan.execution.segment),
                       "sequence": str(plan.execution.sequence),
-                      "start_at": _start_at(outcome.start)},
+                      "start_at": _start_at(outcome.start),
+                      "workers": outcome.workers},
         "scenarios": [
             {"name": s.name, "executor": s.executor, "exec": s.exec,
              "start_time_s": s.start_time_s, "planned_duration_s": s.planned_duration_s,

@@ -230,7 +230,9 @@ def merge_documents(named: Sequence[tuple[str, Mapping[str, Any]]], *,
     covered = sorted((seg for s in shards for seg in s.segments), key=lambda seg: seg.start)
     span = ExecutionSegment(covered[0].start, covered[-1].end)
     if not missing or all(not (span.start <= m.start < span.end) for m in missing):
-        doc["execution"] = {"segment": str(span), "sequence": str(sequence)}
+        doc["execution"] = {"segment": str(span), "sequence": str(sequence),
+                            "workers": sum((s.doc.get("execution") or {}).get("workers", 1)
+                                           for s in shards)}
     doc["merge"] = {
         "shards": [{"file": s.name, "segment": ", ".join(map(str, s.segments)),
                     "status": s.doc["status"], "started_at": s.doc.get("started_at"),

@@ -72,6 +72,7 @@ class WorkerPool:
         self.announce = announce
         self.interval_s = interval_s
         self.workers = [Worker(i, str(segment_tuple(i, count).segment)) for i in range(count)]
+        self.processes = count
         self._notices: dict[str, None] = {}
         self._ctx: LoadContext | None = None
         self._hard = False
