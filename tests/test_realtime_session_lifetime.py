@@ -1,18 +1,20 @@
-"""A 70 s session stays open with heartbeats, against the real demo target
-with its default idle timeout (60 s, Phoenix's): one run, two VUs side by
-side, each holding a session of the bundled dashboard flow's realtime step
-(read from scenarios/dashboard-load.yml) through a 70 s think. One sends the
-step's heartbeat (every 25 s); the other is the same step without it, so the
+"""A session stays open past the target's idle timeout with heartbeats, against
+the real demo target: one run, two VUs side by side, each holding a session of
+the bundled dashboard flow's realtime step (read from
+scenarios/dashboard-load.yml) through a think longer than the timeout. One
+sends the step's heartbeat; the other is the same step without it, so the
 target closes it as idle, and its VU goes on to its next step.
 
-The margins are the protocol's own: 25 s between heartbeats against a 60 s
-timeout, and a 70 s hold against it. What is compared with those bounds is
-what the run measured itself: the sessions' durations (a trend's min and max
-are the exact samples) and when the close was logged. The target's idle
-clock restarts at every frame it reads, the last of the silent session's
-being its join, sent after the session opened: so that session lasts at least
-the timeout. The test takes the hold and little more (72 s beside two CPU
-burners).
+The bundled numbers are Phoenix's and supabase-js's: a 60 s idle timeout,
+a heartbeat every 25 s (checked below). The run uses them scaled by a tenth
+(6 s, 2.5 s, an 8 s hold), the same proportions in 8 s instead of 70: the
+beat still comes with 3.5 s to spare, and the silent session's close is due
+2 s before the hold ends. What is compared with those bounds is what the run
+measured itself: the sessions' durations (a trend's min and max are the
+exact samples) and when the close was logged. The target's idle clock
+restarts at every frame it reads, the last of the silent session's being its
+join, sent after the session opened: so that session lasts at least the
+timeout.
 """
 
 from __future__ import annotations
@@ -28,9 +30,11 @@ from loadaction.demo.realtime import RealtimeSettings
 from tests.dashboard_realtime import realtime_step, writer_flow
 from tests.ws_servers import count, sinks
 
-HOLD_S = 70
-BEATS = 2  # every 25 s, as the bundled step: at 25 s and 50 s of the hold
-IDLE_TIMEOUT_S = RealtimeSettings().idle_timeout_s  # the target's default, which the test uses
+SCALE = 0.1  # the bundled timeout and heartbeat, a tenth as long
+IDLE_TIMEOUT_S = RealtimeSettings().idle_timeout_s * SCALE  # 6 s
+BEAT_S = 25 * SCALE  # the bundled step's 25 s
+HOLD_S = 8
+BEATS = 3  # at 2.5 s, 5 s and 7.5 s of the hold
 TIMER_TICK_MS = 5  # a timer may fire a clock tick early
 SUBSCRIBED_CHECK = "json $.payload.status == ok"  # the bundled on_open's check
 SERVICE_HEADERS = {"apikey": "{{ secrets.SUPABASE_SERVICE_ROLE_KEY }}",
@@ -39,7 +43,7 @@ SERVICE_HEADERS = {"apikey": "{{ secrets.SUPABASE_SERVICE_ROLE_KEY }}",
 
 @pytest.fixture
 def demo(monkeypatch: pytest.MonkeyPatch) -> Iterator[DemoTarget]:
-    with serve_in_thread() as target:
+    with serve_in_thread(realtime=RealtimeSettings(idle_timeout_s=IDLE_TIMEOUT_S)) as target:
         monkeypatch.setenv("SUPABASE_SERVICE_ROLE_KEY", target.keys.service_role_key)
         yield target
 
@@ -47,6 +51,7 @@ def demo(monkeypatch: pytest.MonkeyPatch) -> Iterator[DemoTarget]:
 def lifetime_plan(url: str) -> str:
     """JSON is YAML: the bundled step goes in as read (and once without its heartbeat)."""
     beating = realtime_step()
+    beating["heartbeat"]["every"] = f"{BEAT_S * 1000:g}ms"
     silent = realtime_step()
     del silent["heartbeat"]
     hold = {"think": f"{HOLD_S}s"}
@@ -77,7 +82,8 @@ def session_ms(doc: dict[str, Any], scenario: str) -> float:
 
 
 def test_heartbeats_keep_a_session_open_past_the_idle_timeout(demo, tmp_path, run_plan):
-    assert IDLE_TIMEOUT_S == 60 and realtime_step()["heartbeat"]["every"] == "25s"
+    # the bundled numbers the run scales
+    assert RealtimeSettings().idle_timeout_s == 60 and realtime_step()["heartbeat"]["every"] == "25s"
     plan = tmp_path / "plan.yml"
     plan.write_text(lifetime_plan(demo.url), encoding="utf-8")
     code, doc = run_plan(plan)

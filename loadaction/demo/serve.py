@@ -133,7 +133,8 @@ async def running_target(host: str = "127.0.0.1", port: int = 0, database_url: s
 @contextmanager
 def serve_in_thread(host: str = "127.0.0.1", port: int = 0, database_url: str | None = None,
                     faults: Faults = HEALTHY, keys: DemoKeys | None = None,
-                    timeout_s: float = 30.0) -> Iterator[DemoTarget]:
+                    timeout_s: float = 30.0, realtime: RealtimeSettings | None = None,
+                    ) -> Iterator[DemoTarget]:
     """`running_target` on a private loop in a daemon thread, for synchronous callers."""
     started = threading.Event()
     box: dict[str, object] = {}
@@ -142,7 +143,8 @@ def serve_in_thread(host: str = "127.0.0.1", port: int = 0, database_url: str | 
 
     async def main() -> None:
         try:
-            async with running_target(host, port, database_url, faults, keys) as target:
+            async with running_target(host, port, database_url, faults, keys,
+                                      realtime=realtime) as target:
                 box["target"] = target
                 started.set()
                 await stop.wait()
