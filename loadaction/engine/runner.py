@@ -256,7 +256,6 @@ class Run:
         self.scenarios = [] if load is not None else [
             (r, executor_for(r)) for r in (ScenarioRun(self.state, s) for s in plan.scenarios)]
         self._scenarios_task: asyncio.Task[None] | None = None
-        self._load_prepared = False
         self.crash: Exception | None = None
         self._setup_s: float | None = None
         self._load_s = 0.0
@@ -293,7 +292,6 @@ class Run:
             state.global_vars.update(self.setup_vars)
             self.setup_done = True
             if self._load is not None:  # before the --start-at wait: workers take a while to start
-                self._load_prepared = True
                 await self._load.prepare(self.setup_vars)
             if await self._wait_for_start():
                 self._scenarios_task = asyncio.create_task(self._run_scenarios())
@@ -312,8 +310,9 @@ class Run:
         finally:
             if self._load_s == 0.0 and self._scenarios_task is not None:
                 self._load_s = state.clock.elapsed()
-            if self._load is not None and self._load_prepared and self._scenarios_task is None:
-                await self._load.discard()  # ready, never let go (stopped while waiting)
+            # the load is prepared right after setup: ready, but never let go
+            if self._load is not None and self.setup_done and self._scenarios_task is None:
+                await self._load.discard()
             for plugin in self.plugins:
                 await plugin.close()  # before teardown: never leave a fault behind
             if self.setup_done and self.plan.teardown is not None:

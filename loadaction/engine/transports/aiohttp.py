@@ -51,7 +51,9 @@ from loadaction.engine.transport import (
     WsFrameKind,
     WsHandshake,
 )
-from loadaction.engine.transports.wire import USER_AGENT, send_and_abort, unverified_context
+from loadaction.engine.transports.wire import (
+    USER_AGENT, address, send_and_abort, unverified_context,
+)
 
 
 class _ConnectTiming:
@@ -303,8 +305,8 @@ class AiohttpTransport:
             except LookupError:  # no proxy for this URL, or NO_PROXY names it
                 pass
             else:
-                return proxy.host or "", proxy.port or 80
-        return url.host or "", url.port or (443 if url.scheme in ("https", "wss") else 80)
+                return address(proxy)
+        return address(url)
 
     async def close(self) -> None:
         if self._session is not None:

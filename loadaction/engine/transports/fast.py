@@ -59,7 +59,7 @@ from loadaction.engine.transport import (
 )
 from loadaction.engine.transports.aiohttp import AiohttpTransport
 from loadaction.engine.transports.wire import (
-    request_head, send_and_abort, unverified_context,
+    address, request_head, send_and_abort, unverified_context,
 )
 
 _Key = tuple[object, str, str, int]  # (owner, scheme, host, port)
@@ -353,8 +353,7 @@ class FastTransport:
         scheme = url.scheme
         if scheme not in ("http", "https"):
             return await self._aiohttp().send(req)  # declined: aiohttp says what is wrong
-        host = url.host or ""
-        port = url.port or (443 if scheme == "https" else 80)
+        host, port = address(url)
         key = (CONNECTION_OWNER.get() if self.per_vu else None, scheme, host, port)
         blocked = connecting = tls = 0
         try:
@@ -543,7 +542,7 @@ class FastTransport:
         return await self._aiohttp().ws_connect(req)
 
     def first_hop(self, url: URL) -> tuple[str, int]:
-        return url.host or "", url.port or (443 if url.scheme in ("https", "wss") else 80)
+        return address(url)
 
     async def close(self) -> None:
         for idle in self._idle.values():

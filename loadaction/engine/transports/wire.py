@@ -35,6 +35,12 @@ def _accept_encoding() -> str:
 ACCEPT_ENCODING = _accept_encoding()
 
 
+def address(url: URL) -> tuple[str, int]:
+    """The host and port a connection for `url` dials: yarl already fills in
+    the scheme's default port (80, 443, and ws/wss alike)."""
+    return url.host or "", url.port or 80
+
+
 def unverified_context() -> ssl.SSLContext:
     """k6's insecureSkipTLSVerify: encrypted, but no certificate or name check
     (a staging host with a self-signed certificate)."""
@@ -100,16 +106,16 @@ async def send_and_abort(req: PreparedRequest, tls: ssl.SSLContext) -> HttpResul
     writing."""
     url = req.parsed_url if req.parsed_url is not None else URL(req.url)
     secure = url.scheme in ("https", "wss")
-    port = url.port or (443 if secure else 80)
+    host, port = address(url)
     start = perf_counter_ns()
     try:
         head, _ = request_head(req, url)
         _reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(url.host, port, ssl=tls if secure else None,
-                                    server_hostname=url.host if secure else None),
+            asyncio.open_connection(host, port, ssl=tls if secure else None,
+                                    server_hostname=host if secure else None),
             req.timeout)
     except ssl.SSLError as exc:  # first: a failed certificate check is a ValueError too
-        return failed(ErrorKind.TLS, f"TLS error with {url.host}:{port}: {exc}",
+        return failed(ErrorKind.TLS, f"TLS error with {host}:{port}: {exc}",
                       duration_us=(perf_counter_ns() - start) // 1000)
     except ValueError as exc:
         return failed(ErrorKind.PROTOCOL, f"invalid request: {exc}",
@@ -118,7 +124,7 @@ async def send_and_abort(req: PreparedRequest, tls: ssl.SSLContext) -> HttpResul
         return failed(ErrorKind.TIMEOUT, f"request timeout after {req.timeout:g}s",
                       duration_us=(perf_counter_ns() - start) // 1000)
     except OSError as exc:
-        return failed(ErrorKind.CONNECT, f"cannot connect to {url.host}:{port}: {exc.strerror or exc}",
+        return failed(ErrorKind.CONNECT, f"cannot connect to {host}:{port}: {exc.strerror or exc}",
                       duration_us=(perf_counter_ns() - start) // 1000)
     connected = perf_counter_ns()
     kind, error = ErrorKind.ABORTED_BY_CHAOS, "aborted by chaos"
