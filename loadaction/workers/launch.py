@@ -68,7 +68,7 @@ def resolve_workers(plan: Plan, requested: int | str) -> int:
         check_workers(plan, int(requested))
         return int(requested)
     count = available_cores()
-    if plan.chaos or not plan.execution.is_full:
+    if not plan.execution.is_full:
         return 1
     if plan.limits.max_requests is not None:
         count = min(count, plan.limits.max_requests)
@@ -83,7 +83,9 @@ def segment_tuple(index: int, count: int) -> ExecutionTuple:
 
 def worker_plan(plan: Plan) -> Plan:
     """A worker's plan: its load only. Thresholds are judged, and setup,
-    teardown, chaos and probes run, once, in the parent."""
+    teardown, fault actions and probes run, once, in the parent (a worker
+    plays the client-side faults and follows the parent's fault windows:
+    chaos/plugin.py)."""
     return replace(plan, thresholds=(), setup=None, teardown=None, chaos=(), probes=())
 
 
@@ -106,10 +108,6 @@ def check_workers(plan: Plan, count: int) -> None:
     if not plan.execution.is_full:
         raise PlanError(f"--workers {count} cannot be combined with --shard or "
                         f"--execution-segment yet: run each shard with --workers 1")
-    if plan.chaos:
-        raise PlanError(f"--workers {count}: a plan with chaos faults runs in one process "
-                        f"(its faults tag every sample with the phase it was sent in)",
-                        hint="use --workers 1")
     limit = plan.limits.max_requests
     if limit is not None and limit < count:
         raise PlanError(f"--max-requests {limit} is below --workers {count}: every worker "
