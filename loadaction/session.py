@@ -62,13 +62,17 @@ def exit_code(status: RunStatus, violations: int, rollback_failures: int = 0) ->
     return ExitCode.OK
 
 
-def plugins_for(plan: Plan, seed: int | None = None) -> list[RunPlugin]:
+def plugins_for(plan: Plan, seed: int | None = None,
+                workers: WorkerPool | None = None) -> list[RunPlugin]:
     """The plugins a plan asks for: chaos when it has faults, or budgets on
     chaos metrics (a --scenario selection can leave a chaos plan with no
     faults; its budgets then end as `no data`, as the load-time warning says),
-    probes when it has probes."""
+    probes when it has probes. With `workers`, the chaos timeline tells them
+    of every server-side fault's window."""
     chaos = plan.chaos or any(t.metric in CHAOS_METRICS for t in plan.thresholds)
-    plugins: list[RunPlugin] = [ChaosPlugin(plan.chaos, seed=seed)] if chaos else []
+    on_window = None if workers is None else workers.fault_window
+    plugins: list[RunPlugin] = [ChaosPlugin(plan.chaos, seed=seed, on_window=on_window)
+                                ] if chaos else []
     if plan.probes:
         plugins.append(ProbesPlugin(plan))
     return plugins
@@ -82,7 +86,8 @@ def build_run(plan: Plan, *, transport: Transport | None = None, seed: int | Non
     with `workers`, the load runs in them (this Run: setup, plugins, teardown)."""
     if transport is None:
         transport = transport_for(plan, http_client)
-    return Run(plan, transport=transport, plugins=plugins_for(plan, seed), progress=progress,
+    return Run(plan, transport=transport, plugins=plugins_for(plan, seed, workers),
+               progress=progress,
                progress_interval_s=progress_interval_s, seed=seed, start_at=start_at,
                load=workers)
 

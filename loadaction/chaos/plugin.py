@@ -4,6 +4,11 @@ faults (a request layer) and the phase attribution, wired to the run hooks.
 The engine never imports this; the session hands it to the run. At the end
 it contributes a `ChaosReport`: what happened to each fault, the steady-state
 verdicts per phase and the recovery verdicts.
+
+With --workers the parent's plugin runs the timeline (`on_window` publishes
+the server-side faults' windows to the workers) and each worker's is a
+`follower` (chaos/timeline.py): the workers send the requests, so they play
+the client-side faults and attribute the phases.
 """
 
 from __future__ import annotations
@@ -58,9 +63,14 @@ class ChaosPlugin:
     metrics: Mapping[str, MetricInfo] = CHAOS_METRICS
 
     def __init__(self, faults: tuple[Fault, ...], *, seed: int | None = None,
-                 adapter_factory: Callable[..., FaultAdapter] = build_adapter) -> None:
+                 adapter_factory: Callable[..., FaultAdapter] = build_adapter,
+                 follower: bool = False,
+                 on_window: Callable[[FaultRecord], None] | None = None) -> None:
         self._faults = faults
         self._factory = adapter_factory
+        self._follower = follower
+        self._on_window = on_window
+        self._early: list[tuple[str, float | None, float | None, float | None]] = []
         self._render: Callable[[Any], Any] = lambda tpl: None
         self.client = ClientFaults(random.Random(seed), render=lambda tpl: self._render(tpl))
         self._attribution = _Attribution()
@@ -75,9 +85,22 @@ class ChaosPlugin:
         self._render = ctx.render
         self.timeline = ChaosTimeline(self._faults, render=ctx.render, client=self.client,
                                       clock=ctx.clock, stop=ctx.stop,
-                                      adapter_factory=self._factory)
+                                      adapter_factory=self._factory, follower=self._follower,
+                                      on_window=self._on_window)
         self._attribution.timeline = self.timeline
+        for window in self._early:
+            self.timeline.follow(*window)
+        self._early.clear()
         self.timeline.start()
+
+    def follow(self, name: str, planned_at_s: float | None, started_at_s: float | None,
+               ended_at_s: float | None) -> None:
+        """A follower's news of a server-side fault's window; kept until the
+        load starts here when it comes first (the parent's starts earlier)."""
+        if self.timeline is None:
+            self._early.append((name, planned_at_s, started_at_s, ended_at_s))
+        else:
+            self.timeline.follow(name, planned_at_s, started_at_s, ended_at_s)
 
     async def scenario_started(self, name: str) -> None:
         if self.timeline is not None:

@@ -15,6 +15,17 @@ never drifts — or earlier, when the run stops. The timeline is also the
 run's attribution (engine/hooks.py): `label_at(t)` names the faults whose
 window held time t, computed from the windows themselves, so a request's
 phase is exact even when the timeline's own task wakes up late.
+
+Across processes (--workers). The parent's timeline runs every fault and
+publishes each server-side fault's window as it changes (`on_window`); a
+worker's timeline is a follower: it plays the client-side faults itself, on
+its own requests (their windows are set by the plan, and the processes share
+one run clock), and takes the server-side windows from the parent
+(`follow`), so its samples carry the same phases as the parent's record. A
+worker learns of a window edge as soon as its event loop reads the parent's
+message (typically well under a millisecond; under a saturated loop, as long
+as the loop lags); the edge itself is already uncertain by the duration of
+the fault's start action.
 """
 
 from __future__ import annotations
@@ -92,8 +103,15 @@ class ChaosTimeline:
 
     def __init__(self, faults: tuple[Fault, ...], *, render: Callable[[Renderable], Any],
                  client: ClientFaultSwitch, clock: RunClock, stop: asyncio.Event,
-                 adapter_factory: Callable[..., FaultAdapter] = build_adapter) -> None:
+                 adapter_factory: Callable[..., FaultAdapter] = build_adapter,
+                 follower: bool = False,
+                 on_window: Callable[[FaultRecord], None] | None = None) -> None:
+        """`follower`: server-side faults are not run here; their windows come
+        from `follow`. `on_window`: told of every change to a server-side
+        fault's window (planned, opened, closed)."""
         self.records = [FaultRecord(f) for f in faults]
+        self._follower = follower
+        self._on_window = on_window
         self._render = render
         self._client = client
         self._clock = clock
@@ -174,8 +192,20 @@ class ChaosTimeline:
                     until = min(until, edge)
         return since, until
 
-    def _changed(self) -> None:
+    def _changed(self, record: FaultRecord) -> None:
         self._version += 1
+        if self._on_window is not None and record.fault.action.kind not in CLIENT_FAULT_KINDS:
+            self._on_window(record)
+
+    def follow(self, name: str, planned_at_s: float | None, started_at_s: float | None,
+               ended_at_s: float | None) -> None:
+        """A server-side fault's window as the process running it has it."""
+        for record in self.records:
+            if record.fault.name == name:
+                record.planned_at_s = planned_at_s
+                record.started_at_s = started_at_s
+                record.ended_at_s = ended_at_s
+                self._changed(record)
 
     # ------------------------------------------------------------ scheduling
 
@@ -200,12 +230,14 @@ class ChaosTimeline:
 
     async def _one(self, record: FaultRecord) -> None:
         fault = record.fault
+        if self._follower and fault.action.kind not in CLIENT_FAULT_KINDS:
+            return  # run by the parent: its window comes through follow()
         anchor_at = 0.0
         if fault.anchor is not None:
             await self._anchors[fault.anchor].wait()  # cancelled by close() if it never starts
             anchor_at = self._anchor_times[fault.anchor]
         record.planned_at_s = anchor_at + fault.at
-        self._changed()
+        self._changed(record)
         if await self._wait_until(record.planned_at_s):
             return
         try:
@@ -234,7 +266,7 @@ class ChaosTimeline:
             await adapter.start()
         # the window opens once the start has succeeded (and never after its planned end)
         record.started_at_s = min(self._now(), until)
-        self._changed()
+        self._changed(record)
 
     # ------------------------------------------------------------ rollback
 
@@ -248,7 +280,7 @@ class ChaosTimeline:
             now = self._now()
             record.ended_at_s = closes_at if closes_at is not None else (
                 now if end is None else min(now, end))
-            self._changed()
+            self._changed(record)
         fault = record.fault
         if fault.action.kind in CLIENT_FAULT_KINDS:
             self._client.deactivate(fault)

@@ -15,9 +15,12 @@ class RunClock:
         self._now = now
         self.t0 = now()
 
-    def start(self) -> None:
-        """The load starts now: time 0."""
-        self.t0 = self._now()
+    def start(self, at: float | None = None) -> None:
+        """The load starts now: time 0. `at`: the load started at that
+        monotonic instant elsewhere (a worker's parent): CLOCK_MONOTONIC is
+        one clock for every process on the machine, so both processes' run
+        clocks then read the same times."""
+        self.t0 = self._now() if at is None else at
 
     def elapsed(self) -> float:
         return self._now() - self.t0

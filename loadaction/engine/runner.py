@@ -256,6 +256,9 @@ class Run:
         self.scenarios = [] if load is not None else [
             (r, executor_for(r)) for r in (ScenarioRun(self.state, s) for s in plan.scenarios)]
         self._scenarios_task: asyncio.Task[None] | None = None
+        # the load's time 0 as a monotonic instant, when another process (a
+        # worker's parent) started the load and this one runs a share of it
+        self.origin: float | None = None
         self.crash: Exception | None = None
         self._setup_s: float | None = None
         self._load_s = 0.0
@@ -407,7 +410,7 @@ class Run:
     async def _run_scenarios(self) -> None:
         with collector.load_phase():
             clock = self.state.clock
-            clock.start()
+            clock.start(self.origin)
             t0 = clock.t0
             ctx = LoadContext(clock, self.control.stop, self.control.request_stop, self._render)
             for plugin in self.plugins:
@@ -416,14 +419,42 @@ class Run:
                 tasks = [tg.create_task(self._scenario(run, ex, t0)) for run, ex in self.scenarios]
                 if self._load is not None:
                     tasks.append(tg.create_task(self._load.run(ctx, self.state.registry)))
+                    announcer = tg.create_task(self._announce_scenarios(t0))
                 ticker = tg.create_task(self._tick(t0))
                 if tasks:  # a plan of setup or teardown alone runs no load
                     await asyncio.wait(tasks)
                 ticker.cancel()
+                if self._load is not None:
+                    announcer.cancel()
             self._load_s = clock.elapsed()
             if self._load is not None:  # the load's own length, not the messages' latency
                 self._load_s = self._load.duration_s() or self._load_s
         self._roll(self._load_s)
+
+    async def _announce_scenarios(self, t0: float) -> None:
+        """The plugins' scenario hooks when the load runs elsewhere: each
+        scenario starts at its startTime there (the load source's processes
+        share this clock), so a fault `from` a scenario counts from then."""
+        started: list[str] = []
+        try:
+            for scenario in sorted(self.plan.scenarios, key=lambda s: s.start_time):
+                delay = t0 + scenario.start_time - monotonic()
+                if delay > 0:
+                    try:
+                        await asyncio.wait_for(self.control.stop.wait(), delay)
+                        return
+                    except TimeoutError:
+                        pass
+                elif self.control.stop.is_set():
+                    return
+                started.append(scenario.name)
+                for plugin in self.plugins:
+                    await plugin.scenario_started(scenario.name)
+            await asyncio.Event().wait()  # until the load is over
+        finally:
+            for name in started:
+                for plugin in self.plugins:
+                    plugin.scenario_ended(name)
 
     async def _scenario(self, run: ScenarioRun, executor: Executor, t0: float) -> None:
         if await run.sleep_until(t0 + run.scenario.start_time):

@@ -3,7 +3,8 @@ parent (workers/pool.py), never by hand.
 
 stdin carries the parent's commands, one JSON object per line: first the
 spec (plan-loading arguments, the segment, setup's vars), then `go`, and
-`stop` (end gracefully) or `hard` (end in-flight iterations now); its end
+`stop` (end gracefully) or `hard` (end in-flight iterations now), and a
+fault's `window` whenever the parent's chaos timeline changes one; its end
 (the parent is gone) is a graceful stop. stdout carries `ready`, a snapshot
 every interval, and a final snapshot followed by `done` (the status). Any
 other output goes to stderr, so nothing else can corrupt the stream.
@@ -19,6 +20,7 @@ import sys
 import traceback
 from dataclasses import replace
 
+from loadaction.chaos.plugin import ChaosPlugin
 from loadaction.engine.runner import Run
 from loadaction.engine.status import RunStatus
 from loadaction.engine.transports import transport_for
@@ -27,10 +29,16 @@ from loadaction.workers.launch import LoadArgs, segment_tuple, split_limits, wor
 from loadaction.workers.wire import Snapshotter, encode
 
 
-async def _commands(reader: asyncio.StreamReader, run: Run, go: asyncio.Event) -> None:
+async def _commands(reader: asyncio.StreamReader, run: Run, go: asyncio.Event,
+                    chaos: ChaosPlugin | None) -> None:
     while line := await reader.readline():
-        command = json.loads(line)["type"]
-        if command == "go":
+        message = json.loads(line)
+        command = message["type"]
+        if command == "window" and chaos is not None:
+            chaos.follow(message["fault"], message["planned_at_s"], message["started_at_s"],
+                         message["ended_at_s"])
+        elif command == "go":
+            run.origin = message["t0"]
             go.set()
         elif command == "stop":
             run.control.request_stop(RunStatus.CANCELLED, "stopped by the parent")
@@ -59,8 +67,11 @@ async def _main(reader: asyncio.StreamReader, out: asyncio.StreamWriter) -> int:
         out.write(encode({"type": "done", "status": RunStatus.FAILED.value, "reason": str(exc)}))
         await out.drain()
         return int(exc.exit_code)
+    # the client-side faults are played here, on this worker's requests
+    chaos = ChaosPlugin(plan.chaos, follower=True) if plan.chaos else None
     plan = worker_plan(replace(plan, limits=split_limits(plan.limits, execution)))
-    run = Run(plan, transport=transport_for(plan, spec.get("http_client")), vars=spec["vars"])
+    run = Run(plan, transport=transport_for(plan, spec.get("http_client")), vars=spec["vars"],
+              plugins=() if chaos is None else (chaos,))
     loop = asyncio.get_running_loop()
 
     def on_signal() -> None:  # the parent forwards none; someone signalled this worker itself
@@ -72,7 +83,7 @@ async def _main(reader: asyncio.StreamReader, out: asyncio.StreamWriter) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal)
     go = asyncio.Event()
-    commands = asyncio.create_task(_commands(reader, run, go))
+    commands = asyncio.create_task(_commands(reader, run, go, chaos))
     out.write(encode({"type": "ready", "pid": os.getpid()}))
     await go.wait()
     snap = Snapshotter(run)

@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from loadaction.chaos.timeline import FaultRecord
 from loadaction.engine.hooks import LoadContext
 from loadaction.engine.runner import ErrorRecord, ScenarioProgress, ScenarioSummary
 from loadaction.engine.status import RunStatus
@@ -103,14 +104,15 @@ class WorkerPool:
 
     # ------------------------------------------------------------ the load
 
-    def _send(self, command: str) -> None:
+    def _send(self, message: Mapping[str, Any]) -> None:
+        line = encode(message)
         for worker in self.workers:
             proc = worker.proc
             if proc is None or proc.returncode is not None or proc.stdin is None:
                 continue
             if not proc.stdin.is_closing():
                 try:
-                    proc.stdin.write(encode({"type": command}))
+                    proc.stdin.write(line)
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # it is gone: its reader reports it
 
@@ -118,7 +120,7 @@ class WorkerPool:
         self._ctx = ctx
         if not any(w.ready for w in self.workers):
             ctx.request_stop(RunStatus.FAILED, "no worker process started")
-        self._send("go")
+        self._send({"type": "go", "t0": ctx.clock.t0})  # one run clock for all (engine/clock.py)
         try:
             async with asyncio.TaskGroup() as tg:
                 readers = [tg.create_task(self._read(w, registry)) for w in self.workers]
@@ -132,7 +134,7 @@ class WorkerPool:
     async def discard(self) -> None:
         """Never told to go: each worker is told to stop (it then ends before
         its first iteration), given HARD_STOP_GRACE_S, then killed."""
-        self._send("stop")
+        self._send({"type": "stop"})
         for worker in self.workers:
             proc = worker.proc
             if proc is None:
@@ -145,14 +147,21 @@ class WorkerPool:
 
     async def _stop_when(self, stop: asyncio.Event) -> None:
         await stop.wait()
-        self._send("stop")
+        self._send({"type": "stop"})
 
     def hard_stop(self) -> None:
         if self._hard:
             return
         self._hard = True
-        self._send("hard")
+        self._send({"type": "hard"})
         asyncio.get_running_loop().call_later(HARD_STOP_GRACE_S, self._kill)
+
+    def fault_window(self, record: FaultRecord) -> None:
+        """A server-side fault's window changed here: the workers attribute
+        their samples by it (chaos/timeline.py, `follower`)."""
+        self._send({"type": "window", "fault": record.fault.name,
+                    "planned_at_s": record.planned_at_s, "started_at_s": record.started_at_s,
+                    "ended_at_s": record.ended_at_s})
 
     def _kill(self) -> None:
         for worker in self.workers:
