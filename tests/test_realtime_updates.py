@@ -197,7 +197,8 @@ def _matcher(limit: int, notices: list[str]) -> tuple[UpdateMatcher, UpdatesSpec
     spec = UpdatesSpec(Source("plan.yml", 1), write="write",
                        write_key=compile_path("$.id", Source("plan.yml", 1)),
                        key=compile_path("$.id", Source("plan.yml", 1)), deadline=0.05)
-    return UpdateMatcher({"write"}, field_text, notices.append, limit=limit), spec, {
+    return UpdateMatcher({"write": (spec.write_key,)}, field_text, notices.append,
+                         limit=limit), spec, {
         "realtime_update_latency": TrendSink(), "realtime_updates_missed": CounterSink()}
 
 

@@ -102,7 +102,8 @@ def test_the_full_syntax_loads(tmp_path: Path) -> None:
     plan = load_plan(path, env={})
     flow = plan.flows["viewer"]
     assert flow.sessions == ("realtime",)
-    assert plan.realtime_writes == frozenset({"create_checkout"})
+    assert {write: [path.text for path in paths] for write, paths in plan.realtime_writes.items()} \
+        == {"create_checkout": ["$.session_id"]}
     opened = flow.steps[0]
     assert isinstance(opened, WebSocketStep)
     assert (opened.keep, opened.ping, opened.timeout, opened.subprotocols) == ("vu", 20, 10, ("phoenix",))
@@ -370,4 +371,4 @@ def test_the_documented_example_loads(tmp_path: Path) -> None:
     plan = load_plan(path, env={"SUPABASE_ANON_KEY": "anon"})
     opened = plan.flows["viewer"].steps[0]
     assert isinstance(opened, WebSocketStep) and len(opened.on_open) == 4
-    assert plan.realtime_writes == frozenset({"create_checkout"})
+    assert set(plan.realtime_writes) == {"create_checkout"}

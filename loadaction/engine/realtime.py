@@ -2,12 +2,23 @@
 each open subscription receives for it.
 
 Run-wide, because the writer and the subscriber are usually different VUs,
-often of different scenarios. When a watched request's response arrives,
-every subscription open at that moment expects one message with the
-response's key; the message's arrival closes the expectation with its
-latency, and a deadline that passes first counts a miss. The server may
-publish before it answers, so a message nobody expects yet is kept (for the
-deadline) and matched with latency 0 when its write's response comes.
+often of different scenarios, and with --workers of different processes.
+When a watched request's response arrives, every subscription open at that
+moment expects one message with the response's key; the message's arrival
+closes the expectation with its latency, and a deadline that passes first
+counts a miss. The server may publish before it answers, so a message nobody
+expects yet is kept (for the deadline) and matched when its write's response
+comes, with latency 0 for a local write.
+
+Across worker processes, each matcher's `relay` hands every local watched
+response (its keys for every write_key path the plan reads from it, and when
+it arrived) to the other processes, whose `remote_responded` expects it in
+their open subscriptions just as a local write would be. The time is
+time.monotonic(), system-wide on Linux, so latencies and deadlines count from
+the write's own answer, not from when the relay delivered it: a message that
+arrived before the relay did is matched with its real latency. Expectations
+are held in the order they were learned, so a relayed one behind a newer
+local one is judged missed up to the relay's lag late.
 
 Only watched request names reach the matcher; plans without `updates` have
 no matcher at all. Memory is bounded: at most MAX_OUTSTANDING expectations
@@ -19,7 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from time import monotonic
 from typing import Any
@@ -31,6 +42,9 @@ MAX_OUTSTANDING = 100_000
 
 KeyText = Callable[[Any], str]
 SinkFor = Callable[[str], Any]  # metric name -> the sink its sample goes to now
+Relay = Callable[[str, Mapping[str, str], float], None]
+"""(write, write_key path text -> key text, monotonic time its response arrived)
+to the other worker processes."""
 
 
 class UpdateWatch:
@@ -38,13 +52,14 @@ class UpdateWatch:
     answered (`pending`, oldest first) and keys that arrived first (`early`).
     Both keep insertion order, which is deadline order (one deadline each)."""
 
-    __slots__ = ("_changed", "_sink", "_timer", "deadline", "early", "matcher", "pending",
-                 "spec")
+    __slots__ = ("_changed", "_sink", "_timer", "deadline", "early", "matcher", "opened",
+                 "pending", "spec")
 
     def __init__(self, matcher: UpdateMatcher, spec: UpdatesSpec, sink: SinkFor) -> None:
         self.matcher = matcher
         self.spec = spec
         self.deadline = spec.deadline
+        self.opened = monotonic()  # writes answered before this are not its to expect
         self.pending: dict[str, float] = {}  # key -> when its write's response arrived
         self.early: dict[str, float] = {}  # key -> when its message arrived
         self._sink = sink
@@ -57,7 +72,9 @@ class UpdateWatch:
         arrived = self.early.pop(key, None)
         if arrived is not None:
             self.matcher.release(1)
-            self._received(0)  # published before the write's answer came: no wait at all
+            # 0 for a local write (published before its answer came); a relayed
+            # write's answer may predate the message though it is learned later
+            self._received(max(0, round((arrived - written) * 1_000_000)))
             return
         if key in self.pending or not self.matcher.reserve():
             return
@@ -156,16 +173,26 @@ class UpdateWatch:
 
 
 class UpdateMatcher:
-    """The run's watched writes and the open subscriptions waiting for them."""
+    """The run's watched writes and the open subscriptions waiting for them.
 
-    def __init__(self, writes: Iterable[str], key_text: KeyText,
+    `writes` maps each watched request name to the write_key paths the plan's
+    subscriptions read from its response (Plan.realtime_writes): all of them
+    are relayed, since another process may watch a path no local
+    subscription has open. `relay`, set after construction by a worker
+    process, is None in a single process."""
+
+    def __init__(self, writes: Mapping[str, Iterable[JsonPath]], key_text: KeyText,
                  notice: Callable[[str], None], limit: int = MAX_OUTSTANDING) -> None:
         self.writes = frozenset(writes)
         self.key_text = key_text  # how a JSON value compares as a key (42 matches "42")
+        self.relay: Relay | None = None
         self._notice = notice
         self._limit = limit
-        # write -> write_key path text -> (path, the watches reading it)
-        self._watches: dict[str, dict[str, tuple[JsonPath, dict[UpdateWatch, None]]]] = {
+        # write -> write_key path text -> the path
+        self._paths: dict[str, dict[str, JsonPath]] = {
+            write: {path.text: path for path in paths} for write, paths in writes.items()}
+        # write -> write_key path text -> the watches reading it
+        self._watches: dict[str, dict[str, dict[UpdateWatch, None]]] = {
             write: {} for write in self.writes}
         self.outstanding = 0
         self.untracked = 0
@@ -175,29 +202,47 @@ class UpdateMatcher:
         watch = UpdateWatch(self, spec, sink)
         path = spec.write_key
         assert spec.write is not None and path is not None
-        entry = self._watches[spec.write].setdefault(path.text, (path, {}))
-        entry[1][watch] = None
+        self._paths[spec.write].setdefault(path.text, path)
+        self._watches[spec.write].setdefault(path.text, {})[watch] = None
         return watch
 
     def remove(self, watch: UpdateWatch) -> None:
         """No further writes are expected by `watch` (it may still settle)."""
-        entry = self._watches[watch.spec.write].get(watch.spec.write_key.text)  # type: ignore[index, union-attr]
-        if entry is not None:
-            entry[1].pop(watch, None)
+        watches = self._watches[watch.spec.write].get(watch.spec.write_key.text)  # type: ignore[index, union-attr]
+        if watches is not None:
+            watches.pop(watch, None)
 
     def responded(self, write: str, doc: Any) -> None:
-        """The expected (2xx-3xx) response of a watched write has arrived."""
+        """The expected (2xx-3xx) response of a watched write has arrived:
+        expected here, and relayed (once, when the doc holds any key)."""
         if doc is None:
             return
         now = monotonic()
-        for path, watches in self._watches[write].values():
-            if not watches:
+        relay = self.relay
+        watching = self._watches[write]
+        keys: dict[str, str] = {}
+        for text, path in self._paths[write].items():
+            watches = watching.get(text)
+            if not watches and relay is None:
                 continue
             found, value = path.first(doc)
             if found:
-                key = self.key_text(value)
-                for watch in list(watches):
+                keys[text] = key = self.key_text(value)
+                for watch in list(watches or ()):
                     watch.expect(key, now)
+        if relay is not None and keys:
+            relay(write, keys, now)
+
+    def remote_responded(self, write: str, keys: Mapping[str, str], written_at: float) -> None:
+        """Another worker process's watched write answered at `written_at`
+        (its monotonic time): what a local answer then would have meant for
+        the subscriptions open here since then."""
+        for text, watches in self._watches.get(write, {}).items():
+            key = keys.get(text)
+            if key is not None:
+                for watch in list(watches):
+                    if watch.opened <= written_at:
+                        watch.expect(key, written_at)
 
     def reserve(self) -> bool:
         if self.outstanding >= self._limit:

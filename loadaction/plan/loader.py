@@ -31,8 +31,8 @@ from loadaction.plan.metrics import (
     BUILTIN_METRICS, parse_metrics, parse_regressions, parse_thresholds,
 )
 from loadaction.plan.model import (
-    HTTP_CLIENTS, Fault, Flow, Limits, MetricDecl, Plan, PlanWarning, RegressionBudget, Renderable,
-    Scenario, Threshold,
+    HTTP_CLIENTS, Fault, Flow, JsonPath, Limits, MetricDecl, Plan, PlanWarning, RegressionBudget,
+    Renderable, Scenario, Threshold, WsSubscribeStep,
 )
 from loadaction.metrics.registry import CHAOS_METRICS
 from loadaction.plan.probes import PROBE_ERRORS, Probe, parse_probes
@@ -47,7 +47,7 @@ from loadaction.plan.source import Entry, Map, Node, Scalar, Seq, collections_pa
 from loadaction.plan.steps import FlowParser
 from loadaction.plan.template_cache import CachedTemplates
 from loadaction.plan.templates import Static, Templates, is_template
-from loadaction.plan.websocket import check_update_writes
+from loadaction.plan.websocket import check_update_writes, walk
 
 DEFAULT_TIMEOUT = 60.0
 DEFAULT_MAX_BODY = 1 << 20
@@ -209,7 +209,7 @@ def _load_plan(path: str | Path, *, target: str | None, profile: str | None,
         chaos=chaos,
         warnings=tuple(warnings),
         regressions=tuple(regressions),
-        realtime_writes=frozenset(name for name, _ in flow_parser.websocket.writes),
+        realtime_writes=_realtime_writes([*flows.values(), setup, teardown]),
         probes=probes,
         execution=execution,
     )
@@ -372,6 +372,20 @@ def _defaults(node: Node | None, templates: Templates) -> _Defaults:
         parse_headers(defaults.get("headers"), templates), timeout, max_body,
         None if client_node is None else expect_choice(client_node, "httpClient", HTTP_CLIENTS),
         insecure_node is not None and expect_bool(insecure_node, "insecureSkipTLSVerify"))
+
+
+def _realtime_writes(flows: Iterable[Flow | None]) -> dict[str, tuple[JsonPath, ...]]:
+    """Every request some subscription's `updates` waits for, with the
+    write_key paths read from its response: a worker process relays the keys
+    of all of them, also those no subscription of its own watches."""
+    paths: dict[str, dict[str, JsonPath]] = {}
+    for flow in flows:
+        for step in walk(flow.steps) if flow is not None else ():
+            if isinstance(step, WsSubscribeStep) and step.updates is not None:
+                write, path = step.updates.write, step.updates.write_key
+                if write is not None and path is not None:
+                    paths.setdefault(write, {}).setdefault(path.text, path)
+    return {write: tuple(by_text.values()) for write, by_text in paths.items()}
 
 
 def _hook(root: Map, name: str, parser: FlowParser) -> Flow | None:

@@ -621,8 +621,9 @@ class Plan:
     chaos: tuple[Fault, ...] = ()
     warnings: tuple[PlanWarning, ...] = ()  # printed before anything is sent
     regressions: tuple[RegressionBudget, ...] = ()
-    # request names whose responses some subscription's `updates` waits for
-    realtime_writes: frozenset[str] = frozenset()
+    # request names whose responses some subscription's `updates` waits for,
+    # each with the write_key paths read from them (relayed across --workers)
+    realtime_writes: Mapping[str, tuple[JsonPath, ...]] = field(default_factory=dict)
     probes: tuple[Probe, ...] = ()  # sampled while the load runs (plan/probes.py)
     # the share of the plan this process runs (--execution-segment, --shard):
     # the scenarios above are the whole plan's, executors take their share
