@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import math
 import re
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -116,6 +117,11 @@ def execution_from_args(args: argparse.Namespace) -> ExecutionTuple:
         raise PlanError(f"--execution-segment: {exc}") from None
 
 
+WORKERS_ENV = "LOADACTION_WORKERS"
+"""--workers' default when the flag is not given (else `auto`): a machine or
+CI image that must stay in one process (or use a fixed count) says so once."""
+
+
 def workers(text: str) -> int | str:
     """--workers: a positive count, or `auto` (the CPUs this process may use)."""
     if text.strip() == "auto":
@@ -126,13 +132,26 @@ def workers(text: str) -> int | str:
     return int(text)
 
 
+def default_workers(environ: Mapping[str, str]) -> int | str:
+    """--workers when the flag is absent: LOADACTION_WORKERS, else auto. A
+    bad value is a PlanError naming the variable (exit 2)."""
+    from loadaction.errors import PlanError
+    text = environ.get(WORKERS_ENV, "").strip()
+    if not text:
+        return "auto"
+    try:
+        return workers(text)
+    except argparse.ArgumentTypeError as exc:
+        raise PlanError(f"{WORKERS_ENV}: {exc}") from None
+
+
 def add_workers_argument(p: argparse.ArgumentParser) -> None:
     """`--workers` (run, demo)."""
-    p.add_argument("--workers", type=workers, default=1, metavar="N|auto",
+    p.add_argument("--workers", type=workers, default=None, metavar="N|auto",
                    help="run the load in N processes on this machine, each one execution "
                         "segment of it, merged exactly (auto: one per CPU this process may "
-                        "use); setup, teardown, probes and thresholds stay in this one "
-                        "(default 1)")
+                        "use); setup, teardown, probes, fault actions and thresholds stay in "
+                        f"this one (default: ${WORKERS_ENV}, else auto)")
 
 
 _RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?(?P<zone>[Zz]|[+-]\d{2}:\d{2})?")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 import sys
 import traceback
@@ -17,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from loadaction.argtypes import start_at_problem
+from loadaction.argtypes import default_workers, start_at_problem
 from loadaction.chaos.plugin import ChaosPlugin, ChaosReport
 from loadaction.engine.hooks import RunPlugin
 from loadaction.engine.runner import Progress, Run
@@ -118,15 +119,21 @@ async def run_and_report(plan: Plan, *, out: Path | None, quiet: bool = False,
                          progress_interval_s: float = 5.0, after: AfterRun | None = None,
                          baselines: Sequence[Mapping[str, Any]] = (),
                          http_client: str | None = None,
-                         start_at: StartAt | None = None, workers: int | str = 1,
+                         start_at: StartAt | None = None, workers: int | str | None = None,
                          load_args: LoadArgs | None = None) -> ExitCode:
     """`baselines`: earlier runs' results documents; the plan's regression
     budgets are judged against them and gate the run like thresholds.
     `http_client`: the --http-client flag (see engine.transports.transport_for).
     `start_at`: --start-at (the load waits for it after setup). `workers`:
-    --workers (N or auto); above 1 the load runs in that many processes,
-    each loading the plan again from `load_args`."""
-    workers = resolve_workers(plan, workers)
+    --workers (N or auto; None: LOADACTION_WORKERS, else auto); above 1 the
+    load runs in that many processes, each loading the plan again from
+    `load_args`. A caller without `load_args` runs the load in this process."""
+    if load_args is None:
+        if workers not in (None, 1):
+            raise ValueError("workers need the plan's load arguments")
+        workers = 1
+    else:
+        workers = resolve_workers(plan, default_workers(os.environ) if workers is None else workers)
     print_warnings(plan.warnings)  # before anything is sent
 
     def show(progress: Progress) -> None:
@@ -134,9 +141,7 @@ async def run_and_report(plan: Plan, *, out: Path | None, quiet: bool = False,
             print(run.masker(line), file=sys.stderr, flush=True)
 
     pool = None
-    if workers > 1:
-        if load_args is None:
-            raise ValueError("workers need the plan's load arguments")
+    if load_args is not None and workers > 1:
         pool = WorkerPool(workers, load_args, http_client=http_client,
                           announce=lambda line: print(line, file=sys.stderr, flush=True))
     run = build_run(plan, progress=None if quiet else show, progress_interval_s=progress_interval_s,

@@ -9,8 +9,14 @@ from typing import Any
 
 import pytest
 
+from loadaction.argtypes import WORKERS_ENV
 from loadaction.cli import main
 from tests.target import Target, serve
+
+# The suite's runs stay in one process unless a test asks for workers (or,
+# with monkeypatch, for the default): hundreds of short runs would each start
+# a worker per CPU. Set before any test, so subprocesses inherit it.
+os.environ[WORKERS_ENV] = "1"
 
 
 @pytest.fixture

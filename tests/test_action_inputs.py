@@ -95,12 +95,25 @@ def test_baseline_paths_one_per_line_and_no_lookup_flags_without_auto():
     ({"INPUT_FAIL_ON_VIOLATION": "nah"}, "input 'fail-on-violation' must be true or false"),
     ({"INPUT_VARS": "=1"}, "input 'vars', line 1: expected KEY=VALUE"),
     ({"INPUT_COMMENT_KEY": "a-->b"}, "input 'comment-key'"),
+    ({"INPUT_WORKERS": "0"}, "input 'workers' must be a number of processes .1 or more. or auto"),
+    ({"INPUT_WORKERS": "all"}, "input 'workers' must be a number of processes"),
+    ({"INPUT_WORKERS": "2", "INPUT_MODE": "capacity", "INPUT_SCENARIO": "s",
+      "INPUT_MIN_RATE": "1"}, "input 'workers' is for mode run"),
 ])
 def test_bad_inputs_name_the_input(env, message):
     if env:
         env = {"INPUT_TARGET": "https://x.test", **env}
     with pytest.raises(InputError, match=message.replace("(", r"\(")):
         invocation(env, BUNDLED)
+
+
+def test_workers_input_maps_to_the_flag_and_empty_leaves_the_cli_default():
+    call = invocation({"INPUT_TARGET": "https://x.test", "INPUT_WORKERS": " 3 "}, BUNDLED)
+    at = call.argv.index("--workers")
+    assert call.argv[at:at + 2] == ["--workers", "3"]
+    call = invocation({"INPUT_TARGET": "https://x.test", "INPUT_WORKERS": "auto"}, BUNDLED)
+    assert call.argv[call.argv.index("--workers") + 1] == "auto"
+    assert "--workers" not in invocation({"INPUT_TARGET": "https://x.test"}, BUNDLED).argv
 
 
 def test_quick_override_inputs_map_to_k6_s_flags():

@@ -62,6 +62,7 @@ DEFAULTS: Mapping[str, str] = {
     "stages": "",
     "iterations": "",
     "shard": "",
+    "workers": "",
     "start-at": "",
     "merge-from": "",
     "allow-partial": "false",
@@ -118,6 +119,13 @@ def invocation(env: Mapping[str, str], bundled_plan: Path) -> Invocation:
     if quick and mode != "run":
         raise InputError("inputs 'vus', 'duration', 'stages' and 'iterations' are for mode run")
     argv += quick
+    if workers := get("workers").strip():
+        if mode != "run":
+            raise InputError("input 'workers' is for mode run")
+        if not (workers == "auto" or (workers.isdigit() and int(workers) >= 1)):
+            raise InputError(f"input 'workers' must be a number of processes (1 or more) or "
+                             f"auto, got {workers!r}")
+        argv += ["--workers", workers]
     for number, line in enumerate(get("vars").splitlines(), start=1):
         line = line.strip()
         if not line or line.startswith("#"):
