@@ -109,7 +109,7 @@ def test_auto_is_one_per_usable_cpu_where_workers_can_run_the_plan(write_plan: A
     assert resolve_workers(load_plan(path), 3) == 3
     assert resolve_workers(load_plan(path, limits=Limits(max_requests=1)), "auto") == 1
     segmented = load_plan(path, execution=ExecutionTuple(*shard(1, 2)))
-    assert resolve_workers(segmented, "auto") == 1  # a shard runs in one process
+    assert resolve_workers(segmented, "auto") == cores  # its workers split the shard
 
 
 def test_two_workers_count_and_judge_what_one_process_does(
@@ -230,7 +230,6 @@ def test_max_requests_holds_for_the_whole_run_not_per_worker(
 
 @pytest.mark.parametrize("flags, message", [
     (["--workers", "0"], "expected a number of workers"),
-    (["--workers", "2", "--shard", "1/2"], "cannot be combined with --shard"),
     (["--workers", "3", "--max-requests", "2"], "--max-requests 2 is below --workers 3"),
 ])
 def test_workers_flags_that_cannot_work_exit_2_with_one_line(

@@ -14,7 +14,7 @@ from typing import Any
 
 from loadaction.plan.data import segment_rows
 from loadaction.plan.model import DataSource
-from loadaction.plan.segments import FULL_TUPLE, ExecutionTuple
+from loadaction.plan.segments import FULL_TUPLE, Execution
 
 
 class DataExhausted(Exception):
@@ -27,7 +27,7 @@ class Feeder:
     __slots__ = ("spec", "_rows", "_next", "_rng")
 
     def __init__(self, spec: DataSource, rng: random.Random,
-                 execution: ExecutionTuple = FULL_TUPLE) -> None:
+                 execution: Execution = FULL_TUPLE) -> None:
         self.spec = spec
         self._rows = segment_rows(spec, execution)
         self._next = 0

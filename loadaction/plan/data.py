@@ -19,7 +19,7 @@ from typing import Any, cast, get_args
 from loadaction.errors import PlanError
 from loadaction.plan.fields import check_keys, expect_choice, expect_map, expect_str, required
 from loadaction.plan.model import DataMode, DataSource
-from loadaction.plan.segments import ExecutionTuple
+from loadaction.plan.segments import Execution
 from loadaction.plan.source import Entry, Node, format_bytes
 
 DATA_MODES: tuple[str, ...] = get_args(DataMode)
@@ -48,7 +48,7 @@ def parse_data(entries: Mapping[str, Entry]) -> dict[str, DataSource]:
     return sources
 
 
-def segment_rows(source: DataSource, execution: ExecutionTuple) -> tuple[Mapping[str, Any], ...]:
+def segment_rows(source: DataSource, execution: Execution) -> tuple[Mapping[str, Any], ...]:
     """The rows this segment may draw: in `unique` mode its striped share
     (row i is the segment's that owns index i), so the segments of a sequence
     hand out every row exactly once between them; the other modes reuse rows

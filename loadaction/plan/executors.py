@@ -20,7 +20,7 @@ from loadaction.plan.model import (
     ConstantArrivalRate, ConstantVUs, ExecutorSpec, PerVUIterations, RampingArrivalRate,
     RampingVUs, SharedIterations, Stage,
 )
-from loadaction.plan.segments import ExecutionTuple
+from loadaction.plan.segments import Execution
 from loadaction.plan.source import Map, Node
 
 EXECUTOR_OPTIONS: Mapping[str, tuple[str, ...]] = {
@@ -130,7 +130,7 @@ class SegmentShare:
     vus: int  # VUs it starts: vus; startVUs (ramping-vus); preAllocatedVUs (arrival rate)
     max_vus: int  # the most it may have: its share of the peak target, or of maxVUs
     iterations: int | None  # iterations it runs, for the iteration executors; None: time-bound
-    stripe: ExecutionTuple | None  # what its iterations are striped by; None: it runs none
+    stripe: Execution | None  # what its iterations are striped by; None: it runs none
 
     @property
     def runs(self) -> bool:
@@ -143,7 +143,7 @@ class SegmentShare:
         return self.stripe.segment.length if self.stripe is not None else Fraction(0)
 
 
-def segment_share(spec: ExecutorSpec, execution: ExecutionTuple) -> SegmentShare:
+def segment_share(spec: ExecutorSpec, execution: Execution) -> SegmentShare:
     """The segment's share of `spec`; summed over a sequence's segments the
     VUs, iterations and rates are the whole executor's, exactly."""
     scale = execution.scale

@@ -36,7 +36,7 @@ from loadaction.plan.model import (
 )
 from loadaction.metrics.registry import CHAOS_METRICS
 from loadaction.plan.probes import PROBE_ERRORS, Probe, parse_probes
-from loadaction.plan.segments import FULL_TUPLE, ExecutionTuple
+from loadaction.plan.segments import FULL_TUPLE, Execution
 from loadaction.plan.overrides import QuickOverrides, apply_quick_overrides, overridden_scenario
 from loadaction.plan.profiles import parse_profiles, select_profile
 from loadaction.plan.references import check_references
@@ -58,7 +58,7 @@ def load_plan(path: str | Path, *, target: str | None = None, profile: str | Non
               env: Mapping[str, str] | None = None, limits: Limits = Limits(),
               extra_allowed_hosts: Sequence[str] = (), placeholders: bool = False,
               overrides: QuickOverrides = QuickOverrides(),
-              execution: ExecutionTuple = FULL_TUPLE) -> Plan:
+              execution: Execution = FULL_TUPLE) -> Plan:
     """Read, validate and compile a plan; raise one PlanError at the first problem.
 
     `target` (--target) replaces the plan's target, `vars` (--var) replace or
@@ -85,7 +85,7 @@ def _load_plan(path: str | Path, *, target: str | None, profile: str | None,
                scenarios: Sequence[str], vars: Mapping[str, str],
                env: Mapping[str, str] | None, limits: Limits,
                extra_allowed_hosts: Sequence[str], placeholders: bool,
-               overrides: QuickOverrides, execution: ExecutionTuple) -> Plan:
+               overrides: QuickOverrides, execution: Execution) -> Plan:
     env = dict(os.environ if env is None else env)
     warnings: list[PlanWarning] = []
     plan_path = Path(path)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 from loadaction.errors import Source
 from loadaction.metrics.regressions import RegressionExpr
 from loadaction.metrics.thresholds import ThresholdExpr, format_selector
-from loadaction.plan.segments import FULL_TUPLE, ExecutionTuple
+from loadaction.plan.segments import FULL_TUPLE, Execution
 
 if TYPE_CHECKING:
     from loadaction.plan.probes import Probe
@@ -627,4 +627,4 @@ class Plan:
     probes: tuple[Probe, ...] = ()  # sampled while the load runs (plan/probes.py)
     # the share of the plan this process runs (--execution-segment, --shard):
     # the scenarios above are the whole plan's, executors take their share
-    execution: ExecutionTuple = FULL_TUPLE
+    execution: Execution = FULL_TUPLE

@@ -8,7 +8,9 @@ least common denominator `lcd`, each run of `lcd` consecutive indices is dealt
 out by a fixed pattern, so that a segment of length 1/4 owns one index in
 four from the start, not the last quarter. That keeps every prefix of a count
 (a ramp that stops half way, an arrival-rate test cut by its duration) split
-in proportion, within one per segment.
+in proportion, within one per segment. A shard run in worker processes
+nests: each worker takes a segment of the shard's own striping
+(NestedExecution), so the workers' shares sum exactly to the shard's.
 
 Pure and exact (`Fraction`s): the plan loader and the engine both read it.
 """
@@ -18,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from fractions import Fraction
 from math import lcm
+from typing import Protocol
 
 ZERO = Fraction(0)
 ONE = Fraction(1)
@@ -273,3 +276,89 @@ class ExecutionTuple:
 
 
 FULL_TUPLE = ExecutionTuple()
+
+
+class Execution(Protocol):
+    """The share of a test one process runs, as executors, feeders, the VU
+    numbering and the results read it: a plain ExecutionTuple, or a
+    NestedExecution (one worker's share of a shard)."""
+
+    @property
+    def segment(self) -> ExecutionSegment: ...
+    @property
+    def sequence(self) -> SegmentSequence | None: ...
+    @property
+    def full_sequence(self) -> SegmentSequence: ...
+    @property
+    def is_full(self) -> bool: ...
+    def scale(self, value: int) -> int: ...
+    def rescaled(self, value: int) -> Execution | None: ...
+    def global_index(self, n: int) -> int: ...
+    def owns(self, index: int) -> bool: ...
+    def striped_offsets(self) -> tuple[int, tuple[int, ...], int]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class NestedExecution:
+    """Segment `inner` of segment `outer`: worker j of n inside a shard owns
+    the shard's things whose rank among the shard's is owned by `inner`
+    (j/n of 0,1/n,...,1). Other shards may run other worker counts, so the
+    whole test's sequence cannot be re-cut; nesting keeps each shard's
+    striping and splits it again, so the workers' shares sum exactly to the
+    shard's, and the shards' to the whole."""
+
+    outer: ExecutionTuple
+    inner: ExecutionTuple
+
+    @property
+    def segment(self) -> ExecutionSegment:
+        """The composed interval (for display: the ownership is striped, and
+        not that of this segment in any sequence)."""
+        start, length = self.outer.segment.start, self.outer.segment.length
+        return ExecutionSegment(start + length * self.inner.segment.start,
+                                start + length * self.inner.segment.end)
+
+    @property
+    def sequence(self) -> SegmentSequence:
+        """The outer sequence: what results.json records and merge compares."""
+        return self.outer.full_sequence
+
+    @property
+    def full_sequence(self) -> SegmentSequence:
+        return self.outer.full_sequence
+
+    @property
+    def is_full(self) -> bool:
+        return self.outer.is_full and self.inner.is_full
+
+    def scale(self, value: int) -> int:
+        return self.inner.scale(self.outer.scale(value))
+
+    def rescaled(self, value: int) -> NestedExecution | None:
+        """The shard re-cut by the shards' shares of `value`, and within it the
+        workers re-cut by theirs of the shard's share (as one shard process
+        and its workers each would): None if this worker got none."""
+        outer = self.outer.rescaled(value)
+        inner = self.inner.rescaled(self.outer.scale(value))
+        if outer is None or inner is None:
+            return None
+        return NestedExecution(outer, inner)
+
+    def global_index(self, n: int) -> int:
+        return self.outer.global_index(self.inner.global_index(n))
+
+    def owns(self, index: int) -> bool:
+        # outer.scale(index): how many of the shard's indices come before it, its rank
+        return self.outer.owns(index) and self.inner.owns(self.outer.scale(index))
+
+    def striped_offsets(self) -> tuple[int, tuple[int, ...], int]:
+        """As ExecutionTuple's, over one period of both stripings: the shard's
+        inner.lcd cycles hold len(inner owned) x len(outer owned) of this share."""
+        cycle = self.inner.lcd * self.outer.lcd
+        count = self.inner.scale(self.inner.lcd) * self.outer.scale(self.outer.lcd)
+        owned = [self.global_index(n) for n in range(count)]
+        gaps = tuple(b - a for a, b in zip(owned, owned[1:])) + (owned[0] + cycle - owned[-1],)
+        return owned[0], gaps, cycle
+
+    def __str__(self) -> str:
+        return f"{self.inner.segment} of {self.outer}"

@@ -7,7 +7,7 @@ segment."""
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -16,7 +16,9 @@ from loadaction.errors import PlanError
 from loadaction.plan import load_plan
 from loadaction.plan.model import Limits, Plan
 from loadaction.plan.overrides import QuickOverrides
-from loadaction.plan.segments import ExecutionTuple, shard
+from loadaction.plan.segments import (
+    FULL_TUPLE, Execution, ExecutionTuple, NestedExecution, parse_segment, parse_sequence, shard,
+)
 
 
 @dataclass(frozen=True)
@@ -33,7 +35,7 @@ class LoadArgs:
     extra_allowed_hosts: tuple[str, ...] = ()
     overrides: QuickOverrides = QuickOverrides()
 
-    def load(self, execution: ExecutionTuple | None = None) -> Plan:
+    def load(self, execution: Execution | None = None) -> Plan:
         kwargs: dict[str, Any] = {} if execution is None else {"execution": execution}
         return load_plan(self.path, target=self.target, profile=self.profile,
                          scenarios=self.scenarios, vars=dict(self.vars), env=self.env,
@@ -61,24 +63,44 @@ def available_cores() -> int:
 
 
 def resolve_workers(plan: Plan, requested: int | str) -> int:
-    """How many processes run the load. `auto` is one per usable CPU where
-    workers can run the plan, else 1; an explicit N that cannot is refused
+    """How many processes run the load. `auto` is one per usable CPU (a
+    shard's too: its workers split the shard), fewer when --max-requests
+    cannot give each one a request; an explicit N that cannot work is refused
     (check_workers)."""
     if requested != "auto":
         check_workers(plan, int(requested))
         return int(requested)
     count = available_cores()
-    if not plan.execution.is_full:
-        return 1
     if plan.limits.max_requests is not None:
         count = min(count, plan.limits.max_requests)
     return count
 
 
-def segment_tuple(index: int, count: int) -> ExecutionTuple:
+def segment_tuple(index: int, count: int, within: ExecutionTuple = FULL_TUPLE) -> Execution:
     """Worker `index` (from 0) of `count`: segment index/count:(index+1)/count
-    of the equal sequence 0,1/count,...,1."""
-    return ExecutionTuple(*shard(index + 1, count))
+    of the equal sequence 0,1/count,...,1, of the parent's own share `within`
+    (its --shard or --execution-segment): nested, so the workers' shares sum
+    exactly to the shard's."""
+    inner = ExecutionTuple(*shard(index + 1, count))
+    return inner if within.is_full else NestedExecution(within, inner)
+
+
+def within_to_json(execution: Execution) -> list[str] | None:
+    """The parent's share (its plan's `execution`) for the workers' spec:
+    [segment, sequence], None for the whole test."""
+    if not isinstance(execution, ExecutionTuple):
+        raise TypeError(f"workers split a process's own segment, not {execution}")
+    if execution.is_full:
+        return None
+    return [str(execution.segment), str(execution.full_sequence)]
+
+
+def within_from_json(data: Sequence[str] | None) -> ExecutionTuple:
+    """within_to_json's inverse (the canonical forms parse back exactly)."""
+    if data is None:
+        return FULL_TUPLE
+    segment, sequence = data
+    return ExecutionTuple(parse_segment(segment), parse_sequence(sequence))
 
 
 def worker_plan(plan: Plan) -> Plan:
@@ -89,10 +111,14 @@ def worker_plan(plan: Plan) -> Plan:
     return replace(plan, thresholds=(), setup=None, teardown=None, chaos=(), probes=())
 
 
-def split_limits(limits: Limits, execution: ExecutionTuple) -> Limits:
+def split_limits(limits: Limits, execution: Execution) -> Limits:
     """The run's caps hold for the whole run: each worker gets its segment's
     share of --max-requests (striped, so the shares sum to the cap) and of
-    --max-rps; max-duration is the same for every worker and the parent."""
+    --max-rps; max-duration is the same for every worker and the parent.
+    In a shard the caps are that shard process's own, so its workers split
+    them by their inner segment."""
+    if isinstance(execution, NestedExecution):
+        execution = execution.inner
     max_requests = (None if limits.max_requests is None
                     else max(execution.scale(limits.max_requests), 1))
     max_rps = (None if limits.max_rps is None
@@ -105,9 +131,6 @@ def check_workers(plan: Plan, count: int) -> None:
     sent (PlanError, exit 2)."""
     if count < 2:
         return
-    if not plan.execution.is_full:
-        raise PlanError(f"--workers {count} cannot be combined with --shard or "
-                        f"--execution-segment yet: run each shard with --workers 1")
     limit = plan.limits.max_requests
     if limit is not None and limit < count:
         raise PlanError(f"--max-requests {limit} is below --workers {count}: every worker "

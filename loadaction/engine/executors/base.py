@@ -20,7 +20,7 @@ from loadaction.engine.status import RunStatus
 from loadaction.engine.vu import ScenarioShared, StepError, VirtualUser
 from loadaction.engine.websocket.scope import SessionScope
 from loadaction.plan.model import Scenario
-from loadaction.plan.segments import ExecutionTuple
+from loadaction.plan.segments import Execution
 
 
 # VUs are started this many at a time, with the event loop given a turn in
@@ -58,7 +58,7 @@ class ScenarioRun:
         self._iter_duration = state.registry.sink("iteration_duration", self.tags)
         self._dropped = state.registry.sink("dropped_iterations", self.tags)
         self._lateness = state.registry.sink("iteration_start_lateness", self.tags)
-        self._striped: ExecutionTuple | None = None
+        self._striped: Execution | None = None
         self.stripe_iterations(state.plan.execution)
 
     # ------------------------------------------------------------ clock
@@ -91,7 +91,7 @@ class ScenarioRun:
         except TimeoutError:
             return False
 
-    def stripe_iterations(self, execution: ExecutionTuple) -> None:
+    def stripe_iterations(self, execution: Execution) -> None:
         """Number this segment's iterations as `execution` stripes the whole
         test's, so `scenario.iteration` is unique across segments (k6's
         iterationInTest); the full run numbers them 0, 1, 2, ..."""
