@@ -143,6 +143,7 @@ async def run_and_report(plan: Plan, *, out: Path | None, quiet: bool = False,
     pool = None
     if load_args is not None and workers > 1:
         pool = WorkerPool(workers, load_args, http_client=http_client,
+                          within=plan.execution,
                           announce=lambda line: print(line, file=sys.stderr, flush=True))
     run = build_run(plan, progress=None if quiet else show, progress_interval_s=progress_interval_s,
                     http_client=http_client, start_at=start_at, workers=pool)

@@ -267,6 +267,8 @@ def test_installed_as_the_dockerfile_does_the_action_runs(tmp_path, built_from_s
     results = json.loads((workspace / "loadaction-results" / "results.json").read_text())
     assert results["plan"]["name"] == "ticketing"
     assert [s["name"] for s in results["scenarios"]] == ["ticket-purchase"]
+    # no `workers` input, no LOADACTION_WORKERS: the default, one process per usable CPU
+    assert results["execution"]["workers"] == len(os.sched_getaffinity(0))
     assert parse_outputs(output.read_text())["passed"] == "true"
     assert summary.read_text().strip()
     assert len(comments) == 1

@@ -76,6 +76,9 @@ def run_entrypoint(tmp_path: Path, demo: DemoTarget, github: FakeGitHub | None,
     output.touch()
     env = {
         "PATH": os.environ.get("PATH", ""),
+        # one process, as the rest of the suite (conftest); the installed
+        # image's test (test_action_docker_install) runs the default, auto
+        "LOADACTION_WORKERS": "1",
         **demo.env,
         "CI": "true", "GITHUB_ACTIONS": "true",
         "GITHUB_EVENT_NAME": event, "GITHUB_EVENT_PATH": str(event_path),

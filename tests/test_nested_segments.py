@@ -195,7 +195,6 @@ NESTED_PLAN = """
 """
 
 
-@pytest.mark.xfail(strict=True, reason="needs the pool/child wiring (the workers' `within`)")
 def test_a_shard_on_two_workers_sends_exactly_the_shards_share(target: Any, write_plan: Any,
                                                               tmp_path: Path) -> None:
     (tmp_path / "rows.json").write_text(json.dumps([{"id": f"r{i}"} for i in range(40)]))

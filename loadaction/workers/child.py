@@ -4,9 +4,12 @@ parent (workers/pool.py), never by hand.
 stdin carries the parent's commands, one JSON object per line: first the
 spec (plan-loading arguments, the segment, setup's vars), then `go`, and
 `stop` (end gracefully) or `hard` (end in-flight iterations now), and a
-fault's `window` whenever the parent's chaos timeline changes one; its end
-(the parent is gone) is a graceful stop. stdout carries `ready`, a snapshot
-every interval, and a final snapshot followed by `done` (the status). Any
+fault's `window` whenever the parent's chaos timeline changes one, and the
+other workers' watched realtime `write`s; its end (the parent is gone) is a
+graceful stop. stdout carries `ready`, a snapshot
+every interval, each watched realtime `write` as its answer arrives (the
+parent hands it to the other workers: engine/realtime.py), and a final
+snapshot followed by `done` (the status). Any
 other output goes to stderr, so nothing else can corrupt the stream.
 """
 
@@ -25,7 +28,9 @@ from loadaction.engine.runner import Run
 from loadaction.engine.status import RunStatus
 from loadaction.engine.transports import transport_for
 from loadaction.errors import LoadactionError
-from loadaction.workers.launch import LoadArgs, segment_tuple, split_limits, worker_plan
+from loadaction.workers.launch import (
+    LoadArgs, segment_tuple, split_limits, within_from_json, worker_plan,
+)
 from loadaction.workers.wire import Snapshotter, encode
 
 
@@ -34,7 +39,9 @@ async def _commands(reader: asyncio.StreamReader, run: Run, go: asyncio.Event,
     while line := await reader.readline():
         message = json.loads(line)
         command = message["type"]
-        if command == "window" and chaos is not None:
+        if command == "write" and run.state.realtime is not None:
+            run.state.realtime.remote_responded(message["write"], message["keys"], message["at"])
+        elif command == "window" and chaos is not None:
             chaos.follow(message["fault"], message["planned_at_s"], message["started_at_s"],
                          message["ended_at_s"])
         elif command == "go":
@@ -60,7 +67,7 @@ async def _snapshots(snap: Snapshotter, out: asyncio.StreamWriter, interval_s: f
 
 async def _main(reader: asyncio.StreamReader, out: asyncio.StreamWriter) -> int:
     spec = json.loads(await reader.readline())
-    execution = segment_tuple(spec["index"], spec["count"])
+    execution = segment_tuple(spec["index"], spec["count"], within_from_json(spec["within"]))
     try:
         plan = LoadArgs.from_json(spec["load"]).load(execution)
     except LoadactionError as exc:
@@ -72,6 +79,9 @@ async def _main(reader: asyncio.StreamReader, out: asyncio.StreamWriter) -> int:
     plan = worker_plan(replace(plan, limits=split_limits(plan.limits, execution)))
     run = Run(plan, transport=transport_for(plan, spec.get("http_client")), vars=spec["vars"],
               plugins=() if chaos is None else (chaos,))
+    if (matcher := run.state.realtime) is not None:
+        matcher.relay = lambda write, keys, at: out.write(
+            encode({"type": "write", "write": write, "keys": dict(keys), "at": at}))
     loop = asyncio.get_running_loop()
 
     def on_signal() -> None:  # the parent forwards none; someone signalled this worker itself

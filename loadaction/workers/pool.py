@@ -26,7 +26,8 @@ from loadaction.engine.status import RunStatus
 from loadaction.metrics.registry import Registry
 from loadaction.metrics.sinks import TrendSink
 from loadaction.results.merge import merged_point  # the one way points are summed
-from loadaction.workers.launch import LoadArgs, segment_tuple
+from loadaction.plan.segments import FULL_TUPLE, Execution
+from loadaction.workers.launch import LoadArgs, segment_tuple, within_to_json
 from loadaction.workers.wire import apply_metrics, encode
 
 SNAPSHOT_INTERVAL_S = 1.0
@@ -67,12 +68,17 @@ class WorkerPool:
 
     def __init__(self, count: int, load: LoadArgs, *, http_client: str | None = None,
                  announce: Callable[[str], None] = lambda line: None,
-                 interval_s: float = SNAPSHOT_INTERVAL_S) -> None:
+                 interval_s: float = SNAPSHOT_INTERVAL_S,
+                 within: Execution = FULL_TUPLE) -> None:
+        """`within`: the share of the test this process runs (--shard): the
+        workers split it."""
         self.load = load
+        self.within = within
         self.http_client = http_client
         self.announce = announce
         self.interval_s = interval_s
-        self.workers = [Worker(i, str(segment_tuple(i, count).segment)) for i in range(count)]
+        self.workers = [Worker(i, str(segment_tuple(i, count, within).segment))
+                        for i in range(count)]
         self.processes = count
         self._notices: dict[str, None] = {}
         self._ctx: LoadContext | None = None
@@ -85,7 +91,8 @@ class WorkerPool:
             sys.executable, "-m", "loadaction.workers.child", stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE, start_new_session=True, limit=2**24)
         assert proc.stdin is not None and proc.stdout is not None
-        spec = {"index": worker.index, "count": len(self.workers), "load": self.load.to_json(),
+        spec = {"index": worker.index, "count": len(self.workers), "within": within_to_json(self.within),
+                "load": self.load.to_json(),
                 "vars": dict(vars), "http_client": self.http_client, "interval_s": self.interval_s}
         proc.stdin.write(encode(spec))
         line = await proc.stdout.readline()
@@ -104,10 +111,12 @@ class WorkerPool:
 
     # ------------------------------------------------------------ the load
 
-    def _send(self, message: Mapping[str, Any]) -> None:
+    def _send(self, message: Mapping[str, Any], *, but: Worker | None = None) -> None:
         line = encode(message)
         for worker in self.workers:
             proc = worker.proc
+            if worker is but:
+                continue
             if proc is None or proc.returncode is not None or proc.stdin is None:
                 continue
             if not proc.stdin.is_closing():
@@ -176,7 +185,9 @@ class WorkerPool:
         assert proc.stdout is not None
         while line := await proc.stdout.readline():
             message = json.loads(line)
-            if message["type"] == "snapshot":
+            if message["type"] == "write":  # a watched write answered there: the others expect it
+                self._send(message, but=worker)
+            elif message["type"] == "snapshot":
                 self._apply(worker, message, registry)
             elif message["type"] == "done":
                 worker.done = message
