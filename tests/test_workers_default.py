@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from loadaction.argtypes import WORKERS_ENV, default_workers
 from loadaction.cli import main
 from loadaction.errors import PlanError
 from loadaction.plan import load_plan
+from loadaction.plan.model import Limits
 from loadaction.workers.launch import resolve_workers
 
 PLAN = """
@@ -53,3 +55,26 @@ def test_a_bad_environment_value_exits_2_in_one_line_naming_it(
     assert main(["run", str(path), "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
     assert WORKERS_ENV in err and len(err.splitlines()) == 1
+
+
+def test_auto_starts_no_worker_that_would_have_nothing_to_run(
+        write_plan: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)))  # an 8-CPU machine
+    plan = """
+        target: http://127.0.0.1:1
+        scenarios:
+          s: {{executor: {executor}, exec: f}}
+        flows:
+          f: [{{request: {{url: /ok}}}}]
+    """
+    def auto(executor: str) -> int:
+        return resolve_workers(load_plan(write_plan(plan.format(executor=executor))), "auto")
+    assert auto("per-vu-iterations, vus: 1, iterations: 50") == 1  # one VU: one process
+    assert auto("constant-vus, vus: 3, duration: 1s") == 3
+    assert auto("shared-iterations, vus: 20, iterations: 5") == 5  # five iterations to share
+    assert auto("constant-arrival-rate, rate: 5, duration: 1s, preAllocatedVUs: 2, "
+                "maxVUs: 6") == 6
+    assert auto("ramping-vus, startVUs: 0, stages: [{duration: 1s, target: 100}]") == 8
+    path = write_plan(plan.format(executor="constant-vus, vus: 50, duration: 1s"))
+    assert resolve_workers(load_plan(path, limits=Limits(max_requests=4)), "auto") == 4
+    assert resolve_workers(load_plan(path), 5) == 5  # an explicit count is taken as given

@@ -14,6 +14,7 @@ from typing import Any
 
 from loadaction.errors import PlanError
 from loadaction.plan import load_plan
+from loadaction.plan.executors import segment_share
 from loadaction.plan.model import Limits, Plan
 from loadaction.plan.overrides import QuickOverrides
 from loadaction.plan.segments import (
@@ -58,22 +59,32 @@ class LoadArgs:
 
 
 def available_cores() -> int:
-    """The CPUs this process may run on (its affinity, not the machine's count)."""
-    return len(os.sched_getaffinity(0))
+    """The CPUs this process may run on: its affinity where the system has
+    one (Linux), else the machine's count."""
+    affinity = getattr(os, "sched_getaffinity", None)
+    return len(affinity(0)) if affinity is not None else os.cpu_count() or 1
 
 
 def resolve_workers(plan: Plan, requested: int | str) -> int:
     """How many processes run the load. `auto` is one per usable CPU (a
-    shard's too: its workers split the shard), fewer when --max-requests
-    cannot give each one a request; an explicit N that cannot work is refused
-    (check_workers)."""
+    shard's too: its workers split the shard), but never a worker with
+    nothing to run (a plan of 3 VUs runs in at most 3), nor more than
+    --max-requests can give a request each; an explicit N that cannot work
+    is refused (check_workers)."""
     if requested != "auto":
         check_workers(plan, int(requested))
         return int(requested)
     count = available_cores()
     if plan.limits.max_requests is not None:
         count = min(count, plan.limits.max_requests)
+    while count > 1 and not all(_runs_something(plan, segment_tuple(i, count, plan.execution))
+                                for i in range(count)):
+        count -= 1
     return count
+
+
+def _runs_something(plan: Plan, execution: Execution) -> bool:
+    return any(segment_share(s.executor, execution).runs for s in plan.scenarios)
 
 
 def segment_tuple(index: int, count: int, within: ExecutionTuple = FULL_TUPLE) -> Execution:
