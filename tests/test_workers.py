@@ -22,6 +22,7 @@ from loadaction.cli import main
 from loadaction.engine.runner import Run
 from loadaction.metrics.registry import MetricInfo, Registry
 from loadaction.plan.model import Limits
+from loadaction.report import render
 from loadaction.workers.launch import resolve_workers, segment_tuple, split_limits
 from loadaction.workers.wire import Snapshotter, apply_metrics
 
@@ -124,6 +125,11 @@ def test_two_workers_count_and_judge_what_one_process_does(
         assert docs[workers]["metrics"]["http_reqs"]["total"]["count"] == target.hits["/ok"]
     assert "2 workers started" in capsys.readouterr().err
     assert (docs["1"]["execution"]["workers"], docs["2"]["execution"]["workers"]) == (1, 2)
+    # the reports say how many processes sent the load
+    assert "**2 processes**, merged exactly" in render(docs["2"], "md")
+    assert "processes" not in render(docs["1"], "md")
+    assert re.search(r"processes\.*: 2, their samples merged exactly",
+                     render(docs["2"], "text", color=False))
     one, two = _iterations(docs["1"]), _iterations(docs["2"])
     assert (one["pervu"], one["shared"]) == (two["pervu"], two["shared"]) == (20, 13)
     assert abs(one["car"] - two["car"]) <= 2  # arrival rate: within 1 per worker

@@ -11,6 +11,13 @@ from typing import Any
 FULL_SEGMENT = "0:1"
 
 
+def processes(doc: Mapping[str, Any]) -> int:
+    """How many processes sent the document's load (--workers; a merge's
+    shards' sum); 1 for documents from before it was recorded."""
+    workers = (doc.get("execution") or {}).get("workers")
+    return workers if isinstance(workers, int) and workers > 0 else 1
+
+
 def shard_label(doc: Mapping[str, Any]) -> str | None:
     """`shard 2/4 (segment 1/4:1/2 of 0,1/4,1/2,3/4,1)` for one shard's
     document; None for a whole run, and for a merge (which is the whole, or

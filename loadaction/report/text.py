@@ -43,7 +43,7 @@ from loadaction.report.format import (
     tags_label,
 )
 from loadaction.report.regressions import comparison_label, regression_rows
-from loadaction.report.shard import shard_label
+from loadaction.report.shard import processes, shard_label
 
 _GREEN, _RED, _YELLOW, _BOLD, _RESET = "\x1b[32m", "\x1b[31m", "\x1b[33m", "\x1b[1m", "\x1b[0m"
 _SUB_METRICS = ("http_req_duration", "http_req_failed")
@@ -121,6 +121,8 @@ def _header(doc: Mapping[str, Any], paint: _Paint) -> list[str]:
         ("status", status),
         ("duration", format_duration(doc["duration_s"] * 1000)),
     ]
+    if (count := processes(doc)) > 1:
+        fields.append(("processes", f"{count}, their samples merged exactly"))
     if (shard := shard_label(doc)) is not None:
         fields.append(("share", f"{clean(shard)}: budgets judged on this share only; "
                                 f"loadaction merge judges the run"))

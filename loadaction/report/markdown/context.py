@@ -37,7 +37,7 @@ from loadaction.report.regressions import (
     headline,
     regression_rows,
 )
-from loadaction.report.shard import shard_label
+from loadaction.report.shard import processes, shard_label
 
 # Nobody reads past this many kinds of error; results.json has them all.
 MAX_ERROR_ROWS = 50
@@ -60,6 +60,7 @@ def report_context(doc: Mapping[str, Any], baseline: Mapping[str, Any] | None = 
         "status_reason": doc.get("status_reason") if doc["status"] != "complete" else None,
         "duration": format_duration(doc["duration_s"] * 1000),
         "shard": shard_label(doc),
+        "processes": processes(doc),
         "budgets": tally_budgets(doc),
         "partial_merge": partial_merge(doc),
         "baseline": _baseline_info(baseline) if baseline is not None else None,
