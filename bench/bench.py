@@ -359,7 +359,9 @@ def run_client(tools: Tools, client: str, w: Workload, tmp: Path) -> Measurement
         plan.write_text(loadaction_plan(w))
         base = w.url.split("/", 3)
         cmd = [tools.python, "-m", "loadaction", "run", str(plan), "--target", "/".join(base[:3]),
-               "--http-client", LOADACTION_CLIENTS[client], "--quiet", "--out", str(work)]
+               "--http-client", LOADACTION_CLIENTS[client], "--quiet", "--out", str(work),
+               # one process: what a core does (bench/workers.py measures --workers auto)
+               "--workers", "1"]
     elif client == "bare":
         cmd = [tools.python, str(Path(__file__).resolve()), "_bare", "--url", w.url,
                "--vus", str(w.vus), "--duration", str(w.duration_s), "--think", str(w.think_s),
