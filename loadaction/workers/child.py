@@ -2,15 +2,15 @@
 parent (workers/pool.py), never by hand.
 
 stdin carries the parent's commands, one JSON object per line: first the
-spec (plan-loading arguments, the segment, setup's vars), then `go`, and
-`stop` (end gracefully) or `hard` (end in-flight iterations now), and a
-fault's `window` whenever the parent's chaos timeline changes one, and the
-other workers' watched realtime `write`s; its end (the parent is gone) is a
-graceful stop. stdout carries `ready`, a snapshot
-every interval, each watched realtime `write` as its answer arrives (the
-parent hands it to the other workers: engine/realtime.py), and a final
-snapshot followed by `done` (the status). Any
-other output goes to stderr, so nothing else can corrupt the stream.
+spec (plan-loading arguments, the segment, setup's vars), then `go` (with
+the load's time 0), `stop` (end gracefully) or `hard` (end in-flight
+iterations now), a fault's `window` whenever the parent's chaos timeline
+changes one, and the other workers' watched realtime `write`s; its end (the
+parent is gone) is a graceful stop. stdout carries `ready`, a snapshot every
+interval, each watched realtime `write` as its answer arrives (the parent
+hands it to the other workers: engine/realtime.py), and a final snapshot
+followed by `done` (the status). Any other output goes to stderr, so nothing
+else can corrupt the stream.
 """
 
 from __future__ import annotations
