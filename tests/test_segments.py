@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import random
 from collections import Counter
 from fractions import Fraction
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any
 import pytest
 
 from loadaction.cli import main
+from loadaction.engine.data import Feeder
 from loadaction.engine.executors.stages import arrival_offsets, value_at
 from loadaction.plan import load_plan
 from loadaction.plan.data import segment_rows
@@ -181,6 +183,29 @@ def test_unique_rows_are_dealt_disjointly_and_cover_every_row() -> None:
                         for row in segment_rows(unique, part))
         assert drawn == Counter(range(23)), sequence
         assert all(segment_rows(sequential, part) == rows for part in tuples(sequence))
+
+
+def test_sequential_rows_follow_the_whole_tests_draws_so_segments_start_apart() -> None:
+    """A segment's n-th draw is the whole test's draw its striping numbers: the
+    segments of a sequence together draw 0, 1, 2, ... (mod the rows) once each,
+    and side by side they start on different rows when there are enough (one
+    process's VUs do too)."""
+    rows = tuple({"id": i} for i in range(7))
+    sequential = DataSource("rows", rows, "sequential", Source("plan.yml", 1))
+    whole = Feeder(sequential, random.Random(0))
+    assert [whole.draw()["id"] for _ in range(9)] == [0, 1, 2, 3, 4, 5, 6, 0, 1]
+    for sequence in SEQUENCES:
+        parts = tuples(sequence)
+        draws = [part.scale(70) for part in parts]  # each segment's share of 70 draws
+        seen = Counter()
+        for part, count in zip(parts, draws):
+            feeder = Feeder(sequential, random.Random(0), part)
+            seen.update(feeder.draw()["id"] for _ in range(count))
+        assert seen == Counter({i: 10 for i in range(7)}), sequence
+        many = DataSource("rows", tuple({"id": i} for i in range(23)), "sequential",
+                          Source("plan.yml", 1))
+        firsts = [Feeder(many, random.Random(0), p).draw()["id"] for p in parts]
+        assert len(set(firsts)) == len(parts), sequence
 
 
 # ------------------------------------------------------------------ flags

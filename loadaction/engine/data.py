@@ -4,6 +4,12 @@
 SharedArray indexed per VU and iteration), and, with execution segments,
 once across all the segments (each draws its striped share); running out is
 an outcome the engine reports ("data exhausted"), never a crash.
+
+`sequential` hands rows out in order, starting over at the end. With
+execution segments (shards, workers) a segment's n-th draw is the whole
+test's draw its striping numbers (the global index of n), so processes
+running side by side take different rows, as one process's VUs do, instead
+of each starting at the first row.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ class DataExhausted(Exception):
 
 
 class Feeder:
-    __slots__ = ("spec", "_rows", "_next", "_rng")
+    __slots__ = ("spec", "_rows", "_next", "_rng", "_striped")
 
     def __init__(self, spec: DataSource, rng: random.Random,
                  execution: Execution = FULL_TUPLE) -> None:
@@ -32,6 +38,7 @@ class Feeder:
         self._rows = segment_rows(spec, execution)
         self._next = 0
         self._rng = rng
+        self._striped = None if execution.is_full or spec.mode != "sequential" else execution
 
     def draw(self) -> Mapping[str, Any]:
         rows = self._rows
@@ -42,6 +49,8 @@ class Feeder:
         if mode == "unique" and i >= len(rows):
             raise DataExhausted(self.spec.name, len(rows))
         self._next = i + 1
+        if self._striped is not None:
+            i = self._striped.global_index(i)
         return rows[i % len(rows)]
 
 
