@@ -117,6 +117,37 @@ def _label(t: float, windows: Mapping[str, tuple[float, float]]) -> str:
     return f"after:{max(ended)[1]}" if ended else "before"
 
 
+def phase_counts(doc: Mapping[str, Any], metric: str, name: str) -> dict[str, int]:
+    """A metric's sample counts by phase, for the request `name`."""
+    out: dict[str, int] = {}
+    for row in doc["metrics"][metric]["by_tags"]:
+        if row["tags"].get("name") == name:
+            phase = row["tags"]["phase"]
+            out[phase] = out.get(phase, 0) + row["sink"]["count"]
+    return out
+
+
+def assert_attributed(counted: Mapping[str, int], sent: list[float],
+                      windows: Mapping[str, tuple[float, float]], edge_s: float) -> dict[str, int]:
+    """Each phase counted as many requests as were sent inside it by the
+    windows (send times on the run clock), give or take those sent within
+    `edge_s` of an edge, which may fall either side. Returns the certain ones."""
+    definite: dict[str, int] = {}
+    either: dict[str, int] = {}
+    for t in sent:
+        labels = {_label(t + d, windows) for d in (-edge_s, 0.0, edge_s)}
+        if len(labels) == 1:
+            (label,) = labels
+            definite[label] = definite.get(label, 0) + 1
+        else:
+            for label in labels:
+                either[label] = either.get(label, 0) + 1
+    for label in set(definite) | set(counted):
+        assert definite.get(label, 0) <= counted.get(label, 0) <= (
+            definite.get(label, 0) + either.get(label, 0)), (label, definite, either, counted)
+    return definite
+
+
 def test_every_request_is_attributed_to_the_faults_active_when_it_was_sent(tmp_path, monkeypatch):
     recorder = Recorder()
     target = Target()
@@ -151,26 +182,10 @@ def test_every_request_is_attributed_to_the_faults_active_when_it_was_sent(tmp_p
     assert faults["c"]["planned_at_s"] == faults["b"]["planned_end_s"]
 
     windows = {name: (f["started_at_s"], f["ended_at_s"]) for name, f in faults.items()}
-    definite: dict[str, int] = {}
-    either: dict[str, int] = {}
-    for sent in recorder.sent:
-        t = sent - t0_wall
-        labels = {_label(t + d, windows) for d in (-EDGE_S, 0.0, EDGE_S)}
-        if len(labels) == 1:
-            (label,) = labels
-            definite[label] = definite.get(label, 0) + 1
-        else:
-            for label in labels:
-                either[label] = either.get(label, 0) + 1
-    counted: dict[str, int] = {}
-    for row in doc["metrics"]["http_reqs"]["by_tags"]:
-        if row["tags"]["name"] == "hit":
-            phase = row["tags"]["phase"]
-            counted[phase] = counted.get(phase, 0) + row["sink"]["count"]
+    counted = phase_counts(doc, "http_reqs", "hit")
     assert sum(counted.values()) == len(recorder.sent)
-    for label in set(definite) | set(counted):
-        assert definite.get(label, 0) <= counted.get(label, 0) <= definite.get(label, 0) + either.get(label, 0), (
-            label, definite, either, counted)
+    definite = assert_attributed(counted, [sent - t0_wall for sent in recorder.sent], windows,
+                                 EDGE_S)
     # the overlap is one phase naming both faults; the stall's late requests are after a
     assert definite["during:a,during:b"] >= 10
     assert {"before", "during:a", "during:b", "during:c", "after:c"} <= set(counted)

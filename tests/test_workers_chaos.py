@@ -20,7 +20,7 @@ from loadaction.session import build_run
 from loadaction.workers.launch import LoadArgs
 from loadaction.workers.pool import WorkerPool
 from tests.target import Target
-from tests.test_chaos_attribution import Recorder, _label
+from tests.test_chaos_attribution import Recorder, assert_attributed, phase_counts
 
 EDGE_S = 0.05
 
@@ -48,15 +48,6 @@ chaos:
      stop: {method: POST, url: "{{ env.TARGET }}/fault/srv/stop"}}
   - {name: cut, kind: abort, from: s, at: 1700ms, duration: 500ms, requests: [poke]}
 """
-
-
-def _counts(doc: dict[str, Any], metric: str, name: str) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for row in doc["metrics"][metric]["by_tags"]:
-        if row["tags"].get("name") == name:
-            phase = row["tags"]["phase"]
-            out[phase] = out.get(phase, 0) + row["sink"]["count"]
-    return out
 
 
 def test_faults_run_once_in_the_parent_and_every_worker_sample_has_its_phase(
@@ -91,7 +82,7 @@ def test_faults_run_once_in_the_parent_and_every_worker_sample_has_its_phase(
 
     # the client-side fault was played by both workers: every `poke` sent in
     # its half-second window was cut (40/s: about 20), none outside it
-    aborted = _counts(doc, "chaos_aborted", "poke")
+    aborted = phase_counts(doc, "chaos_aborted", "poke")
     assert set(aborted) == {"during:cut"}
     failed = {row["tags"]["phase"]: row["sink"]
               for row in doc["metrics"]["http_req_failed"]["by_tags"]
@@ -107,21 +98,8 @@ def test_faults_run_once_in_the_parent_and_every_worker_sample_has_its_phase(
     # message; a client-side fault's edges are each worker's own, which the
     # parent's record matches to its own timer's wake-up)
     windows = {name: (f["started_at_s"], f["ended_at_s"]) for name, f in faults.items()}
-    definite: dict[str, int] = {}
-    either: dict[str, int] = {}
-    for sent in recorder.sent:
-        t = sent - t0_wall
-        labels = {_label(t + d, windows) for d in (-EDGE_S, 0.0, EDGE_S)}
-        if len(labels) == 1:
-            (label,) = labels
-            definite[label] = definite.get(label, 0) + 1
-        else:
-            for label in labels:
-                either[label] = either.get(label, 0) + 1
-    hits = _counts(doc, "http_reqs", "hit")
+    hits = phase_counts(doc, "http_reqs", "hit")
     assert sum(hits.values()) == 100  # 40/s for 2.5 s over the two workers, exactly
-    for label in set(definite) | set(hits):
-        assert definite.get(label, 0) <= hits.get(label, 0) <= (
-            definite.get(label, 0) + either.get(label, 0)), (label, definite, either, hits)
+    assert_attributed(hits, [sent - t0_wall for sent in recorder.sent], windows, EDGE_S)
     assert {"before", "during:srv", "after:srv", "during:cut", "after:cut"} <= set(hits)
     assert hits["during:srv"] >= 30  # 40 in the 1 s window, edges aside
