@@ -117,15 +117,18 @@ def test_a_target_that_stays_slow_fails_the_recovery_budget(tmp_path, monkeypatc
     assert verdicts["http_req_duration{phase:after:slow}"] == "fail"
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-def test_a_signal_mid_fault_rolls_it_back_at_once(tmp_path, signum):
+@pytest.mark.parametrize("signum, workers", [
+    (signal.SIGINT, "1"), (signal.SIGTERM, "1"), (signal.SIGINT, "2"),
+])
+def test_a_signal_mid_fault_rolls_it_back_at_once(tmp_path, signum, workers):
     """GitHub cancels with SIGINT, then SIGTERM 7.5 s later: the fault must be
-    gone well before, even though in-flight iterations get a long gracefulStop."""
+    gone well before, even though in-flight iterations get a long gracefulStop.
+    With workers the parent runs the fault and hears the signal."""
     with serve_in_thread() as target:
         plan = _plan(tmp_path, duration="60s", fault="50s", grace="30s")
         proc = subprocess.Popen(
             [sys.executable, "-m", "loadaction", "run", str(plan), "--out", str(tmp_path / "out"),
-             "--progress-interval", "1"],
+             "--progress-interval", "1", "--workers", workers],
             cwd=ROOT, env={**_env(target), "PYTHONPATH": str(ROOT)},
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 15
@@ -142,6 +145,7 @@ def test_a_signal_mid_fault_rolls_it_back_at_once(tmp_path, signum):
     doc = json.loads((tmp_path / "out" / "results.json").read_text())
     assert doc["status"] == "cancelled"
     assert doc["chaos"]["faults"][0]["rollback"] == "ok"
+    assert doc["execution"]["workers"] == int(workers)
 
 
 def test_an_engine_crash_mid_fault_still_rolls_it_back(tmp_path, monkeypatch):
