@@ -18,6 +18,7 @@ from typing import Any, cast, get_args
 
 from loadaction.errors import PlanError
 from loadaction.plan.fields import check_keys, expect_choice, expect_map, expect_str, required
+from loadaction.plan.inputs import PlanInputs
 from loadaction.plan.model import DataMode, DataSource
 from loadaction.plan.segments import Execution
 from loadaction.plan.source import Entry, Node, format_bytes
@@ -27,9 +28,10 @@ MAX_DATA_BYTES = 256 << 20
 """A data file is read whole and held for the run: 256 MiB is millions of rows."""
 
 
-def parse_data(entries: Mapping[str, Entry]) -> dict[str, DataSource]:
+def parse_data(entries: Mapping[str, Entry], inputs: PlanInputs) -> dict[str, DataSource]:
     """`name: {file: rows.json, mode: unique}`; paths are relative to the
-    file that declares them."""
+    file that declares them. Each file read is recorded in `inputs` (the
+    plan's identity covers its data)."""
     sources = {}
     for name, entry in entries.items():
         where = f"in data '{name}'"
@@ -40,7 +42,7 @@ def parse_data(entries: Mapping[str, Entry]) -> dict[str, DataSource]:
         mode = "sequential"
         if mode_node is not None:
             mode = expect_choice(mode_node, "mode", DATA_MODES)
-        rows = _read_rows(name, file_node)
+        rows = _read_rows(name, file_node, inputs)
         if not rows:
             raise PlanError(f"data '{name}' has no rows (mode {mode} needs at least one)",
                             file_node.source)
@@ -58,7 +60,7 @@ def segment_rows(source: DataSource, execution: Execution) -> tuple[Mapping[str,
     return tuple(row for i, row in enumerate(source.rows) if execution.owns(i))
 
 
-def _read_rows(name: str, node: Node) -> tuple[dict[str, Any], ...]:
+def _read_rows(name: str, node: Node, inputs: PlanInputs) -> tuple[dict[str, Any], ...]:
     written = expect_str(node, "file")
     path = Path(os.path.dirname(node.source.file)) / written
     suffix = path.suffix.lower()
@@ -78,6 +80,7 @@ def _read_rows(name: str, node: Node) -> tuple[dict[str, Any], ...]:
     except OSError as exc:
         reason = exc.strerror or str(exc)
         raise PlanError(f"data '{name}': cannot read {path}: {reason}", node.source) from None
+    inputs.record(str(path), data)
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:

@@ -43,7 +43,7 @@ from loadaction.plan.references import check_references
 from loadaction.plan.requests import parse_headers
 from loadaction.plan.safety import check_live_keys, check_max_duration
 from loadaction.plan.scenarios import parse_scenario
-from loadaction.plan.source import Entry, Map, Node, Scalar, Seq, collections_paused
+from loadaction.plan.source import Entry, Map, Node, ReadBudget, Scalar, Seq, collections_paused
 from loadaction.plan.steps import FlowParser
 from loadaction.plan.template_cache import CachedTemplates
 from loadaction.plan.templates import Static, Templates, is_template
@@ -89,7 +89,8 @@ def _load_plan(path: str | Path, *, target: str | None, profile: str | None,
     env = dict(os.environ if env is None else env)
     warnings: list[PlanWarning] = []
     plan_path = Path(path)
-    document = read_plan(plan_path)
+    budget = ReadBudget()  # also records every file read: the plan's inputs_sha256
+    document = read_plan(plan_path, budget=budget)
     root = document.root
     name_node = root.get("name")
     name = expect_str(name_node, "name") if name_node is not None else plan_path.stem
@@ -102,7 +103,7 @@ def _load_plan(path: str | Path, *, target: str | None, profile: str | None,
         hosts = AnyHost(hosts)
     secrets, declared_secrets = _secrets(document.secrets, env, placeholders, warnings)
     metrics = parse_metrics(document.named["metrics"])
-    data = parse_data(document.named["data"])
+    data = parse_data(document.named["data"], budget.inputs)
     plan_vars = _vars(document.named["vars"], vars, templates)
     defaults = _defaults(root.get("defaults"), templates)
     headers, timeout, max_body = defaults.headers, defaults.timeout, defaults.max_body
@@ -187,6 +188,7 @@ def _load_plan(path: str | Path, *, target: str | None, profile: str | None,
     return Plan(
         name=name,
         file=str(plan_path),
+        inputs_sha256=budget.inputs.digest(str(plan_path)),
         target=plan_target,
         allowed_hosts=hosts,
         headers=headers,

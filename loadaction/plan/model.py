@@ -628,3 +628,6 @@ class Plan:
     # the share of the plan this process runs (--execution-segment, --shard):
     # the scenarios above are the whole plan's, executors take their share
     execution: Execution = FULL_TUPLE
+    # SHA-256 over every file the plan was loaded from (plan/inputs.py): the
+    # plan file, its extends bases, includes and data files; None in memory
+    inputs_sha256: str | None = None

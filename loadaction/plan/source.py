@@ -38,6 +38,7 @@ from ruamel.yaml.reader import ReaderError
 from ruamel.yaml.resolver import VersionedResolver
 
 from loadaction.errors import PlanError, Source
+from loadaction.plan.inputs import PlanInputs
 
 try:  # ruamel.yaml.clib: libyaml's parser, about 30 times faster
     from _ruamel_yaml import CParser as _CParser  # type: ignore[import-not-found]
@@ -115,13 +116,14 @@ Node = Scalar | Seq | Map
 
 class ReadBudget:
     """What one plan load may still read, shared by the plan file and every
-    file it includes or extends."""
+    file it includes or extends, and what it has read (`inputs`)."""
 
     def __init__(self, max_bytes: int = MAX_PLAN_BYTES, max_nodes: int = MAX_NODES,
                  max_alias_nodes: int = MAX_ALIAS_NODES) -> None:
         self.max_bytes, self.bytes = max_bytes, 0
         self.max_nodes, self.nodes = max_nodes, 0
         self.max_alias_nodes, self.alias_nodes = max_alias_nodes, 0
+        self.inputs = PlanInputs()
 
 
 def read_yaml(path: Path, display: str, cited_at: Source | None = None,
@@ -130,6 +132,7 @@ def read_yaml(path: Path, display: str, cited_at: Source | None = None,
     the file was named (an include), so a missing file points there."""
     budget = budget or ReadBudget()
     data = _read_bytes(path, display, cited_at, budget)
+    budget.inputs.record(display, data)
     return parse_yaml(_decode(data, display), display, budget)
 
 

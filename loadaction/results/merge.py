@@ -20,14 +20,15 @@ exception to merging as samples: each shard runs its share of the same VU
 schedule, so the run's VUs are the shards' sum.
 
 What is refused (PlanError, exit 2, one line naming the file): documents of
-different plans, profiles, segment sequences or budgets, overlapping
-segments, segments that leave part of 0..1 uncovered (unless
-`allow_partial`, then `merge.partial` says which are missing), a capacity
-search's document, and two documents that both ran chaos faults (their
-faults hit the target twice, and their recovery verdicts each saw one
-segment's traffic: no merge of them is the run the plan budgeted). Probes
-only observe, so the first document's (by segment) are kept and a notice
-says which were left out.
+different plans (by name, by the plan file's digest, or by the digest of
+every file the plan loaded: its includes, bases and data), profiles,
+segment sequences or budgets, overlapping segments, segments that leave
+part of 0..1 uncovered (unless `allow_partial`, then `merge.partial` says
+which are missing), a capacity search's document, and two documents that
+both ran chaos faults (their faults hit the target twice, and their
+recovery verdicts each saw one segment's traffic: no merge of them is the
+run the plan budgeted). Probes only observe, so the first document's (by
+segment) are kept and a notice says which were left out.
 
 Pure: documents in, a document out; reading and writing files is io.py's.
 """
@@ -132,15 +133,22 @@ def read_shard(name: str, doc: Mapping[str, Any]) -> Shard:
 def _identity(shards: Sequence[Shard]) -> None:
     first = shards[0]
     plan = first.doc["plan"]
+    # digests are compared with the first shard that has one: documents from
+    # before a digest existed (absent or null) are not refused on it
+    main, inputs = _digest_of(shards, "sha256"), _digest_of(shards, "inputs_sha256")
     for shard in shards[1:]:
         other = shard.doc["plan"]
         if other.get("name") != plan.get("name"):
             raise PlanError(f"{shard.name}: another plan ({other.get('name')!r}) than "
                             f"{first.name} ({plan.get('name')!r})")
-        for key in ("sha256", "digest"):
-            if plan.get(key) and other.get(key) and plan[key] != other[key]:
-                raise PlanError(f"{shard.name}: another version of plan {plan.get('name')!r} "
-                                f"than {first.name} (its {key} differs)")
+        if main and other.get("sha256") and other["sha256"] != main.doc["plan"]["sha256"]:
+            raise PlanError(f"{shard.name}: another version of plan {plan.get('name')!r} "
+                            f"than {main.name} (its sha256 differs)")
+        if (inputs and other.get("inputs_sha256")
+                and other["inputs_sha256"] != inputs.doc["plan"]["inputs_sha256"]):
+            raise PlanError(f"{shard.name}: loaded other plan inputs than {inputs.name} (an "
+                            f"included, base or data file of plan {plan.get('name')!r} differs: "
+                            f"its inputs_sha256)")
         if other.get("profile") != plan.get("profile"):
             raise PlanError(f"{shard.name}: profile {other.get('profile')!r}, not "
                             f"{plan.get('profile')!r} as in {first.name}")
@@ -150,6 +158,11 @@ def _identity(shards: Sequence[Shard]) -> None:
         if _definitions(shard.doc) != _definitions(first.doc):
             raise PlanError(f"{shard.name}: other thresholds than {first.name} "
                             f"(another --scenario selection or plan?)")
+
+
+def _digest_of(shards: Sequence[Shard], key: str) -> Shard | None:
+    """The first shard whose `plan` carries the digest `key`."""
+    return next((shard for shard in shards if shard.doc["plan"].get(key)), None)
 
 
 def _definitions(doc: Mapping[str, Any]) -> list[tuple[Any, ...]]:
@@ -206,6 +219,9 @@ def merge_documents(named: Sequence[tuple[str, Mapping[str, Any]]], *,
         "tool": {"name": "loadaction", "version": __version__},
         "plan": dict(first["plan"]),
     }
+    inputs = _digest_of(shards, "inputs_sha256")
+    if inputs is not None:  # equal in every shard that has one (_identity)
+        doc["plan"]["inputs_sha256"] = inputs.doc["plan"]["inputs_sha256"]
     times = [(s.doc.get("started_at"), s.doc.get("ended_at")) for s in shards]
     started = [t for t, _ in times if _instant(t) is not None]
     ended = [t for _, t in times if _instant(t) is not None]
