@@ -193,7 +193,7 @@ def test_the_chaos_plan_passes_on_a_healthy_target(tmp_path):
                if f["name"] not in ("forged-webhooks", "rotated-secret"))  # those end with their scenario
     assert doc["chaos"]["recovery"][0]["verdict"] == "pass"
     # the budgets judged per phase had evidence: checkouts sent before, during
-    # and after the slow target (10 VUs at smoke; each sends about every 2 s)
+    # and after the slow target (30 VUs at smoke; each sends about every 2 s)
     for phase, least in (("during:aborted-checkouts", 5), ("during:retried-checkouts", 3),
                          ("during:slow-target", 4), ("after:slow-target", 1)):
         assert _samples(doc, "checkout_errors", phase) >= least, phase
