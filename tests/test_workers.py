@@ -249,3 +249,38 @@ def test_workers_flags_that_cannot_work_exit_2_with_one_line(
     err = capsys.readouterr().err
     assert code == 2
     assert message in err and len(err.strip().splitlines()) == 1
+
+
+CUT_OFF_WORKER = """
+import json, os, signal, sys
+json.loads(sys.stdin.readline())  # the spec
+print(json.dumps({"type": "ready", "pid": os.getpid()}), flush=True)
+json.loads(sys.stdin.readline())  # go
+print(json.dumps({"type": "snapshot", "metrics": [], "series": {}, "scenarios": [],
+                  "errors": [], "errors_dropped": 0, "notices": []}), flush=True)
+sys.stdout.write('{"type": "snapshot", "metrics": [["http_re')  # cut off mid-line
+sys.stdout.flush()
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_a_worker_killed_while_writing_a_message_is_a_lost_worker_not_a_crash(
+        target: Any, write_plan: Any, tmp_path: Path) -> None:
+    import asyncio
+
+    from loadaction.plan import load_plan
+    from loadaction.results.build import build_results
+    from loadaction.session import build_run
+    from loadaction.workers.launch import LoadArgs
+    from loadaction.workers.pool import WorkerPool
+
+    stand_in = tmp_path / "worker.py"
+    stand_in.write_text(CUT_OFF_WORKER)
+    path = write_plan(HELD_PLAN.format(url=target.url, duration="1s"))
+    pool = WorkerPool(2, LoadArgs(str(path)), program=[str(stand_in)])
+    run = build_run(load_plan(path), workers=pool)
+    outcome = asyncio.run(run.execute())
+    doc = build_results(outcome)
+    assert doc["status"] != "crashed", doc["status_reason"]
+    assert sorted(n.split(") ", 1)[1][:28] for n in doc["notices"]) == [
+        "died (killed by SIGKILL) at ", "died (killed by SIGKILL) at "]

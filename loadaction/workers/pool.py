@@ -30,6 +30,7 @@ from loadaction.plan.segments import FULL_TUPLE, Execution
 from loadaction.workers.launch import LoadArgs, segment_tuple, within_to_json
 from loadaction.workers.wire import apply_metrics, encode
 
+WORKER_PROGRAM = ("-m", "loadaction.workers.child")  # run by this Python
 SNAPSHOT_INTERVAL_S = 1.0
 HARD_STOP_GRACE_S = 5.0  # after `hard`, a worker still running is killed
 _STOPS = frozenset({RunStatus.CAPPED, RunStatus.FAILED})  # a worker's end that ends the run
@@ -69,9 +70,12 @@ class WorkerPool:
     def __init__(self, count: int, load: LoadArgs, *, http_client: str | None = None,
                  announce: Callable[[str], None] = lambda line: None,
                  interval_s: float = SNAPSHOT_INTERVAL_S,
-                 within: Execution = FULL_TUPLE) -> None:
+                 within: Execution = FULL_TUPLE,
+                 program: Sequence[str] = WORKER_PROGRAM) -> None:
         """`within`: the share of the test this process runs (--shard): the
-        workers split it."""
+        workers split it. `program`: the worker's arguments to this Python
+        (a test's stand-in for a worker that misbehaves)."""
+        self.program = tuple(program)
         self.load = load
         self.within = within
         self.http_client = http_client
@@ -88,7 +92,7 @@ class WorkerPool:
 
     async def _start(self, worker: Worker, vars: Mapping[str, Any]) -> None:
         proc = worker.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "loadaction.workers.child", stdin=asyncio.subprocess.PIPE,
+            sys.executable, *self.program, stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE, start_new_session=True, limit=2**24)
         assert proc.stdin is not None and proc.stdout is not None
         spec = {"index": worker.index, "count": len(self.workers), "within": within_to_json(self.within),
@@ -184,6 +188,8 @@ class WorkerPool:
             return
         assert proc.stdout is not None
         while line := await proc.stdout.readline():
+            if not line.endswith(b"\n"):
+                break  # cut off: it died writing it (what it sent before is kept)
             message = json.loads(line)
             if message["type"] == "write":  # a watched write answered there: the others expect it
                 self._send(message, but=worker)
