@@ -284,3 +284,35 @@ def test_a_worker_killed_while_writing_a_message_is_a_lost_worker_not_a_crash(
     assert doc["status"] != "crashed", doc["status_reason"]
     assert sorted(n.split(") ", 1)[1][:28] for n in doc["notices"]) == [
         "died (killed by SIGKILL) at ", "died (killed by SIGKILL) at "]
+
+
+def test_a_worker_whose_parent_dies_mid_message_stops_its_load(
+        target: Any, write_plan: Any) -> None:
+    """The real worker, driven by hand: after `go`, its stdin ends inside a
+    line (the parent was killed writing it): it stops gracefully, as when the
+    parent is gone, instead of running its schedule on."""
+    from loadaction.workers.launch import LoadArgs
+
+    path = write_plan(HELD_PLAN.format(url=target.url, duration="60s"))
+    proc = subprocess.Popen([sys.executable, "-m", "loadaction.workers.child"], cwd=ROOT,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert proc.stdin is not None and proc.stdout is not None
+    spec = {"index": 0, "count": 1, "within": None, "load": LoadArgs(str(path)).to_json(),
+            "vars": {}, "http_client": None, "interval_s": 1.0}
+    proc.stdin.write(json.dumps(spec) + "\n")
+    proc.stdin.flush()
+    assert json.loads(proc.stdout.readline())["type"] == "ready"
+    proc.stdin.write(json.dumps({"type": "go", "t0": time.monotonic()}) + "\n")
+    proc.stdin.flush()
+    while json.loads(proc.stdout.readline())["type"] != "snapshot":  # it is sending load
+        pass
+    proc.stdin.write('{"type": "wind')
+    proc.stdin.close()
+    proc.stdin = None  # closed: communicate() only reads
+    try:
+        stdout, _ = proc.communicate(timeout=30)  # not the plan's 60 s
+    finally:
+        proc.kill()  # never leave load running behind a failed test
+    done = json.loads(stdout.strip().splitlines()[-1])
+    assert (done["type"], done["status"]) == ("done", "cancelled")
+    assert target.hits["/ok"] > 0

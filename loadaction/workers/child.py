@@ -37,6 +37,8 @@ from loadaction.workers.wire import Snapshotter, encode
 async def _commands(reader: asyncio.StreamReader, run: Run, go: asyncio.Event,
                     chaos: ChaosPlugin | None) -> None:
     while line := await reader.readline():
+        if not line.endswith(b"\n"):
+            break  # cut off: the parent died writing it
         message = json.loads(line)
         command = message["type"]
         if command == "write" and run.state.realtime is not None:
