@@ -30,6 +30,7 @@ from pathlib import Path
 import pytest
 
 from loadaction.demo import serve_in_thread
+from loadaction.workers.launch import available_cores
 from tests.github_api import TOKEN, pull_request_event, serve
 from tests.test_github_outputs import parse_outputs
 
@@ -268,7 +269,7 @@ def test_installed_as_the_dockerfile_does_the_action_runs(tmp_path, built_from_s
     assert results["plan"]["name"] == "ticketing"
     assert [s["name"] for s in results["scenarios"]] == ["ticket-purchase"]
     # no `workers` input, no LOADACTION_WORKERS: the default, one process per usable CPU
-    assert results["execution"]["workers"] == len(os.sched_getaffinity(0))
+    assert results["execution"]["workers"] == available_cores()
     assert parse_outputs(output.read_text())["passed"] == "true"
     assert summary.read_text().strip()
     assert len(comments) == 1

@@ -23,7 +23,9 @@ from loadaction.engine.runner import Run
 from loadaction.metrics.registry import MetricInfo, Registry
 from loadaction.plan.model import Limits
 from loadaction.report import render
-from loadaction.workers.launch import resolve_workers, segment_tuple, split_limits
+from loadaction.workers.launch import (
+    available_cores, resolve_workers, segment_tuple, split_limits,
+)
 from loadaction.workers.wire import Snapshotter, apply_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -105,7 +107,7 @@ def test_auto_is_one_per_usable_cpu_where_workers_can_run_the_plan(write_plan: A
     from loadaction.plan import load_plan
     from loadaction.plan.segments import ExecutionTuple, shard
     path = write_plan(HELD_PLAN.format(url="http://127.0.0.1:1", duration="1s"))
-    cores = len(os.sched_getaffinity(0))
+    cores = available_cores()
     assert resolve_workers(load_plan(path), "auto") == cores
     assert resolve_workers(load_plan(path), 3) == 3
     assert resolve_workers(load_plan(path, limits=Limits(max_requests=1)), "auto") == 1

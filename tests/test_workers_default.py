@@ -15,7 +15,8 @@ from loadaction.cli import main
 from loadaction.errors import PlanError
 from loadaction.plan import load_plan
 from loadaction.plan.model import Limits
-from loadaction.workers.launch import resolve_workers
+from loadaction.workers import launch
+from loadaction.workers.launch import available_cores, cgroup_cpu_limit, resolve_workers
 
 PLAN = """
     target: {url}
@@ -60,6 +61,7 @@ def test_a_bad_environment_value_exits_2_in_one_line_naming_it(
 def test_auto_starts_no_worker_that_would_have_nothing_to_run(
         write_plan: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)))  # an 8-CPU machine
+    monkeypatch.setattr(launch, "cgroup_cpu_limit", lambda *paths: None)  # with no CPU limit
     plan = """
         target: http://127.0.0.1:1
         scenarios:
@@ -78,3 +80,35 @@ def test_auto_starts_no_worker_that_would_have_nothing_to_run(
     path = write_plan(plan.format(executor="constant-vus, vus: 50, duration: 1s"))
     assert resolve_workers(load_plan(path, limits=Limits(max_requests=4)), "auto") == 4
     assert resolve_workers(load_plan(path), 5) == 5  # an explicit count is taken as given
+
+
+def _cgroup(tmp_path: Path, proc: str, files: dict[str, str]) -> tuple[Path, Path]:
+    root = tmp_path / "cgroup"
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    (tmp_path / "proc-cgroup").write_text(proc)
+    return root, tmp_path / "proc-cgroup"
+
+
+@pytest.mark.parametrize("proc, files, limit", [
+    # cgroup v2 (a container with --cpus 2, a pod with limits.cpu 1.5)
+    ("0::/\n", {"cpu.max": "200000 100000\n"}, 2),
+    ("0::/kubepods/pod1\n", {"kubepods/pod1/cpu.max": "150000 100000\n"}, 2),
+    ("0::/\n", {"cpu.max": "max 100000\n"}, None),
+    # cgroup v1, the controller's own hierarchy, or the container's mounted as its root
+    ("4:cpu,cpuacct:/docker/abc\n", {"cpu,cpuacct/docker/abc/cpu.cfs_quota_us": "300000\n",
+                                     "cpu,cpuacct/docker/abc/cpu.cfs_period_us": "100000\n"}, 3),
+    ("4:cpu,cpuacct:/docker/abc\n", {"cpu,cpuacct/cpu.cfs_quota_us": "50000\n",
+                                     "cpu,cpuacct/cpu.cfs_period_us": "100000\n"}, 1),
+    ("4:cpu,cpuacct:/\n", {"cpu,cpuacct/cpu.cfs_quota_us": "-1\n",
+                           "cpu,cpuacct/cpu.cfs_period_us": "100000\n"}, None),
+    ("", {}, None),  # no cgroup to read
+])
+def test_a_cgroup_cpu_limit_caps_the_usable_cpus(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, proc: str, files: dict[str, str],
+        limit: int | None) -> None:
+    root, proc_file = _cgroup(tmp_path, proc, files)
+    assert cgroup_cpu_limit(root, proc_file) == limit
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)))  # the host's CPUs
+    assert available_cores(root, proc_file) == (16 if limit is None else limit)

@@ -6,6 +6,7 @@ segment."""
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -58,11 +59,62 @@ class LoadArgs:
                                             o["iterations"]))
 
 
-def available_cores() -> int:
-    """The CPUs this process may run on: its affinity where the system has
-    one (Linux), else the machine's count."""
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+PROC_CGROUP = Path("/proc/self/cgroup")
+
+
+def available_cores(cgroup_root: Path = CGROUP_ROOT, proc_cgroup: Path = PROC_CGROUP) -> int:
+    """The CPUs this process may use: its affinity where the system has one
+    (Linux; else the machine's count), and no more than its cgroup's CPU
+    limit allows. A container started with --cpus 2, or a pod with
+    limits.cpu 2, sees every CPU of its host in its affinity; one worker per
+    host CPU would crowd two CPUs' worth of time."""
     affinity = getattr(os, "sched_getaffinity", None)
-    return len(affinity(0)) if affinity is not None else os.cpu_count() or 1
+    count = len(affinity(0)) if affinity is not None else os.cpu_count() or 1
+    quota = cgroup_cpu_limit(cgroup_root, proc_cgroup)
+    return max(1, min(count, quota)) if quota is not None else count
+
+
+def cgroup_cpu_limit(root: Path = CGROUP_ROOT, proc_cgroup: Path = PROC_CGROUP) -> int | None:
+    """The CPUs this process's cgroup may use, rounded up (quota / period,
+    cgroup v2's cpu.max or v1's cpu.cfs_quota_us); None without a limit or
+    a readable cgroup."""
+    try:
+        lines = proc_cgroup.read_text().splitlines()
+    except OSError:
+        lines = []
+    for line in lines:
+        _, controllers, path = (line.split(":", 2) + ["", ""])[:3]
+        relative = path.lstrip("/")
+        if controllers == "":  # v2: the unified hierarchy
+            for directory in (root / relative, root):
+                limit = _v2_limit(directory / "cpu.max")
+                if limit is not None:
+                    return limit
+        elif "cpu" in controllers.split(","):  # v1: the cpu controller's hierarchy
+            for mount in (controllers, "cpu", "cpu,cpuacct"):
+                for directory in (root / mount / relative, root / mount):
+                    limit = _v1_limit(directory)
+                    if limit is not None:
+                        return limit
+    return _v2_limit(root / "cpu.max")
+
+
+def _v2_limit(path: Path) -> int | None:
+    try:
+        quota, period = path.read_text().split()[:2]
+        return None if quota == "max" else max(1, math.ceil(int(quota) / int(period)))
+    except (OSError, ValueError, ZeroDivisionError):
+        return None
+
+
+def _v1_limit(directory: Path) -> int | None:
+    try:
+        quota = int((directory / "cpu.cfs_quota_us").read_text())
+        period = int((directory / "cpu.cfs_period_us").read_text())
+        return None if quota <= 0 else max(1, math.ceil(quota / period))
+    except (OSError, ValueError, ZeroDivisionError):
+        return None
 
 
 def resolve_workers(plan: Plan, requested: int | str) -> int:
