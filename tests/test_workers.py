@@ -288,14 +288,11 @@ def test_a_worker_killed_while_writing_a_message_is_a_lost_worker_not_a_crash(
         "died (killed by SIGKILL) at ", "died (killed by SIGKILL) at "]
 
 
-def test_a_worker_whose_parent_dies_mid_message_stops_its_load(
-        target: Any, write_plan: Any) -> None:
-    """The real worker, driven by hand: after `go`, its stdin ends inside a
-    line (the parent was killed writing it): it stops gracefully, as when the
-    parent is gone, instead of running its schedule on."""
+def _driven_worker(path: Path) -> subprocess.Popen[str]:
+    """The real worker, driven by hand as its parent would: spec, `ready`,
+    `go`, and its first snapshot (it is sending load)."""
     from loadaction.workers.launch import LoadArgs
 
-    path = write_plan(HELD_PLAN.format(url=target.url, duration="60s"))
     proc = subprocess.Popen([sys.executable, "-m", "loadaction.workers.child"], cwd=ROOT,
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert proc.stdin is not None and proc.stdout is not None
@@ -306,15 +303,35 @@ def test_a_worker_whose_parent_dies_mid_message_stops_its_load(
     assert json.loads(proc.stdout.readline())["type"] == "ready"
     proc.stdin.write(json.dumps({"type": "go", "t0": time.monotonic()}) + "\n")
     proc.stdin.flush()
-    while json.loads(proc.stdout.readline())["type"] != "snapshot":  # it is sending load
+    while json.loads(proc.stdout.readline())["type"] != "snapshot":
         pass
-    proc.stdin.write('{"type": "wind')
+    return proc
+
+
+def _last_message(proc: subprocess.Popen[str], timeout_s: float) -> dict[str, Any]:
+    assert proc.stdin is not None
     proc.stdin.close()
     proc.stdin = None  # closed: communicate() only reads
     try:
-        stdout, _ = proc.communicate(timeout=30)  # not the plan's 60 s
+        stdout, _ = proc.communicate(timeout=timeout_s)
     finally:
         proc.kill()  # never leave load running behind a failed test
-    done = json.loads(stdout.strip().splitlines()[-1])
-    assert (done["type"], done["status"]) == ("done", "cancelled")
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("last_line, status", [
+    ('{"type": "wind', "cancelled"),  # cut off: the parent died writing it
+    ('{"no type": 1}\n', "crashed"),  # a command it cannot follow: ends its load, says so
+])
+def test_a_worker_stops_its_load_when_its_parent_is_gone_or_makes_no_sense(
+        target: Any, write_plan: Any, last_line: str, status: str) -> None:
+    """Either way it stops promptly (not after the plan's 60 s), instead of
+    running its schedule on deaf to the parent."""
+    path = write_plan(HELD_PLAN.format(url=target.url, duration="60s"))
+    proc = _driven_worker(path)
+    assert proc.stdin is not None
+    proc.stdin.write(last_line)
+    proc.stdin.flush()
+    done = _last_message(proc, timeout_s=30)
+    assert (done["type"], done["status"]) == ("done", status)
     assert target.hits["/ok"] > 0

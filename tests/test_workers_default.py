@@ -104,6 +104,9 @@ def _cgroup(tmp_path: Path, proc: str, files: dict[str, str]) -> tuple[Path, Pat
     ("4:cpu,cpuacct:/\n", {"cpu,cpuacct/cpu.cfs_quota_us": "-1\n",
                            "cpu,cpuacct/cpu.cfs_period_us": "100000\n"}, None),
     ("", {}, None),  # no cgroup to read
+    # a limit on a parent cgroup (a pod's, a systemd slice's) holds for its children
+    ("0::/kubepods/pod1/ctr\n", {"kubepods/pod1/cpu.max": "100000 100000\n",
+                                 "kubepods/pod1/ctr/cpu.max": "max 100000\n"}, 1),
 ])
 def test_a_cgroup_cpu_limit_caps_the_usable_cpus(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, proc: str, files: dict[str, str],

@@ -29,6 +29,21 @@ class RunClock:
         return self._now()
 
 
+async def sleep_until(deadline: float, stop: asyncio.Event) -> bool:
+    """Sleep until `deadline` (monotonic); True if `stop` was set first (or
+    already was)."""
+    if stop.is_set():
+        return True
+    delay = deadline - monotonic()
+    if delay <= 0:
+        return False
+    try:
+        await asyncio.wait_for(stop.wait(), delay)
+        return True
+    except TimeoutError:
+        return False
+
+
 class Heartbeat:
     """Notes each turn of the event loop (at most every 5 ms). Code that may
     run for long without suspending (an iteration of `set` steps, renders

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from yarl import URL
 
-from loadaction.engine.clock import RunClock
+from loadaction.engine.clock import RunClock, sleep_until
 from loadaction.engine.data import Feeder
 from loadaction.engine.executors import Executor, ScenarioRun, executor_for
 from loadaction.engine.hooks import FinishedLoad, LoadContext, RunPlugin
@@ -438,14 +438,7 @@ class Run:
         started: list[str] = []
         try:
             for scenario in sorted(self.plan.scenarios, key=lambda s: s.start_time):
-                delay = t0 + scenario.start_time - monotonic()
-                if delay > 0:
-                    try:
-                        await asyncio.wait_for(self.control.stop.wait(), delay)
-                        return
-                    except TimeoutError:
-                        pass
-                elif self.control.stop.is_set():
+                if await sleep_until(t0 + scenario.start_time, self.control.stop):
                     return
                 started.append(scenario.name)
                 for plugin in self.plugins:

@@ -36,6 +36,19 @@ from loadaction.workers.wire import Snapshotter, encode
 
 async def _commands(reader: asyncio.StreamReader, run: Run, go: asyncio.Event,
                     chaos: ChaosPlugin | None) -> None:
+    """Never ends silently: a command it cannot follow (a bug) ends the
+    worker's load, which the parent then reports, rather than leaving it
+    deaf to `stop` or waiting for a `go` it has already missed."""
+    try:
+        await _follow(reader, run, go, chaos)
+    except Exception as exc:
+        run.control.request_stop(RunStatus.CRASHED, f"worker: bad command from the parent: "
+                                                    f"{type(exc).__name__}: {exc}")
+        go.set()
+
+
+async def _follow(reader: asyncio.StreamReader, run: Run, go: asyncio.Event,
+                  chaos: ChaosPlugin | None) -> None:
     while line := await reader.readline():
         if not line.endswith(b"\n"):
             break  # cut off: the parent died writing it

@@ -86,11 +86,12 @@ def cgroup_cpu_limit(root: Path = CGROUP_ROOT, proc_cgroup: Path = PROC_CGROUP) 
     for line in lines:
         _, controllers, path = (line.split(":", 2) + ["", ""])[:3]
         relative = path.lstrip("/")
-        if controllers == "":  # v2: the unified hierarchy
-            for directory in (root / relative, root):
-                limit = _v2_limit(directory / "cpu.max")
-                if limit is not None:
-                    return limit
+        if controllers == "":  # v2: the unified hierarchy; the tightest limit up to the root
+            directory = root / relative
+            limits = [_v2_limit(d / "cpu.max") for d in (directory, *directory.parents)
+                      if d == root or root in d.parents]
+            if found := [limit for limit in limits if limit is not None]:
+                return min(found)
         elif "cpu" in controllers.split(","):  # v1: the cpu controller's hierarchy
             for mount in (controllers, "cpu", "cpu,cpuacct"):
                 for directory in (root / mount / relative, root / mount):

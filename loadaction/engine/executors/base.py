@@ -13,6 +13,7 @@ from collections.abc import Callable, Coroutine, Iterable
 from time import monotonic, perf_counter_ns
 from typing import Any
 
+from loadaction.engine.clock import sleep_until
 from loadaction.engine.data import DataExhausted
 from loadaction.engine.safety import CapReached
 from loadaction.engine.state import RunState
@@ -80,16 +81,7 @@ class ScenarioRun:
 
     async def sleep_until(self, deadline: float) -> bool:
         """Sleep until `deadline` (monotonic); True if the run was told to stop first."""
-        delay = deadline - monotonic()
-        if self.stopping.is_set():
-            return True
-        if delay <= 0:
-            return False
-        try:
-            await asyncio.wait_for(self.stopping.wait(), delay)
-            return True
-        except TimeoutError:
-            return False
+        return await sleep_until(deadline, self.stopping)
 
     def stripe_iterations(self, execution: Execution) -> None:
         """Number this segment's iterations as `execution` stripes the whole
