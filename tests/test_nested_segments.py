@@ -132,15 +132,23 @@ def test_the_within_pair_round_trips_through_json() -> None:
         within_to_json(segment_tuple(0, 2, ExecutionTuple(*shard(1, 2))))
 
 
-def test_a_shards_caps_are_split_among_its_workers() -> None:
+def test_a_shards_caps_are_split_among_its_workers(write_plan: Any) -> None:
     """--max-requests given to a shard is that shard process's cap: its
     workers' shares sum to it (not to the shard's share of it)."""
-    limits = Limits(max_rps=30.0, max_requests=101, max_duration=9.0)
+    from loadaction.plan import load_plan
+    limits = Limits(max_rps=30.0, max_requests=101, max_duration=90.0)
     outer = ExecutionTuple(*shard(2, 3))
-    shares = [split_limits(limits, segment_tuple(j, 3, outer)) for j in range(3)]
+    plan = load_plan(write_plan("""
+        target: http://127.0.0.1:1
+        scenarios:
+          s: {executor: constant-vus, vus: 30, duration: 1s, exec: f}
+        flows:
+          f: [{request: {url: /ok}}]
+    """), limits=limits, execution=outer)
+    shares = [split_limits(plan, j, 3, outer) for j in range(3)]
     assert sum(s.max_requests or 0 for s in shares) == 101
     assert sum(s.max_rps or 0 for s in shares) == pytest.approx(30.0)
-    assert {s.max_duration for s in shares} == {9.0}
+    assert {s.max_duration for s in shares} == {90.0}
 
 
 def test_unique_rows_are_dealt_once_across_shards_and_workers() -> None:

@@ -95,12 +95,23 @@ def test_snapshots_merge_to_exactly_what_the_worker_recorded(write_plan: Any) ->
     assert parent.select("ws_ping", tags).count == 0  # type: ignore[union-attr]
 
 
-def test_caps_are_split_so_the_workers_shares_sum_to_the_whole() -> None:
-    limits = Limits(max_rps=30.0, max_requests=101, max_duration=9.0)
-    shares = [split_limits(limits, segment_tuple(i, 3)) for i in range(3)]
-    assert sum(s.max_requests or 0 for s in shares) == 101
-    assert sum(s.max_rps or 0 for s in shares) == pytest.approx(30.0)
-    assert {s.max_duration for s in shares} == {9.0}
+def test_caps_are_split_by_the_workers_parts_of_the_vus_and_sum_to_the_whole(
+        write_plan: Any) -> None:
+    from loadaction.plan import load_plan
+    limits = Limits(max_rps=30.0, max_requests=101, max_duration=90.0)
+    plan = load_plan(write_plan(HELD_PLAN.format(url="http://127.0.0.1:1", duration="1s")),
+                     limits=limits)  # 4 VUs
+    for count, vus in ((3, [2, 1, 1]), (2, [2, 2])):
+        shares = [split_limits(plan, i, count) for i in range(count)]
+        assert sum(s.max_requests or 0 for s in shares) == 101
+        assert sum(s.max_rps or 0 for s in shares) == pytest.approx(30.0)
+        assert [s.max_rps for s in shares] == pytest.approx([30.0 * v / 4 for v in vus])
+        assert {s.max_duration for s in shares} == {90.0}
+    three = load_plan(write_plan(HELD_PLAN.replace("vus: 4", "vus: 3").format(
+        url="http://127.0.0.1:1", duration="1s")), limits=limits)
+    # two VUs and one: two thirds and one third, not halves that would throttle the first
+    assert [split_limits(three, i, 2).max_requests for i in range(2)] == [67, 34]
+    assert [split_limits(three, i, 2).max_rps for i in range(2)] == pytest.approx([20.0, 10.0])
 
 
 def test_auto_is_one_per_usable_cpu_where_workers_can_run_the_plan(write_plan: Any) -> None:

@@ -91,7 +91,8 @@ async def _main(reader: asyncio.StreamReader, out: asyncio.StreamWriter) -> int:
         return int(exc.exit_code)
     # the client-side faults are played here, on this worker's requests
     chaos = ChaosPlugin(plan.chaos, follower=True) if plan.chaos else None
-    plan = worker_plan(replace(plan, limits=split_limits(plan.limits, execution)))
+    limits = split_limits(plan, spec["index"], spec["count"], within_from_json(spec["within"]))
+    plan = worker_plan(replace(plan, limits=limits))
     run = Run(plan, transport=transport_for(plan, spec.get("http_client")), vars=spec["vars"],
               plugins=() if chaos is None else (chaos,))
     if (matcher := run.state.realtime) is not None:

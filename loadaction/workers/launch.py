@@ -10,6 +10,7 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -175,19 +176,41 @@ def worker_plan(plan: Plan) -> Plan:
     return replace(plan, thresholds=(), setup=None, teardown=None, chaos=(), probes=())
 
 
-def split_limits(limits: Limits, execution: Execution) -> Limits:
-    """The run's caps hold for the whole run: each worker gets its segment's
-    share of --max-requests (striped, so the shares sum to the cap) and of
-    --max-rps; max-duration is the same for every worker and the parent.
-    In a shard the caps are that shard process's own, so its workers split
-    them by their inner segment."""
-    if isinstance(execution, NestedExecution):
-        execution = execution.inner
+def split_limits(plan: Plan, index: int, count: int,
+                 within: ExecutionTuple = FULL_TUPLE) -> Limits:
+    """Worker `index`'s caps. The run's caps hold for the whole run (in a
+    shard, for that shard process): each worker gets a part of --max-rps
+    and --max-requests in proportion to its part of the VUs, so a worker
+    with two of three VUs may send two thirds (an equal split would throttle
+    it while the other could not use its half); the parts of the requests
+    sum to the cap. max-duration is the same for every worker and the parent."""
+    limits = plan.limits
+    weights = worker_weights(plan, count, within)
     max_requests = (None if limits.max_requests is None
-                    else max(execution.scale(limits.max_requests), 1))
-    max_rps = (None if limits.max_rps is None
-               else limits.max_rps * float(execution.segment.length))
+                    else _apportion(limits.max_requests, weights)[index])
+    max_rps = None if limits.max_rps is None else limits.max_rps * float(weights[index])
     return replace(limits, max_requests=max_requests, max_rps=max_rps)
+
+
+def worker_weights(plan: Plan, count: int, within: ExecutionTuple = FULL_TUPLE
+                   ) -> list[Fraction]:
+    """Each worker's part of the load: its VUs (at their most, summed over
+    the scenarios) over all the workers'; equal parts for a plan of no VUs."""
+    vus = [sum(segment_share(s.executor, segment_tuple(i, count, within)).max_vus
+               for s in plan.scenarios) for i in range(count)]
+    total = sum(vus)
+    return [Fraction(v, total) if total else Fraction(1, count) for v in vus]
+
+
+def _apportion(total: int, weights: Sequence[Fraction]) -> list[int]:
+    """`total` in whole parts by `weights` (largest remainder, ties to the
+    first): the parts sum to `total` exactly."""
+    exact = [total * w for w in weights]
+    parts = [int(e) for e in exact]
+    by_remainder = sorted(range(len(weights)), key=lambda i: (-(exact[i] - parts[i]), i))
+    for i in by_remainder[:total - sum(parts)]:
+        parts[i] += 1
+    return parts
 
 
 def check_workers(plan: Plan, count: int) -> None:
