@@ -24,7 +24,7 @@ from loadaction.metrics.registry import MetricInfo, Registry
 from loadaction.plan.model import Limits
 from loadaction.report import render
 from loadaction.workers.launch import (
-    available_cores, resolve_workers, segment_tuple, split_limits,
+    available_cores, resolve_workers, split_limits,
 )
 from loadaction.workers.wire import Snapshotter, apply_metrics
 
