@@ -112,6 +112,14 @@ def test_caps_are_split_by_the_workers_parts_of_the_vus_and_sum_to_the_whole(
     # two VUs and one: two thirds and one third, not halves that would throttle the first
     assert [split_limits(three, i, 2).max_requests for i in range(2)] == [67, 34]
     assert [split_limits(three, i, 2).max_rps for i in range(2)] == pytest.approx([20.0, 10.0])
+    # parts sum to the cap exactly; a cap too small to share by weight still lets
+    # every worker with VUs send one (with 0 its first request would cap the run)
+    from fractions import Fraction
+
+    from loadaction.workers.launch import _apportion
+    assert _apportion(3, [Fraction(98, 100), Fraction(1, 100), Fraction(1, 100)]) == [1, 1, 1]
+    assert _apportion(10, [Fraction(98, 100), Fraction(1, 100), Fraction(1, 100)]) == [8, 1, 1]
+    assert _apportion(7, [Fraction(1, 2), Fraction(0), Fraction(1, 2)]) == [4, 0, 3]
 
 
 def test_auto_is_one_per_usable_cpu_where_workers_can_run_the_plan(write_plan: Any) -> None:

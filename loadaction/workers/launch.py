@@ -204,13 +204,17 @@ def worker_weights(plan: Plan, count: int, within: ExecutionTuple = FULL_TUPLE
 
 def _apportion(total: int, weights: Sequence[Fraction]) -> list[int]:
     """`total` in whole parts by `weights` (largest remainder, ties to the
-    first): the parts sum to `total` exactly."""
-    exact = [total * w for w in weights]
+    first), at least 1 for every worker with a weight when there are enough
+    (one of 0 would be capped by its first request): the parts sum to
+    `total` exactly."""
+    floor = [1 if w and total >= sum(1 for x in weights if x) else 0 for w in weights]
+    rest = total - sum(floor)
+    exact = [rest * w for w in weights]
     parts = [int(e) for e in exact]
     by_remainder = sorted(range(len(weights)), key=lambda i: (-(exact[i] - parts[i]), i))
-    for i in by_remainder[:total - sum(parts)]:
+    for i in by_remainder[:rest - sum(parts)]:
         parts[i] += 1
-    return parts
+    return [f + p for f, p in zip(floor, parts)]
 
 
 def check_workers(plan: Plan, count: int) -> None:
