@@ -32,7 +32,7 @@ from loadaction.plan.metrics import (
 )
 from loadaction.plan.model import (
     HTTP_CLIENTS, Fault, Flow, JsonPath, Limits, MetricDecl, Plan, PlanWarning, RegressionBudget,
-    Renderable, Scenario, Threshold, WsSubscribeStep,
+    Renderable, Scenario, Threshold,
 )
 from loadaction.metrics.registry import CHAOS_METRICS
 from loadaction.plan.probes import PROBE_ERRORS, Probe, parse_probes
@@ -47,7 +47,7 @@ from loadaction.plan.source import Entry, Map, Node, ReadBudget, Scalar, Seq, co
 from loadaction.plan.steps import FlowParser
 from loadaction.plan.template_cache import CachedTemplates
 from loadaction.plan.templates import Static, Templates, is_template
-from loadaction.plan.websocket import check_update_writes, walk
+from loadaction.plan.websocket import check_update_writes
 
 DEFAULT_TIMEOUT = 60.0
 DEFAULT_MAX_BODY = 1 << 20
@@ -211,7 +211,7 @@ def _load_plan(path: str | Path, *, target: str | None, profile: str | None,
         chaos=chaos,
         warnings=tuple(warnings),
         regressions=tuple(regressions),
-        realtime_writes=_realtime_writes([*flows.values(), setup, teardown]),
+        realtime_writes=_realtime_writes(flow_parser.websocket.writes),
         probes=probes,
         execution=execution,
     )
@@ -376,17 +376,15 @@ def _defaults(node: Node | None, templates: Templates) -> _Defaults:
         insecure_node is not None and expect_bool(insecure_node, "insecureSkipTLSVerify"))
 
 
-def _realtime_writes(flows: Iterable[Flow | None]) -> dict[str, tuple[JsonPath, ...]]:
+def _realtime_writes(writes: Iterable[tuple[str, Source, JsonPath]]
+                     ) -> dict[str, tuple[JsonPath, ...]]:
     """Every request some subscription's `updates` waits for, with the
-    write_key paths read from its response: a worker process relays the keys
-    of all of them, also those no subscription of its own watches."""
+    write_key paths read from its response (as the flows were parsed): a
+    worker process relays the keys of all of them, also those no
+    subscription of its own watches."""
     paths: dict[str, dict[str, JsonPath]] = {}
-    for flow in flows:
-        for step in walk(flow.steps) if flow is not None else ():
-            if isinstance(step, WsSubscribeStep) and step.updates is not None:
-                write, path = step.updates.write, step.updates.write_key
-                if write is not None and path is not None:
-                    paths.setdefault(write, {}).setdefault(path.text, path)
+    for write, _, path in writes:
+        paths.setdefault(write, {}).setdefault(path.text, path)
     return {write: tuple(by_text.values()) for write, by_text in paths.items()}
 
 

@@ -37,6 +37,7 @@ from loadaction.plan.model import (
     Flow,
     GroupStep,
     IfStep,
+    JsonPath,
     MapRecordStep,
     SessionKeep,
     Step,
@@ -139,12 +140,13 @@ NestedSteps = Callable[[Node, tuple[str, ...]], tuple[Step, ...]]
 
 class WebSocketSteps:
     """Parses the ws_* steps of every flow of one plan; `writes` collects the
-    request names `updates` wait for (checked once every flow is read)."""
+    request names `updates` wait for, with the write_key path each reads from
+    the response (the names are checked once every flow is read)."""
 
     def __init__(self, templates: Templates, allowed_hosts: Collection[str]):
         self.templates = templates
         self.allowed_hosts = allowed_hosts
-        self.writes: list[tuple[str, Source]] = []
+        self.writes: list[tuple[str, Source, JsonPath]] = []
 
     def parse(self, kind: str, node: Node, sessions: SessionScope, nested: NestedSteps) -> Step:
         if kind == "websocket":
@@ -284,19 +286,20 @@ class WebSocketSteps:
             raise PlanError("updates needs 'write' (with write_key and key) or 'timestamp'",
                             updates.source)
         name = expect_str(write, "write")
-        self.writes.append((name, write.source))
+        write_key = _path(required(updates, "write_key", "in updates"), "write_key")
+        self.writes.append((name, write.source, write_key))
         deadline = updates.get("deadline")
         return UpdatesSpec(
-            updates.source, write=name,
-            write_key=_path(required(updates, "write_key", "in updates"), "write_key"),
+            updates.source, write=name, write_key=write_key,
             key=_path(required(updates, "key", "in updates"), "key"),
             deadline=_deadline(deadline) if deadline is not None else DEFAULT_DEADLINE_S,
         )
 
 
-def check_update_writes(writes: Iterable[tuple[str, Source]], requests: Collection[str]) -> None:
+def check_update_writes(writes: Iterable[tuple[str, Source, JsonPath]],
+                        requests: Collection[str]) -> None:
     """Every `updates.write` names a request of the plan (in any flow)."""
-    for name, source in writes:
+    for name, source, _ in writes:
         if name not in requests:
             raise PlanError(f"write: no request of the plan is named '{name}'", source,
                             did_you_mean(name, requests)
