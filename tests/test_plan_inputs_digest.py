@@ -134,6 +134,7 @@ def test_shards_of_checkouts_whose_data_differ_are_not_merged(tmp_path, capsys):
         second = _run(two, tmp_path / "r2", "2/2")
         assert results_problem(first) is None
         assert first["plan"]["inputs_sha256"] == second["plan"]["inputs_sha256"] == _digest(one)
+        assert first["plan"]["sha256"] == hashlib.sha256(one.read_bytes()).hexdigest()
         assert main(["merge", str(tmp_path / "r1"), str(tmp_path / "r2"),
                      "--out", str(tmp_path / "m")]) == 0
         merged = json.loads((tmp_path / "m" / "results.json").read_text())

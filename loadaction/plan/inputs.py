@@ -26,6 +26,10 @@ class PlanInputs:
     def record(self, path: str, data: bytes) -> None:
         self._sha256[os.path.normpath(path)] = hashlib.sha256(data).hexdigest()
 
+    def sha256(self, path: str) -> str | None:
+        """The SHA-256 of the bytes read from `path`; None if it was not read."""
+        return self._sha256.get(os.path.normpath(path))
+
     def digest(self, plan_file: str) -> str:
         """SHA-256 of the JSON array of `[path, sha256]` pairs, sorted by path,
         where path is relative to `plan_file`'s directory with `/` separators

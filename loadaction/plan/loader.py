@@ -188,6 +188,7 @@ def _load_plan(path: str | Path, *, target: str | None, profile: str | None,
     return Plan(
         name=name,
         file=str(plan_path),
+        file_sha256=budget.inputs.sha256(str(plan_path)),
         inputs_sha256=budget.inputs.digest(str(plan_path)),
         target=plan_target,
         allowed_hosts=hosts,

@@ -628,6 +628,8 @@ class Plan:
     # the share of the plan this process runs (--execution-segment, --shard):
     # the scenarios above are the whole plan's, executors take their share
     execution: Execution = FULL_TUPLE
-    # SHA-256 over every file the plan was loaded from (plan/inputs.py): the
-    # plan file, its extends bases, includes and data files; None in memory
+    # SHA-256 of the plan file's bytes as loaded, and over every file the plan
+    # was loaded from (plan/inputs.py): the plan file, its extends bases,
+    # includes and data files; None in memory
+    file_sha256: str | None = None
     inputs_sha256: str | None = None

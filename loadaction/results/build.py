@@ -7,12 +7,10 @@ everything downstream (terminal, Markdown, JUnit, GitHub) reads the document.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import platform
 from datetime import timedelta
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 from loadaction import __version__
@@ -28,13 +26,6 @@ from loadaction.results.rows import source_row as _source
 from loadaction.results.rows import threshold_row as _threshold
 
 RESULTS_SCHEMA = 1
-
-
-def _plan_digest(path: str) -> str | None:
-    try:
-        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-    except OSError:
-        return None
 
 
 def _environment() -> dict[str, Any]:
@@ -148,7 +139,7 @@ def build_results(outcome: RunOutcome,
     doc: dict[str, Any] = {
         "schema": RESULTS_SCHEMA,
         "tool": {"name": "loadaction", "version": __version__},
-        "plan": {"name": plan.name, "file": plan.file, "sha256": _plan_digest(plan.file),
+        "plan": {"name": plan.name, "file": plan.file, "sha256": plan.file_sha256,
                  "inputs_sha256": plan.inputs_sha256,
                  "profile": plan.profile, "target": plan.target},
         "started_at": outcome.started_at.isoformat(),
