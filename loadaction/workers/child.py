@@ -82,7 +82,8 @@ async def _snapshots(snap: Snapshotter, out: asyncio.StreamWriter, interval_s: f
 
 async def _main(reader: asyncio.StreamReader, out: asyncio.StreamWriter) -> int:
     spec = json.loads(await reader.readline())
-    execution = segment_tuple(spec["index"], spec["count"], within_from_json(spec["within"]))
+    index, count, within = spec["index"], spec["count"], within_from_json(spec["within"])
+    execution = segment_tuple(index, count, within)
     try:
         plan = LoadArgs.from_json(spec["load"]).load(execution)
     except LoadactionError as exc:
@@ -91,7 +92,7 @@ async def _main(reader: asyncio.StreamReader, out: asyncio.StreamWriter) -> int:
         return int(exc.exit_code)
     # the client-side faults are played here, on this worker's requests
     chaos = ChaosPlugin(plan.chaos, follower=True) if plan.chaos else None
-    limits = split_limits(plan, spec["index"], spec["count"], within_from_json(spec["within"]))
+    limits = split_limits(plan, index, count, within)
     plan = worker_plan(replace(plan, limits=limits))
     run = Run(plan, transport=transport_for(plan, spec.get("http_client")), vars=spec["vars"],
               plugins=() if chaos is None else (chaos,))

@@ -95,8 +95,8 @@ class WorkerPool:
             sys.executable, *self.program, stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE, start_new_session=True, limit=2**24)
         assert proc.stdin is not None and proc.stdout is not None
-        spec = {"index": worker.index, "count": len(self.workers), "within": within_to_json(self.within),
-                "load": self.load.to_json(),
+        spec = {"index": worker.index, "count": len(self.workers),
+                "within": within_to_json(self.within), "load": self.load.to_json(),
                 "vars": dict(vars), "http_client": self.http_client, "interval_s": self.interval_s}
         proc.stdin.write(encode(spec))
         line = await proc.stdout.readline()
