@@ -10,6 +10,7 @@ never argv. This module knows nothing of the CLI: entrypoint.py wires the two.
 
 from __future__ import annotations
 
+import argparse
 import glob
 import math
 import re
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from loadaction.argtypes import rfc3339
+from loadaction.argtypes import workers as parse_workers
 from loadaction.errors import PlanError
 from loadaction.github import commands
 from loadaction.github.baselines import (
@@ -122,9 +124,11 @@ def invocation(env: Mapping[str, str], bundled_plan: Path) -> Invocation:
     if workers := get("workers").strip():
         if mode != "run":
             raise InputError("input 'workers' is for mode run")
-        if not (workers == "auto" or (workers.isdigit() and int(workers) >= 1)):
+        try:
+            parse_workers(workers)  # the flag's own rule
+        except argparse.ArgumentTypeError:
             raise InputError(f"input 'workers' must be a number of processes (1 or more) or "
-                             f"auto, got {workers!r}")
+                             f"auto, got {workers!r}") from None
         argv += ["--workers", workers]
     for number, line in enumerate(get("vars").splitlines(), start=1):
         line = line.strip()
