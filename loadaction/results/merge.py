@@ -219,9 +219,10 @@ def merge_documents(named: Sequence[tuple[str, Mapping[str, Any]]], *,
         "tool": {"name": "loadaction", "version": __version__},
         "plan": dict(first["plan"]),
     }
-    inputs = _digest_of(shards, "inputs_sha256")
-    if inputs is not None:  # equal in every shard that has one (_identity)
-        doc["plan"]["inputs_sha256"] = inputs.doc["plan"]["inputs_sha256"]
+    for key in ("sha256", "inputs_sha256"):
+        carrier = _digest_of(shards, key)
+        if carrier is not None:  # equal in every shard that has one (_identity)
+            doc["plan"][key] = carrier.doc["plan"][key]
     times = [(s.doc.get("started_at"), s.doc.get("ended_at")) for s in shards]
     started = [t for t, _ in times if _instant(t) is not None]
     ended = [t for _, t in times if _instant(t) is not None]
